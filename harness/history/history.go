@@ -1,0 +1,184 @@
+// Package history is the schema of a run's history: one JSON object per line,
+// appended as it happens, so that a run that crashes still leaves a history
+// the checkers can read.
+//
+// The first line is a [Header]; every later line is an [Event]. A client's
+// call is an invoke event followed by one completion (ok, fail or info) from
+// the same process. After an info completion the outcome is unknown and the
+// client continues under a new process id, as in Jepsen, so a process never
+// has more than one call open. Events of the fault plane use the process
+// [Nemesis].
+package history
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Schema and Version identify the format in each history's header. A reader
+// refuses a version it does not know rather than guess.
+const (
+	Schema  = "lockcheck-history"
+	Version = 1
+)
+
+// Type is the kind of an event.
+type Type string
+
+const (
+	// Invoke opens a call.
+	Invoke Type = "invoke"
+	// OK completes a call that took effect.
+	OK Type = "ok"
+	// Fail completes a call that definitely had no effect.
+	Fail Type = "fail"
+	// Info completes a call whose effect is unknown, or records a fact
+	// that is not a call (a lost lease, a fault starting or healing).
+	Info Type = "info"
+)
+
+// The functions a history can hold. Lockers' calls are Acquire and Release;
+// Lost is a notice, recorded as a single info event, that the holder learned
+// its lease is gone. The rest are the nemesis's.
+const (
+	Acquire = "acquire"
+	Release = "release"
+	Lost    = "lost"
+
+	// Crash: a client died; its process never acts again and any lock it
+	// held is abandoned. Value is a ClientRef.
+	Crash = "crash"
+	// Restart: a crashed client is back under a new process. Value is a
+	// ClientRef.
+	Restart = "restart"
+	// FaultStart / FaultStop bracket one fault. Value is a Fault.
+	FaultStart = "fault-start"
+	FaultStop  = "fault-stop"
+	// Recovery marks the start of the recovery phase: every fault is
+	// healed and every live client must acquire once.
+	Recovery = "recovery"
+)
+
+// Process identifies who performed an event: a client process (>= 0) or the
+// nemesis. It encodes as a JSON number, or as the string "nemesis".
+type Process int
+
+// Nemesis is the process of fault-plane events.
+const Nemesis Process = -1
+
+func (p Process) MarshalJSON() ([]byte, error) {
+	if p == Nemesis {
+		return []byte(`"nemesis"`), nil
+	}
+	if p < 0 {
+		return nil, fmt.Errorf("history: invalid process %d", int(p))
+	}
+	return strconv.AppendInt(nil, int64(p), 10), nil
+}
+
+func (p *Process) UnmarshalJSON(b []byte) error {
+	if string(b) == `"nemesis"` {
+		*p = Nemesis
+		return nil
+	}
+	n, err := strconv.ParseInt(string(b), 10, 32)
+	if err != nil || n < 0 {
+		return fmt.Errorf("process must be a non-negative integer or \"nemesis\", got %s", b)
+	}
+	*p = Process(n)
+	return nil
+}
+
+func (p Process) String() string {
+	if p == Nemesis {
+		return "nemesis"
+	}
+	return strconv.Itoa(int(p))
+}
+
+// Event is one line of a history after the header.
+type Event struct {
+	// Index is the event's position, from 0, with no gaps.
+	Index int64 `json:"index"`
+	// Time is nanoseconds since the run started, on the recorder's
+	// monotonic clock: never the clients' (possibly skewed) clocks.
+	Time    int64   `json:"time"`
+	Process Process `json:"process"`
+	// Client is the client slot the process runs in; -1 for the nemesis.
+	Client int    `json:"client"`
+	Type   Type   `json:"type"`
+	F      string `json:"f"`
+	Key    string `json:"key,omitempty"`
+	// Value is the call's argument or result, or the nemesis's details.
+	Value json.RawMessage `json:"value,omitempty"`
+	// Token is the fencing token of a successful acquire.
+	Token uint64 `json:"token,omitempty"`
+	// Attempt, on a successful acquire, is when the winning attempt
+	// started (same clock as Time): the acquisition took effect no
+	// earlier. Zero when the locker does not report attempts.
+	Attempt int64  `json:"attempt,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Header is the first line of every history.
+type Header struct {
+	Schema  string `json:"schema"`
+	Version int    `json:"version"`
+	// Start is the wall-clock time the run started, for people; event
+	// times are relative to it on a monotonic clock.
+	Start time.Time `json:"start"`
+	Run   RunInfo   `json:"run"`
+}
+
+// RunInfo describes the run that produced a history, enough to re-run it.
+type RunInfo struct {
+	ID       string   `json:"id"`
+	Locker   string   `json:"locker"`
+	Workload string   `json:"workload"`
+	Seed     uint64   `json:"seed"`
+	Clients  int      `json:"clients"`
+	Keys     int      `json:"keys"`
+	Duration Duration `json:"duration"`
+	Faults   []string `json:"faults"`
+	// Fencing says whether the locker claims its tokens increase.
+	Fencing bool `json:"fencing"`
+}
+
+// ClientRef is the value of Crash and Restart events.
+type ClientRef struct {
+	Client  int     `json:"client"`
+	Process Process `json:"process"`
+}
+
+// Fault is the value of FaultStart and FaultStop events.
+type Fault struct {
+	// ID pairs a start with its stop.
+	ID      int    `json:"id"`
+	Kind    string `json:"kind"`
+	Clients []int  `json:"clients,omitempty"`
+	// Duration is the planned length, on FaultStart.
+	Duration Duration `json:"duration,omitempty"`
+}
+
+// Duration is a time.Duration that reads and writes as a Go duration string
+// ("1.5s"), so a history stays readable.
+type Duration time.Duration
+
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"1.5s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
