@@ -1,0 +1,161 @@
+package harness
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lockcheck/lockcheck/lockers"
+)
+
+// A gate stands between one client incarnation and the world: while the
+// gate is paused the client's timers do not fire and its requests do not
+// move, as if its process were stopped; once the gate is dead nothing of the
+// client ever moves again, as if the process were killed. Goroutine clients
+// have no process to signal, so every way a locker can observe the world
+// (its clock and its network, per the Env contract) passes through the gate.
+type gate struct {
+	mu      sync.Mutex
+	paused  bool
+	dead    bool
+	resumed chan struct{} // closed at resume or death; replaced at each pause
+	held    []func()      // timer deliveries that came due while paused
+}
+
+func newGate() *gate {
+	g := &gate{resumed: make(chan struct{})}
+	close(g.resumed)
+	return g
+}
+
+func (g *gate) pause() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.paused || g.dead {
+		return
+	}
+	g.paused = true
+	g.resumed = make(chan struct{})
+}
+
+func (g *gate) resume() {
+	g.mu.Lock()
+	if !g.paused || g.dead {
+		g.mu.Unlock()
+		return
+	}
+	g.paused = false
+	held := g.held
+	g.held = nil
+	close(g.resumed)
+	g.mu.Unlock()
+	// In due order, as a resumed process would see its expired timers.
+	for _, deliver := range held {
+		deliver()
+	}
+}
+
+// kill makes the gate dead for good. Held deliveries are dropped, and
+// anything waiting on the gate stays blocked: a killed process does not get
+// to run its cleanup.
+func (g *gate) kill() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.dead {
+		return
+	}
+	g.dead = true
+	g.held = nil
+	if g.paused {
+		g.paused = false
+		close(g.resumed)
+	}
+}
+
+func (g *gate) isDead() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.dead
+}
+
+// deliver runs f now, at resume, or never, depending on the gate.
+func (g *gate) deliver(f func()) {
+	g.mu.Lock()
+	switch {
+	case g.dead:
+		g.mu.Unlock()
+	case g.paused:
+		g.held = append(g.held, f)
+		g.mu.Unlock()
+	default:
+		g.mu.Unlock()
+		f()
+	}
+}
+
+// pass blocks while the gate is paused and forever once it is dead, unless
+// ctx ends first.
+func (g *gate) pass(ctx context.Context) error {
+	for {
+		g.mu.Lock()
+		dead, paused, resumed := g.dead, g.paused, g.resumed
+		g.mu.Unlock()
+		if !dead && !paused {
+			return nil
+		}
+		if dead {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		select {
+		case <-resumed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// clientClock is the clock a client's locker sees: real time plus an offset
+// (for clock faults), with timers that wait for the client's gate.
+type clientClock struct {
+	gate   *gate
+	offset atomic.Int64 // nanoseconds added to real time
+}
+
+var _ lockers.Clock = (*clientClock)(nil)
+
+func (c *clientClock) Now() time.Time {
+	return time.Now().Add(time.Duration(c.offset.Load()))
+}
+
+func (c *clientClock) After(d time.Duration) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	time.AfterFunc(d, func() {
+		c.gate.deliver(func() { ch <- c.Now() })
+	})
+	return ch
+}
+
+// gatedTransport holds a client's HTTP requests at its gate before they are
+// sent and before their responses are handed back, so a paused client
+// neither sends nor learns anything.
+type gatedTransport struct {
+	gate *gate
+	base http.RoundTripper
+}
+
+func (t gatedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := t.gate.pass(req.Context()); err != nil {
+		return nil, err
+	}
+	resp, err := t.base.RoundTrip(req)
+	if perr := t.gate.pass(req.Context()); perr != nil {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return nil, perr
+	}
+	return resp, err
+}

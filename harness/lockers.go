@@ -1,0 +1,7 @@
+package harness
+
+// Lockers lists every locker a run can use, in the order `verify list`
+// prints them.
+func Lockers() []LockerSpec {
+	return []LockerSpec{}
+}

@@ -1,0 +1,133 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/lockcheck/lockcheck/faults"
+	"github.com/lockcheck/lockcheck/harness/history"
+)
+
+// nemesis plays a fault plan against the run's clients and records every
+// start and heal. It implements faults.Clients.
+type nemesis struct {
+	run      *run
+	stopWork <-chan struct{}
+
+	mu      sync.Mutex
+	pending []func() error // heals of faults still active
+}
+
+var _ faults.Clients = (*nemesis)(nil)
+
+func (n *nemesis) play(ctx context.Context, plan []faults.Planned) {
+	start := time.Now()
+	for _, p := range plan {
+		if !waitUntil(ctx, start.Add(p.At)) {
+			return
+		}
+		fault := history.Fault{ID: p.ID, Kind: p.Kind.Name, Clients: p.Clients, Duration: history.Duration(p.Duration)}
+		n.run.rec.record(nemesisEvent(history.FaultStart, fault))
+		heal, err := p.Kind.Inject(n, p.Clients)
+		if err != nil {
+			n.run.log.Logf("fault %d (%s): %v", p.ID, p.Kind.Name, err)
+		}
+		n.mu.Lock()
+		n.pending = append(n.pending, func() error {
+			err := heal()
+			fault.Duration = 0
+			n.run.rec.record(nemesisEvent(history.FaultStop, fault))
+			return err
+		})
+		n.mu.Unlock()
+		waitUntil(ctx, start.Add(p.At+p.Duration))
+		n.healAll()
+	}
+}
+
+// healAll undoes every active fault; safe to call at any time.
+func (n *nemesis) healAll() {
+	n.mu.Lock()
+	pending := n.pending
+	n.pending = nil
+	n.mu.Unlock()
+	for _, heal := range pending {
+		if err := heal(); err != nil {
+			n.run.log.Logf("heal: %v", err)
+		}
+	}
+}
+
+func waitUntil(ctx context.Context, t time.Time) bool {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (n *nemesis) client(slot int) (*client, error) {
+	if slot < 0 || slot >= len(n.run.clients) {
+		return nil, fmt.Errorf("no client %d", slot)
+	}
+	return n.run.clients[slot], nil
+}
+
+func (n *nemesis) Pause(slot int) error {
+	c, err := n.client(slot)
+	if err != nil {
+		return err
+	}
+	if inc := c.current(); inc != nil {
+		inc.gate.pause()
+	}
+	return nil
+}
+
+func (n *nemesis) Resume(slot int) error {
+	c, err := n.client(slot)
+	if err != nil {
+		return err
+	}
+	if inc := c.current(); inc != nil {
+		inc.gate.resume()
+	}
+	return nil
+}
+
+func (n *nemesis) Crash(slot int) error {
+	c, err := n.client(slot)
+	if err != nil {
+		return err
+	}
+	return c.crash()
+}
+
+// Restart starts a new incarnation of a crashed client and, while the
+// workload is still running, puts it back to work.
+func (n *nemesis) Restart(slot int) error {
+	c, err := n.client(slot)
+	if err != nil {
+		return err
+	}
+	if inc := c.current(); inc != nil && !inc.dead {
+		return nil
+	}
+	if err := c.start(); err != nil {
+		return err
+	}
+	inc := c.current()
+	n.run.rec.record(nemesisEvent(history.Restart, history.ClientRef{Client: slot, Process: inc.process}))
+	select {
+	case <-n.stopWork:
+		close(inc.exited)
+	default:
+		go c.work(inc, n.stopWork)
+	}
+	return nil
+}

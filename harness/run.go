@@ -1,0 +1,290 @@
+// Package harness runs a scenario: it starts the backend a locker needs,
+// one simulated client per slot, the workload and the fault schedule, and
+// records every call into a history that the checkers read afterwards.
+//
+// Data flows one way: configuration in, history out. The harness never
+// judges a history; the models package does.
+package harness
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lockcheck/lockcheck/faults"
+	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/lockers"
+)
+
+// Workload shapes what each client does: pick a key, acquire, hold, release,
+// think, repeat.
+type Workload struct {
+	Name string
+	Keys int
+	// Rate is each client's mean number of cycles started per second; 0
+	// means back to back.
+	Rate float64
+	// HoldMin and HoldMax bound how long a holder keeps a lock.
+	HoldMin, HoldMax time.Duration
+	// AcquireTimeout bounds each Lock and Unlock call.
+	AcquireTimeout time.Duration
+}
+
+// Config is one run.
+type Config struct {
+	Locker   LockerSpec
+	Clients  int
+	Duration time.Duration
+	Workload Workload
+	Faults   []faults.Kind
+	// FaultInterval is the mean quiet time between faults.
+	FaultInterval time.Duration
+	// RecoveryTimeout bounds each client's one acquisition in the
+	// recovery phase.
+	RecoveryTimeout time.Duration
+	Seed            uint64
+	// Dir is where the run's files go; it must not exist yet.
+	Dir string
+	// Observers see every event as it is recorded (live progress).
+	Observers []func(history.Event)
+	// Log receives the run's diagnostics; nil discards them.
+	Log lockers.Logger
+}
+
+// Validate reports the first problem with c, naming what to fix.
+func (c Config) Validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(c.Locker.Name != "" && c.Locker.Setup != nil, "no locker chosen")
+	check(c.Clients >= 1 && c.Clients <= 1024, "clients must be between 1 and 1024, got %d", c.Clients)
+	check(c.Workload.Keys >= 1 && c.Workload.Keys <= 1<<16, "keys must be between 1 and 65536, got %d", c.Workload.Keys)
+	check(c.Duration > 0 && c.Duration <= 24*time.Hour, "duration must be positive and at most 24h, got %v", c.Duration)
+	check(c.Workload.Rate >= 0, "rate must not be negative, got %v", c.Workload.Rate)
+	check(c.Workload.HoldMin >= 0 && c.Workload.HoldMax >= c.Workload.HoldMin, "hold range %v..%v is empty or negative", c.Workload.HoldMin, c.Workload.HoldMax)
+	check(c.Workload.AcquireTimeout > 0, "acquire timeout must be positive, got %v", c.Workload.AcquireTimeout)
+	check(c.RecoveryTimeout > 0, "recovery timeout must be positive, got %v", c.RecoveryTimeout)
+	check(len(c.Faults) == 0 || c.FaultInterval > 0, "fault interval must be positive when faults are on, got %v", c.FaultInterval)
+	check(c.Dir != "", "no output directory")
+	return errors.Join(errs...)
+}
+
+// Outcome is what a run left behind.
+type Outcome struct {
+	Dir         string
+	HistoryPath string
+	Header      history.Header
+	// Interrupted is set when ctx ended before the run finished: the
+	// history holds what happened until then, faults healed, and no
+	// recovery phase.
+	Interrupted bool
+	// Unfinished lists clients whose last call had not returned when the
+	// harness stopped waiting for them.
+	Unfinished []int
+}
+
+type run struct {
+	cfg       Config
+	rec       *Recorder
+	newLocker func(lockers.Env) (lockers.Locker, error)
+	transport http.RoundTripper
+	log       lockers.Logger
+	processes atomic.Int64
+	clients   []*client
+	// ctx is the parent of every incarnation's context; it ends when the
+	// run is over, so no client outlives its run.
+	ctx context.Context
+}
+
+func (r *run) newProcess() history.Process {
+	return history.Process(r.processes.Add(1) - 1)
+}
+
+// NewRunID names a run after its start time, locker and seed, so a
+// directory listing reads as a log.
+func NewRunID(start time.Time, locker string, seed uint64) string {
+	return fmt.Sprintf("%s-%s-s%d", start.UTC().Format("20060102-150405.000"), locker, seed)
+}
+
+// Run executes cfg. The history is written as the run goes, so whatever
+// happens it holds every event recorded before. An error means the run
+// could not be set up or its history could not be written.
+func Run(ctx context.Context, cfg Config) (*Outcome, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.Dir), 0o755); err != nil {
+		return nil, fmt.Errorf("results directory: %w", err)
+	}
+	if err := os.Mkdir(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("run directory: %w", err)
+	}
+	out := &Outcome{Dir: cfg.Dir, HistoryPath: filepath.Join(cfg.Dir, "history.jsonl")}
+	f, err := os.OpenFile(out.HistoryPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	defer f.Close()
+
+	setupCtx, cancelSetup := context.WithTimeout(ctx, time.Minute)
+	newLocker, closeBackend, err := cfg.Locker.Setup(setupCtx)
+	cancelSetup()
+	if err != nil {
+		return nil, fmt.Errorf("locker %s: setup: %w", cfg.Locker.Name, err)
+	}
+	defer closeBackend()
+
+	start := time.Now()
+	out.Header = history.Header{Start: start, Run: history.RunInfo{
+		ID:       filepath.Base(cfg.Dir),
+		Locker:   cfg.Locker.Name,
+		Workload: cfg.Workload.Name,
+		Seed:     cfg.Seed,
+		Clients:  cfg.Clients,
+		Keys:     cfg.Workload.Keys,
+		Duration: history.Duration(cfg.Duration),
+		Faults:   faultNames(cfg.Faults),
+		Fencing:  cfg.Locker.Fencing,
+	}}
+	w, err := history.NewWriter(f, out.Header)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Log
+	if log == nil {
+		log = discard{}
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	defer transport.CloseIdleConnections()
+	r := &run{cfg: cfg, rec: newRecorder(w, start, cfg.Observers), newLocker: newLocker, transport: transport, log: log}
+	r.execute(ctx, out)
+	if err := r.rec.Err(); err != nil {
+		return out, err
+	}
+	return out, f.Sync()
+}
+
+func (r *run) execute(ctx context.Context, out *Outcome) {
+	var stopClients context.CancelFunc
+	r.ctx, stopClients = context.WithCancel(context.Background())
+	defer stopClients() // ends every incarnation's context, last of all
+	for slot := range r.cfg.Clients {
+		r.clients = append(r.clients, &client{slot: slot, run: r})
+	}
+	for _, c := range r.clients {
+		if err := c.start(); err != nil {
+			r.log.Logf("%v", err)
+			out.Unfinished = append(out.Unfinished, c.slot)
+			continue
+		}
+	}
+	stopWork := make(chan struct{})
+	for _, c := range r.clients {
+		if inc := c.current(); inc != nil {
+			go c.work(inc, stopWork)
+		}
+	}
+
+	nem := &nemesis{run: r, stopWork: stopWork}
+	plan := faults.Plan(r.cfg.Seed, r.cfg.Faults, faults.PlanOptions{
+		Clients: r.cfg.Clients, Window: r.cfg.Duration, Interval: r.cfg.FaultInterval,
+	})
+	nemDone := make(chan struct{})
+	nemCtx, stopNemesis := context.WithCancel(ctx)
+	go func() { defer close(nemDone); nem.play(nemCtx, plan) }()
+
+	select {
+	case <-time.After(r.cfg.Duration):
+	case <-ctx.Done():
+		out.Interrupted = true
+	}
+	stopNemesis()
+	<-nemDone
+	nem.healAll()
+	close(stopWork)
+	out.Unfinished = append(out.Unfinished, r.waitForClients(ctx)...)
+	if out.Interrupted || ctx.Err() != nil {
+		out.Interrupted = true
+		return
+	}
+	r.recover(ctx)
+}
+
+// waitForClients waits for every live client to finish its current cycle,
+// for at most as long as a cycle can legitimately take.
+func (r *run) waitForClients(ctx context.Context) []int {
+	w := r.cfg.Workload
+	limit := time.After(2*w.AcquireTimeout + w.HoldMax + 5*time.Second)
+	var unfinished []int
+	for _, c := range r.clients {
+		inc := c.current()
+		if inc == nil {
+			continue
+		}
+		select {
+		case <-inc.exited:
+		case <-limit:
+			unfinished = append(unfinished, c.slot)
+			r.log.Logf("client %d: still inside a call when the run stopped waiting", c.slot)
+		case <-ctx.Done():
+			return append(unfinished, c.slot)
+		}
+	}
+	return unfinished
+}
+
+// recover runs the recovery phase: with every fault healed, each client
+// acquires once (on keys spread over the key space) and releases.
+func (r *run) recover(ctx context.Context) {
+	r.rec.record(nemesisEvent(history.Recovery, nil))
+	var wg sync.WaitGroup
+	for _, c := range r.clients {
+		inc := c.current()
+		if inc == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.cycle(inc, keyName(c.slot%r.cfg.Workload.Keys), r.cfg.RecoveryTimeout, r.cfg.Workload.HoldMin)
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-time.After(2*r.cfg.RecoveryTimeout + r.cfg.Workload.HoldMin + 5*time.Second):
+		r.log.Logf("recovery phase: some clients still inside a call when the run stopped waiting")
+	}
+}
+
+func faultNames(kinds []faults.Kind) []string {
+	names := []string{}
+	for _, k := range kinds {
+		names = append(names, k.Name)
+	}
+	return names
+}
+
+func nemesisEvent(f string, value any) history.Event {
+	e := history.Event{Process: history.Nemesis, Client: -1, Type: history.Info, F: f}
+	if value != nil {
+		e.Value, _ = json.Marshal(value)
+	}
+	return e
+}
+
+type discard struct{}
+
+func (discard) Logf(string, ...any) {}

@@ -1,0 +1,271 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lockcheck/lockcheck/faults"
+	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/lockers"
+)
+
+// testLocker is a minimal correct lock, so these tests exercise the
+// harness and not a locker under test.
+type testStore struct {
+	mu     sync.Mutex
+	owners map[string]*testLease
+	tokens map[string]uint64
+}
+
+type testLocker struct {
+	store *testStore
+	env   lockers.Env
+}
+
+type testLease struct {
+	store *testStore
+	key   string
+	token uint64
+}
+
+func (l *testLocker) Lock(ctx context.Context, key string) (lockers.Lease, error) {
+	for {
+		l.env.MarkAttempt()
+		l.store.mu.Lock()
+		if l.store.owners[key] == nil {
+			l.store.tokens[key]++
+			lease := &testLease{store: l.store, key: key, token: l.store.tokens[key]}
+			l.store.owners[key] = lease
+			l.store.mu.Unlock()
+			return lease, nil
+		}
+		l.store.mu.Unlock()
+		if err := lockers.Sleep(ctx, l.env.Clock, time.Millisecond); err != nil {
+			return nil, errors.Join(lockers.ErrNoEffect, err)
+		}
+	}
+}
+
+func (l *testLease) Token() uint64         { return l.token }
+func (l *testLease) Lost() <-chan struct{} { return nil }
+func (l *testLease) Unlock(context.Context) error {
+	l.store.mu.Lock()
+	defer l.store.mu.Unlock()
+	if l.store.owners[l.key] != l {
+		return lockers.ErrNoEffect
+	}
+	delete(l.store.owners, l.key)
+	return nil
+}
+
+func testSpec() LockerSpec {
+	return LockerSpec{Name: "test", Fencing: true, Setup: func(context.Context) (func(lockers.Env) (lockers.Locker, error), func(), error) {
+		s := &testStore{owners: map[string]*testLease{}, tokens: map[string]uint64{}}
+		return func(env lockers.Env) (lockers.Locker, error) { return &testLocker{store: s, env: env}, nil }, func() {}, nil
+	}}
+}
+
+func testConfig(t *testing.T, faultNames ...string) Config {
+	kinds, err := faults.Lookup(faultNames)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Config{
+		Locker: testSpec(), Clients: 4, Duration: 1500 * time.Millisecond,
+		Workload:      Workload{Name: "mutex", Keys: 2, Rate: 50, HoldMin: time.Millisecond, HoldMax: 5 * time.Millisecond, AcquireTimeout: time.Second},
+		Faults:        kinds,
+		FaultInterval: 100 * time.Millisecond, RecoveryTimeout: 2 * time.Second,
+		Seed: 3, Dir: filepath.Join(t.TempDir(), "run"),
+	}
+}
+
+func runAndRead(t *testing.T, cfg Config) (*Outcome, *history.History) {
+	t.Helper()
+	out, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := history.ReadFile(out.HistoryPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, h
+}
+
+// seedWithEveryFault picks a seed whose plan has every configured kind, so
+// the test does not depend on a lucky draw.
+func seedWithEveryFault(t *testing.T, cfg Config) uint64 {
+	for seed := uint64(1); seed < 1000; seed++ {
+		seen := map[string]bool{}
+		for _, p := range faults.Plan(seed, cfg.Faults, faults.PlanOptions{Clients: cfg.Clients, Window: cfg.Duration, Interval: cfg.FaultInterval}) {
+			seen[p.Kind.Name] = true
+		}
+		if len(seen) == len(cfg.Faults) {
+			return seed
+		}
+	}
+	t.Fatal("no seed below 1000 plans every fault kind")
+	return 0
+}
+
+func TestRunRecordsWellFormedCalls(t *testing.T) {
+	cfg := testConfig(t, "pause", "crash")
+	cfg.Seed = seedWithEveryFault(t, cfg)
+	out, h := runAndRead(t, cfg)
+	if out.Interrupted || len(out.Unfinished) > 0 {
+		t.Fatalf("outcome %+v", out)
+	}
+	if h.Header.Run.Locker != "test" || h.Header.Run.Seed != cfg.Seed || len(h.Header.Run.Faults) != 2 {
+		t.Errorf("header %+v", h.Header.Run)
+	}
+	open := map[history.Process]history.Event{}
+	var prev int64
+	counts := map[string]int{}
+	recoveryAt := int64(-1)
+	crashed := map[history.Process]bool{}
+	for _, e := range h.Events {
+		if e.Time < prev {
+			t.Fatalf("event %d goes back in time", e.Index)
+		}
+		prev = e.Time
+		if e.Process == history.Nemesis {
+			counts[e.F]++
+			if e.F == history.Recovery {
+				recoveryAt = e.Time
+			}
+			if e.F == history.Crash {
+				var ref history.ClientRef
+				mustUnmarshal(t, e.Value, &ref)
+				crashed[ref.Process] = true
+				if _, stillOpen := open[ref.Process]; stillOpen {
+					t.Errorf("process %d crashed with a call left open", ref.Process)
+				}
+			}
+			continue
+		}
+		if crashed[e.Process] {
+			t.Errorf("event %d by process %d after its crash", e.Index, e.Process)
+		}
+		switch e.Type {
+		case history.Invoke:
+			if prior, ok := open[e.Process]; ok {
+				t.Fatalf("process %d invokes at %d with call %d open", e.Process, e.Index, prior.Index)
+			}
+			open[e.Process] = e
+		case history.OK, history.Fail, history.Info:
+			if e.F == history.Lost {
+				continue
+			}
+			inv, ok := open[e.Process]
+			if !ok || inv.F != e.F || inv.Key != e.Key {
+				t.Fatalf("completion %d does not match an open call of process %d", e.Index, e.Process)
+			}
+			delete(open, e.Process)
+			counts[string(e.Type)+" "+e.F]++
+			if e.Type == history.OK && e.F == history.Acquire && (e.Token == 0 || e.Attempt < inv.Time || e.Attempt > e.Time) {
+				t.Errorf("acquire %d: token %d attempt %d outside [%d, %d]", e.Index, e.Token, e.Attempt, inv.Time, e.Time)
+			}
+		}
+	}
+	if len(open) != 0 {
+		t.Errorf("calls never completed: %v", open)
+	}
+	if counts["ok acquire"] < 20 || counts["ok release"] < 20 {
+		t.Errorf("too little work recorded: %v", counts)
+	}
+	if counts[history.FaultStart] == 0 || counts[history.FaultStart] != counts[history.FaultStop] {
+		t.Errorf("faults started %d, healed %d", counts[history.FaultStart], counts[history.FaultStop])
+	}
+	if counts[history.Crash] == 0 || counts[history.Crash] != counts[history.Restart] {
+		t.Errorf("crashes %d, restarts %d", counts[history.Crash], counts[history.Restart])
+	}
+	if recoveryAt < 0 {
+		t.Fatal("no recovery phase recorded")
+	}
+	recovered := map[int]bool{}
+	for _, e := range h.Events {
+		if e.Time >= recoveryAt && e.Type == history.OK && e.F == history.Acquire {
+			recovered[e.Client] = true
+		}
+	}
+	if len(recovered) != cfg.Clients {
+		t.Errorf("clients that acquired in recovery: %v, want all %d", recovered, cfg.Clients)
+	}
+}
+
+func TestSameSeedSameFaultSchedule(t *testing.T) {
+	schedule := func() (out []string) {
+		_, h := runAndRead(t, testConfig(t, "pause", "crash"))
+		for _, e := range h.Events {
+			if e.F == history.FaultStart {
+				out = append(out, string(e.Value))
+			}
+		}
+		return out
+	}
+	a, b := schedule(), schedule()
+	if len(a) == 0 || len(a) != len(b) {
+		t.Fatalf("schedules differ in length: %d vs %d", len(a), len(b))
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			t.Errorf("fault %d: %s vs %s", i, a[i], b[i])
+		}
+	}
+}
+
+func TestInterruptedRunKeepsItsHistory(t *testing.T) {
+	cfg := testConfig(t, "pause")
+	cfg.Duration = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	acquired := make(chan struct{})
+	var once sync.Once
+	cfg.Observers = []func(history.Event){func(e history.Event) {
+		if e.Type == history.OK && e.F == history.Release {
+			once.Do(func() { close(acquired) })
+		}
+	}}
+	go func() { <-acquired; cancel() }()
+	out, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !out.Interrupted {
+		t.Error("interrupted run not reported as such")
+	}
+	h, err := history.ReadFile(out.HistoryPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var releases int
+	for _, e := range h.Events {
+		if e.F == history.Recovery {
+			t.Error("an interrupted run ran its recovery phase")
+		}
+		if e.Type == history.OK && e.F == history.Release {
+			releases++
+		}
+	}
+	if releases == 0 {
+		t.Error("the interrupted run's history lost its calls")
+	}
+}
+
+func TestConfigErrorsNameWhatToFix(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Clients = 0
+	cfg.Workload.HoldMax = -1
+	_, err := Run(context.Background(), cfg)
+	if err == nil {
+		t.Fatal("bad config accepted")
+	}
+	for _, want := range []string{"clients must be between 1 and 1024, got 0", "hold range"} {
+		if !contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}
