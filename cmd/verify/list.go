@@ -1,0 +1,38 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/lockcheck/lockcheck/faults"
+	"github.com/lockcheck/lockcheck/harness"
+)
+
+func listCommand(args []string, stdout io.Writer) (int, error) {
+	if len(args) > 0 {
+		return 0, fmt.Errorf("list takes no arguments, got %q", args)
+	}
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "LOCKERS\tFENCING\t")
+	for _, l := range harness.Lockers() {
+		fencing := "no"
+		if l.Fencing {
+			fencing = "yes"
+		}
+		fmt.Fprintf(w, "  %s\t%s\t%s\n", l.Name, fencing, l.Summary)
+	}
+	fmt.Fprintln(w, "\nFAULTS (-faults a,b)\t\t")
+	for _, k := range faults.Kinds() {
+		fmt.Fprintf(w, "  %s\t%v..%v\t%s\n", k.Name, k.Min, k.Max, k.Summary)
+	}
+	fmt.Fprintln(w, "\nWORKLOADS\t\t")
+	for _, wl := range workloads {
+		fmt.Fprintf(w, "  %s\t\t%s\n", wl.name, wl.summary)
+	}
+	return exitValid, w.Flush()
+}
+
+var workloads = []struct{ name, summary string }{
+	{"mutex", "acquire a random key, hold it a random time, release, think, repeat"},
+}

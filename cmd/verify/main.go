@@ -1,0 +1,88 @@
+// Command verify runs lock algorithms through faults, records every call,
+// and checks the history: mutual exclusion as the clients saw it,
+// linearizability against an owner-aware lock model, and liveness.
+//
+// Exit codes: 0 valid, 1 invalid, 2 unknown, 3 could not run.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Exit codes, one per verdict, and one for "the question was never asked".
+const (
+	exitValid    = 0
+	exitInvalid  = 1
+	exitUnknown  = 2
+	exitCouldNot = 3
+)
+
+const usage = `verify: a correctness and chaos harness for distributed locks.
+
+Usage:
+  verify run   [flags]                 run a locker through faults and check it
+  verify check [flags] <run dir | history.jsonl>
+                                       re-check a saved run or history
+  verify list                          list lockers, faults and workloads
+  verify help <command>                flags of one command
+
+Examples:
+  verify run                                     quick run of the default locker
+  verify run -locker memory-owner -faults pause,crash -duration 20s -seed 7
+  verify run -locker mutant-double-grant -clients 8 -keys 1
+  verify check results/20261124-101500.000-memory-owner-s7
+  verify list
+
+Every run writes results/<run-id>/: history.jsonl (every call, streamed),
+result.json (verdicts, counterexamples, latency), summary.txt and
+history.html (the linearizability search, drawn by porcupine).
+
+A verdict is valid, invalid or unknown. Unknown means a checker ran out of
+time or memory: it is never a pass.
+
+Exit codes: 0 valid, 1 invalid, 2 unknown, 3 could not run (bad flags,
+unreadable history, setup failure).
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// errUsage is a mistake in the command line; usage has been printed.
+var errUsage = errors.New("usage")
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitCouldNot
+	}
+	var code int
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "run":
+		code, err = runCommand(rest, stdout, stderr)
+	case "check":
+		code, err = checkCommand(rest, stdout, stderr)
+	case "list":
+		code, err = listCommand(rest, stdout)
+	case "help", "-h", "-help", "--help":
+		if len(rest) == 1 {
+			return run([]string{rest[0], "-h"}, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage)
+		return exitValid
+	default:
+		fmt.Fprintf(stderr, "verify: unknown command %q\n\n%s", cmd, usage)
+		return exitCouldNot
+	}
+	if err != nil {
+		if !errors.Is(err, errUsage) {
+			fmt.Fprintf(stderr, "verify %s: %v\n", args[0], err)
+		}
+		return exitCouldNot
+	}
+	return code
+}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func verify(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// runOnce runs a short run and returns its directory.
+func runOnce(t *testing.T, args ...string) (dir string, code int, stdout string) {
+	t.Helper()
+	results := t.TempDir()
+	code, stdout, stderr := verify(t, append([]string{"run", "-q", "-out", results, "-duration", "1500ms", "-recovery-timeout", "3s"}, args...)...)
+	entries, err := os.ReadDir(results)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("want one run directory in %s, got %v (%v)\nstdout:\n%s\nstderr:\n%s", results, entries, err, stdout, stderr)
+	}
+	return filepath.Join(results, entries[0].Name()), code, stdout
+}
+
+func TestRunValidLockerExitsZeroAndWritesEveryArtifact(t *testing.T) {
+	dir, code, stdout := runOnce(t, "-locker", "memory-owner", "-clients", "4", "-keys", "2", "-faults", "pause", "-fault-interval", "200ms", "-seed", "5")
+	if code != exitValid {
+		t.Fatalf("exit %d, want 0\n%s", code, stdout)
+	}
+	for _, f := range []string{"history.jsonl", "result.json", "summary.txt", "history.html"} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s missing or empty: %v", f, err)
+		}
+	}
+	res, err := readResult(filepath.Join(dir, "result.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Verdict != "valid" || res.Seed != 5 || res.Run.Locker != "memory-owner" || res.Versions["go"] == "" || len(res.Report.Checkers) != 3 {
+		t.Errorf("result.json: verdict %q seed %d locker %q versions %v checkers %d", res.Verdict, res.Seed, res.Run.Locker, res.Versions, len(res.Report.Checkers))
+	}
+	if !strings.Contains(stdout, "verdict: valid") || !strings.Contains(stdout, "mutual-exclusion") {
+		t.Errorf("stdout lacks the verdict table:\n%s", stdout)
+	}
+}
+
+func TestRunBrokenLockerExitsOneAndCheckReproducesIt(t *testing.T) {
+	// Every hold outlasts the mutant's 30 ms lease and one key is
+	// contended back to back, so the silent expiry shows in any run.
+	dir, code, stdout := runOnce(t, "-locker", "mutant-silent-expiry", "-clients", "4", "-keys", "1", "-rate", "0", "-hold-min", "40ms", "-hold-max", "60ms")
+	if code != exitInvalid {
+		t.Fatalf("exit %d, want 1\n%s", code, stdout)
+	}
+	if !strings.Contains(stdout, "first counterexample") {
+		t.Errorf("no counterexample printed:\n%s", stdout)
+	}
+	code, stdout, _ = verify(t, "check", dir)
+	if code != exitInvalid || !strings.Contains(stdout, "saved verdict invalid: reproduced") {
+		t.Errorf("check: exit %d\n%s", code, stdout)
+	}
+}
+
+func TestCheckTruncatedHistoryChecksWhatIsThere(t *testing.T) {
+	dir, _, _ := runOnce(t, "-locker", "memory-owner", "-clients", "2", "-keys", "1")
+	b, err := os.ReadFile(filepath.Join(dir, "history.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(t.TempDir(), "cut.jsonl")
+	if err := os.WriteFile(cut, b[:len(b)-20], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := verify(t, "check", cut)
+	if code != exitValid {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "was cut off") || !strings.Contains(stdout, "truncated") {
+		t.Errorf("truncation not reported:\n%s", stdout)
+	}
+}
+
+func TestBadInputExitsThreeSayingWhatToFix(t *testing.T) {
+	garbage := filepath.Join(t.TempDir(), "garbage.jsonl")
+	os.WriteFile(garbage, []byte("this is not json\n"), 0o644)
+	notHistory := filepath.Join(t.TempDir(), "other.json")
+	b, _ := json.Marshal(map[string]int{"a": 1})
+	os.WriteFile(notHistory, append(b, '\n'), 0o644)
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"check", garbage}, "not a history header"},
+		{[]string{"check", notHistory}, "is this a lockcheck history.jsonl"},
+		{[]string{"check", filepath.Join(t.TempDir(), "missing")}, "no such file"},
+		{[]string{"check"}, "want exactly one"},
+		{[]string{"run", "-locker", "nope"}, `unknown locker "nope"; known lockers: memory`},
+		{[]string{"run", "-faults", "pause,meteor"}, `unknown fault "meteor"`},
+		{[]string{"run", "-clients", "0"}, "clients must be between 1 and 1024"},
+		{[]string{"run", "-duration", "-1s"}, "duration must be positive"},
+		{[]string{"run", "extra"}, "unexpected arguments"},
+		{[]string{"run", "-no-such-flag"}, "flag provided but not defined"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{nil, "Usage:"},
+	}
+	for _, c := range cases {
+		code, stdout, stderr := verify(t, c.args...)
+		if code != exitCouldNot {
+			t.Errorf("%v: exit %d, want 3", c.args, code)
+		}
+		if !strings.Contains(stdout+stderr, c.want) {
+			t.Errorf("%v: output does not say %q:\n%s%s", c.args, c.want, stdout, stderr)
+		}
+	}
+}
+
+func TestHelpAndListTeach(t *testing.T) {
+	code, stdout, stderr := verify(t, "help", "run")
+	if code != exitValid || !strings.Contains(stderr, "Examples:") || !strings.Contains(stderr, "-faults") {
+		t.Errorf("help run: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, _ = verify(t, "list")
+	for _, want := range []string{"memory-owner", "mutant-double-grant", "pause", "crash", "mutex"} {
+		if code != exitValid || !strings.Contains(stdout, want) {
+			t.Errorf("list lacks %q:\n%s", want, stdout)
+		}
+	}
+}

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lockcheck/lockcheck/faults"
+	"github.com/lockcheck/lockcheck/harness"
+)
+
+type runFlags struct {
+	locker          string
+	clients, keys   int
+	duration        time.Duration
+	rate            float64
+	holdMin         time.Duration
+	holdMax         time.Duration
+	acquireTimeout  time.Duration
+	faults          string
+	faultInterval   time.Duration
+	recoveryTimeout time.Duration
+	seed            uint64
+	out             string
+	checkTimeout    time.Duration
+	requireRecovery bool
+	quiet           bool
+}
+
+func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
+	f := &runFlags{}
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.locker, "locker", "memory-owner", "locker under test (see `verify list`)")
+	fs.IntVar(&f.clients, "clients", 8, "number of simulated clients, each with its own locker")
+	fs.IntVar(&f.keys, "keys", 2, "number of lock names the clients contend for")
+	fs.DurationVar(&f.duration, "duration", 10*time.Second, "length of the workload phase (the recovery phase follows)")
+	fs.Float64Var(&f.rate, "rate", 20, "cycles each client starts per second on average; 0 = back to back")
+	fs.DurationVar(&f.holdMin, "hold-min", 0, "shortest time a holder keeps a lock")
+	fs.DurationVar(&f.holdMax, "hold-max", 50*time.Millisecond, "longest time a holder keeps a lock")
+	fs.DurationVar(&f.acquireTimeout, "acquire-timeout", 5*time.Second, "deadline of each Lock and Unlock call")
+	fs.StringVar(&f.faults, "faults", "", "comma-separated faults to schedule, e.g. pause,crash (see `verify list`)")
+	fs.DurationVar(&f.faultInterval, "fault-interval", time.Second, "mean quiet time between faults")
+	fs.DurationVar(&f.recoveryTimeout, "recovery-timeout", 10*time.Second, "how long each client may take to acquire once after every fault is healed")
+	fs.Uint64Var(&f.seed, "seed", 0, "seed for the workload and the fault schedule; 0 picks one and prints it")
+	fs.StringVar(&f.out, "out", "results", "directory that receives the run's directory")
+	fs.DurationVar(&f.checkTimeout, "check-timeout", time.Minute, "time limit of the linearizability search; past it the verdict is unknown")
+	fs.BoolVar(&f.requireRecovery, "require-recovery", false, "count clients that never acquire in the recovery phase as a failure (exit 1)")
+	fs.BoolVar(&f.quiet, "q", false, "no progress output")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: verify run [flags]
+
+Runs -clients simulated clients against -locker for -duration, with the
+-faults scheduled from -seed, then heals every fault and gives each client
+one chance to acquire (the recovery phase). Every call is recorded to
+results/<run-id>/history.jsonl as it happens, then checked.
+
+Examples:
+  verify run -locker memory-owner -faults pause,crash -seed 7
+  verify run -locker mutant-unlock-any -duration 20s -clients 8 -keys 1
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	return fs, f
+}
+
+func runCommand(args []string, stdout, stderr io.Writer) (int, error) {
+	fs, f := newRunFlags(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitValid, nil
+		}
+		return 0, errUsage
+	}
+	if fs.NArg() > 0 {
+		return 0, fmt.Errorf("unexpected arguments %q; every setting is a flag (see verify help run)", fs.Args())
+	}
+	cfg, err := f.config()
+	if err != nil {
+		return 0, err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		// A second interrupt kills the process the ordinary way; the
+		// history on disk is complete up to that moment either way.
+		stop()
+	}()
+
+	fmt.Fprintf(stdout, "run %s\n  locker %s, %d clients, %d keys, %v, faults [%s], seed %d\n",
+		filepath.Base(cfg.Dir), cfg.Locker.Name, cfg.Clients, cfg.Workload.Keys, cfg.Duration, f.faults, cfg.Seed)
+	prog := newProgress(stderr, cfg.Duration, f.quiet)
+	cfg.Observers = append(cfg.Observers, prog.observe)
+	prog.start()
+	out, runErr := harness.Run(ctx, cfg)
+	prog.stop()
+	if out == nil {
+		return 0, runErr
+	}
+	if out.Interrupted {
+		fmt.Fprintln(stdout, "interrupted: faults healed, checking the history recorded so far")
+	}
+	if len(out.Unfinished) > 0 {
+		fmt.Fprintf(stdout, "clients %v were still inside a call when the run stopped waiting for them\n", out.Unfinished)
+	}
+	code, err := checkAndReport(out.HistoryPath, out.Dir, checkOptions{timeout: f.checkTimeout, requireRecovery: f.requireRecovery}, stdout)
+	return code, errors.Join(runErr, err)
+}
+
+func (f *runFlags) config() (harness.Config, error) {
+	locker, err := harness.LookupLocker(f.locker)
+	if err != nil {
+		return harness.Config{}, fmt.Errorf("-locker: %w", err)
+	}
+	var names []string
+	for _, n := range strings.Split(f.faults, ",") {
+		if n = strings.TrimSpace(n); n != "" && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	kinds, err := faults.Lookup(names)
+	if err != nil {
+		return harness.Config{}, fmt.Errorf("-faults: %w", err)
+	}
+	seed := f.seed
+	for seed == 0 {
+		var b [8]byte
+		rand.Read(b[:])
+		seed = binary.LittleEndian.Uint64(b[:]) >> 1 // fits an int64 for tools that read JSON as float or int64
+	}
+	cfg := harness.Config{
+		Locker:   locker,
+		Clients:  f.clients,
+		Duration: f.duration,
+		Workload: harness.Workload{
+			Name: "mutex", Keys: f.keys, Rate: f.rate,
+			HoldMin: f.holdMin, HoldMax: f.holdMax, AcquireTimeout: f.acquireTimeout,
+		},
+		Faults:          kinds,
+		FaultInterval:   f.faultInterval,
+		RecoveryTimeout: f.recoveryTimeout,
+		Seed:            seed,
+		Dir:             filepath.Join(f.out, harness.NewRunID(time.Now(), locker.Name, seed)),
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("flags: %w", err)
+	}
+	return cfg, nil
+}

@@ -1,0 +1,198 @@
+package models
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lockcheck/lockcheck/harness/history"
+)
+
+// DefaultMaxCounterexamples is how many violations a checker describes
+// unless told otherwise; the counts cover all of them.
+const DefaultMaxCounterexamples = 10
+
+// Options tune the checkers. The zero value is ready to use: no time limit,
+// default sizes.
+type Options struct {
+	// LinearizabilityTimeout bounds the porcupine search, in wall-clock
+	// time; past it the linearizability verdict is unknown. Zero means
+	// no bound.
+	LinearizabilityTimeout time.Duration
+	// ChunkOps caps the operations per porcupine search (default
+	// DefaultChunkOps); a segment with no cut inside may exceed it.
+	ChunkOps int
+	// MaxCounterexamples caps the violations described per checker
+	// (default DefaultMaxCounterexamples).
+	MaxCounterexamples int
+	// VisualizationOps caps the operations drawn by WriteVisualization
+	// (default DefaultVisualizationOps).
+	VisualizationOps int
+	// Workers is how many porcupine searches run at once (default
+	// GOMAXPROCS).
+	Workers int
+
+	_ struct{}
+
+	// noCuts searches each key's history whole, with open-ended
+	// operations ending at Forever: the reference the cuts must agree
+	// with, for tests.
+	noCuts bool
+	// now replaces the wall clock, so tests can expire the time limit
+	// without waiting for it.
+	now func() time.Time
+}
+
+func (o Options) chunkOps() int {
+	if o.ChunkOps > 0 {
+		return o.ChunkOps
+	}
+	return DefaultChunkOps
+}
+
+func (o Options) maxCounterexamples() int {
+	if o.MaxCounterexamples > 0 {
+		return o.MaxCounterexamples
+	}
+	return DefaultMaxCounterexamples
+}
+
+func (o Options) visualizationOps() int {
+	if o.VisualizationOps > 0 {
+		return o.VisualizationOps
+	}
+	return DefaultVisualizationOps
+}
+
+func (o Options) clock() func() time.Time {
+	if o.now != nil {
+		return o.now
+	}
+	return time.Now
+}
+
+// CheckerResult is one checker's line in a report.
+type CheckerResult struct {
+	Name string `json:"name"`
+	// Safety is true for checkers whose verdict makes the overall one.
+	Safety          bool     `json:"safety"`
+	Verdict         Verdict  `json:"verdict"`
+	Summary         string   `json:"summary"`
+	Counterexamples []string `json:"counterexamples,omitempty"`
+}
+
+// Report is everything the checkers found in one history.
+type Report struct {
+	// Verdict is the safety verdict: the merge of the mutual-exclusion
+	// and linearizability verdicts. Liveness is reported on its own.
+	Verdict         Verdict                `json:"verdict"`
+	Checkers        []CheckerResult        `json:"checkers"`
+	Mutex           *MutexResult           `json:"mutual_exclusion"`
+	Linearizability *LinearizabilityResult `json:"linearizability"`
+	Liveness        *LivenessResult        `json:"liveness"`
+	Counts          Counts                 `json:"counts"`
+	// Truncated passes on history.History.Truncated: the run died
+	// mid-write and its last line was dropped.
+	Truncated bool `json:"truncated"`
+}
+
+// Check runs every checker on h. An error means the history could not be
+// read as a run (it wraps ErrMalformed); the verdicts are in the report.
+func Check(h *history.History, opts Options) (*Report, error) {
+	d, err := newDigest(h)
+	if err != nil {
+		return nil, err
+	}
+	r := &Report{
+		Mutex:           checkMutex(d, opts),
+		Linearizability: checkLinearizable(d, opts),
+		Liveness:        checkLiveness(d),
+		Counts:          d.counts,
+		Truncated:       d.truncated,
+	}
+	r.Verdict = r.Mutex.Verdict.Merge(r.Linearizability.Verdict)
+	mx := CheckerResult{Name: MutexName, Safety: true, Verdict: r.Mutex.Verdict, Summary: r.Mutex.Summary}
+	for _, o := range r.Mutex.Overlaps {
+		mx.Counterexamples = append(mx.Counterexamples, o.Description)
+	}
+	lin := CheckerResult{Name: LinearizabilityName, Safety: true, Verdict: r.Linearizability.Verdict, Summary: r.Linearizability.Summary}
+	for _, c := range r.Linearizability.Counterexamples {
+		desc := c.Description
+		if c.AfterViolation {
+			desc = "(after an earlier violation of this key; may be its consequence) " + desc
+		}
+		lin.Counterexamples = append(lin.Counterexamples, desc)
+	}
+	live := CheckerResult{Name: LivenessName, Verdict: r.Liveness.Verdict, Summary: r.Liveness.Summary}
+	r.Checkers = []CheckerResult{mx, lin, live}
+	return r, nil
+}
+
+// WriteVisualization draws the linearizability search; see
+// LinearizabilityResult.WriteVisualization.
+func (r *Report) WriteVisualization(path string) error {
+	if r.Linearizability == nil {
+		return errNothingToDraw
+	}
+	return r.Linearizability.WriteVisualization(path)
+}
+
+// Summary is a few lines for a person: the safety verdict with each
+// checker's sentence, liveness figures, counts, and the first
+// counterexample.
+func (r *Report) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "safety: %s\n", r.Verdict)
+	for _, c := range r.Checkers {
+		if c.Safety {
+			fmt.Fprintf(&b, "  %s: %s — %s\n", c.Name, c.Verdict, c.Summary)
+		}
+	}
+	if l := r.Liveness; l != nil {
+		fmt.Fprintf(&b, "liveness: %s — %s\n", l.Verdict, l.Summary)
+		fmt.Fprintf(&b, "  acquire latency p50 %v, p95 %v, p99 %v, max %v; %.1f acquisitions/s; longest wait %v\n",
+			l.LatencyP50, l.LatencyP95, l.LatencyP99, l.LatencyMax, l.AcquisitionsPerSecond, l.LongestWait)
+	}
+	c := r.Counts
+	fmt.Fprintf(&b, "history: %d calls (%d acquired, %d failed, %d indeterminate, %d open at the end), %d lost notices, %d crashes, %d faults",
+		c.Calls, c.Acquired, c.Failed, c.Indeterminate, c.OpenAtEnd, c.LostNotices, c.Crashes, c.Faults)
+	if r.Truncated {
+		b.WriteString("; truncated (the run died mid-write)")
+	}
+	b.WriteString("\n")
+	for _, ch := range r.Checkers {
+		if ch.Safety && len(ch.Counterexamples) > 0 {
+			fmt.Fprintf(&b, "first counterexample (%s): %s\n", ch.Name, ch.Counterexamples[0])
+			break
+		}
+	}
+	return b.String()
+}
+
+// WriteTable prints one row per checker and the overall safety verdict.
+func (r *Report) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHECKER\tKIND\tVERDICT\tSUMMARY")
+	for _, c := range r.Checkers {
+		kind := "liveness"
+		if c.Safety {
+			kind = "safety"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, kind, c.Verdict, oneLine(c.Summary, 120))
+	}
+	fmt.Fprintf(tw, "overall\tsafety\t%s\t\n", r.Verdict)
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("models: verdict table: %w", err)
+	}
+	return nil
+}
+
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
