@@ -19,16 +19,16 @@ type progress struct {
 	terminal bool
 	quiet    bool
 
-	mu      sync.Mutex
-	began   time.Time
-	ops     int
-	faults  int
+	mu     sync.Mutex
+	began  time.Time
+	ops    int
+	faults int
 	// recovering is set once the recovery phase begins, which runs past
 	// the workload's duration.
 	recovering bool
-	overlap *models.LiveMutex
-	done    chan struct{}
-	stopped chan struct{}
+	overlap    *models.LiveMutex
+	done       chan struct{}
+	stopped    chan struct{}
 }
 
 func newProgress(w io.Writer, total time.Duration, quiet bool) *progress {

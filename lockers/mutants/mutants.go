@@ -311,18 +311,28 @@ func (l *Locker) Lock(ctx context.Context, key string) (lockers.Lease, error) {
 		select {
 		case <-l.env.Clock.After(l.opts.PollInterval):
 		case <-timeout:
+			return nil, l.timedOut(key)
 		case <-ctx.Done():
+			return nil, l.cancelled(ctx, key)
 		}
 		// Checked apart from the wait so that a poll ready at the same
 		// moment never buys one more attempt.
 		select {
 		case <-timeout:
-			return nil, fmt.Errorf("%s: lock %q: %w after %v: %w", l.kind.name, key, ErrAcquireTimeout, l.opts.AcquireTimeout, lockers.ErrNoEffect)
+			return nil, l.timedOut(key)
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%s: lock %q: %w: %w", l.kind.name, key, ctx.Err(), lockers.ErrNoEffect)
+			return nil, l.cancelled(ctx, key)
 		default:
 		}
 	}
+}
+
+func (l *Locker) timedOut(key string) error {
+	return fmt.Errorf("%s: lock %q: %w after %v: %w", l.kind.name, key, ErrAcquireTimeout, l.opts.AcquireTimeout, lockers.ErrNoEffect)
+}
+
+func (l *Locker) cancelled(ctx context.Context, key string) error {
+	return fmt.Errorf("%s: lock %q: %w: %w", l.kind.name, key, ctx.Err(), lockers.ErrNoEffect)
 }
 
 // lease is one acquisition.
