@@ -32,8 +32,26 @@ func BenchmarkCheck(b *testing.B) {
 	}
 }
 
+// BenchmarkCheckUnreportedAttempts is the one-key, 64-client case for a
+// locker that does not report when its winning attempt started: every
+// blocking acquire's interval then spans its whole wait, and only the
+// narrowing by holds (see CheckLinearizable) keeps the search small.
+func BenchmarkCheckUnreportedAttempts(b *testing.B) {
+	for _, ops := range []int{100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("ops=%s/clients=64/keys=1", count(ops)), func(b *testing.B) {
+			cfg := synth.Realistic(uint64(ops), 64, 1, ops)
+			cfg.OmitAttempt = true
+			benchHistory(b, cfg)
+		})
+	}
+}
+
 func benchCheck(b *testing.B, ops, clients, keys int) {
-	res, err := synth.Generate(synth.Realistic(uint64(ops+clients+keys), clients, keys, ops))
+	benchHistory(b, synth.Realistic(uint64(ops+clients+keys), clients, keys, ops))
+}
+
+func benchHistory(b *testing.B, cfg synth.Config) {
+	res, err := synth.Generate(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -105,13 +105,11 @@ func Check(h *history.History, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Report{
-		Mutex:           checkMutex(d, opts),
-		Linearizability: checkLinearizable(d, opts),
-		Liveness:        checkLiveness(d),
-		Counts:          d.counts,
-		Truncated:       d.truncated,
-	}
+	r := &Report{Counts: d.counts, Truncated: d.truncated}
+	r.Mutex = checkMutex(d, opts)
+	r.Liveness = checkLiveness(d)
+	d.dropSections()
+	r.Linearizability = checkLinearizable(d, opts)
 	r.Verdict = r.Mutex.Verdict.Merge(r.Linearizability.Verdict)
 	mx := CheckerResult{Name: MutexName, Safety: true, Verdict: r.Mutex.Verdict, Summary: r.Mutex.Summary}
 	for _, o := range r.Mutex.Overlaps {

@@ -69,6 +69,11 @@ func TestTimeLimitGivesUnknown(t *testing.T) {
 	if !strings.Contains(lin.Summary, "not a pass") || !strings.Contains(lin.Summary, "1s") {
 		t.Errorf("summary does not say the limit was hit: %q", lin.Summary)
 	}
+	// Nothing was searched to the end, so there is nothing to draw but
+	// the page itself; writing it must still work.
+	if err := r.WriteVisualization(filepath.Join(t.TempDir(), "unknown.html")); err != nil {
+		t.Error(err)
+	}
 }
 
 // Unknown in one chunk does not hide Illegal in another: porcupine's
@@ -150,6 +155,15 @@ func TestReportJSONSummaryAndTable(t *testing.T) {
 	}
 	if err := json.Unmarshal(raw, &back); err != nil {
 		t.Fatal(err)
+	}
+	// result.json is read back by the CLI as a Report.
+	var again Report
+	if err := json.Unmarshal(raw, &again); err != nil {
+		t.Fatalf("result.json does not read back as a Report: %v", err)
+	}
+	if again.Verdict != r.Verdict || again.Mutex.Overlaps[0].Held.Process != r.Mutex.Overlaps[0].Held.Process ||
+		again.Linearizability.Result != r.Linearizability.Result || len(again.Checkers) != 3 {
+		t.Errorf("report changed on its way through JSON")
 	}
 	if back.Verdict != Invalid || len(back.Checkers) != 3 || back.Linearizability.Result != "Illegal" ||
 		back.Counts.Acquired != 2 || back.Truncated == nil || back.Liveness.Stuck == nil {
@@ -307,5 +321,65 @@ func TestLiveMutexAgreesWithCheckMutex(t *testing.T) {
 	}
 	if !sawViolation {
 		t.Error("no history had a violation to count")
+	}
+}
+
+// After a double grant the owner at the next cut is a guess; what follows
+// is still searched, but findings that may only echo the first violation
+// say so, and the first one is always the certain one.
+func TestFindingsAfterAViolationAreMarked(t *testing.T) {
+	ev := func(p history.Process, typ history.Type, f string, at, attempt int64) history.Event {
+		return history.Event{Time: at, Process: p, Client: int(p), Type: typ, F: f, Key: "k0", Attempt: attempt}
+	}
+	events := []history.Event{
+		ev(0, history.Invoke, history.Acquire, 10, 0), ev(0, history.OK, history.Acquire, 12, 11),
+		ev(1, history.Invoke, history.Acquire, 13, 0), ev(1, history.OK, history.Acquire, 15, 14),
+		ev(0, history.Invoke, history.Release, 30, 0), ev(0, history.OK, history.Release, 32, 0),
+		ev(1, history.Invoke, history.Release, 40, 0), ev(1, history.OK, history.Release, 42, 0),
+	}
+	for i := range events {
+		events[i].Index = int64(i)
+	}
+	r, err := Check(&history.History{Events: events}, Options{ChunkOps: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cxs := r.Linearizability.Counterexamples
+	if r.Linearizability.Verdict != Invalid || len(cxs) < 2 {
+		t.Fatalf("verdict %s with %d counterexamples", r.Linearizability.Verdict, len(cxs))
+	}
+	if cxs[0].AfterViolation || !strings.Contains(cxs[0].Description, "granted k0 to P1 while P0 held it") {
+		t.Errorf("first counterexample is not the double grant: %+v", cxs[0])
+	}
+	for _, cx := range cxs[1:] {
+		if !cx.AfterViolation {
+			t.Errorf("a finding after the violation is not marked: %s", cx.Description)
+		}
+	}
+	if lines := r.Checkers[1].Counterexamples; !strings.HasPrefix(lines[1], "(after an earlier violation") {
+		t.Errorf("report does not warn: %q", lines[1])
+	}
+}
+
+// Evidence too large to draw leaves a page that says so; the check itself
+// does not fail over it.
+func TestTooLargeToDraw(t *testing.T) {
+	saved := maxVisualOps
+	maxVisualOps = 1
+	t.Cleanup(func() { maxVisualOps = saved })
+	r, err := Check(readFixture(t, "double-grant-bad"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "bad.html")
+	if err := r.WriteVisualization(path); err != nil {
+		t.Fatal(err)
+	}
+	page, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(page, []byte("more than the 1 a readable drawing can hold")) || bytes.Contains(page, []byte("P1 acquire k0")) {
+		t.Error("page neither explains nor omits the evidence")
 	}
 }

@@ -35,11 +35,12 @@ type Counts struct {
 	Crashes     int `json:"crashes"`
 	Faults      int `json:"faults"`
 	// Dropped counts calls left out of the linearizability search
-	// because they cannot have changed the lock's state in a way any
-	// other operation could observe (see CheckLinearizable).
+	// because they add nothing to it: definite failures, indeterminate
+	// acquires, releases after their hold had already ended (see
+	// CheckLinearizable).
 	Dropped int `json:"dropped"`
 	// Derived counts releases the linearizability checker added for
-	// crashes, lost notices and abandoned holds.
+	// crashes, lost notices and holds given up after a failed release.
 	Derived int `json:"derived"`
 }
 
@@ -80,6 +81,9 @@ type keyHist struct {
 	name     string
 	sections []section
 	ops      []LockOp
+	// holds counts the acquisitions of the key that returned ok; each
+	// one's id ties its acquire to the release that ends it.
+	holds int32
 }
 
 type nemesisKind uint8
@@ -141,6 +145,7 @@ type procState struct {
 	client int
 	last   int64
 	open   *openCall
+	call   openCall // what open points to
 	// gone says why the process may not act again; empty while it may.
 	gone  string
 	holds []*hold
@@ -170,6 +175,7 @@ type openCall struct {
 
 type hold struct {
 	key      *keyHist
+	id       int32
 	sec      int // index into key.sections
 	acqStart int64
 }
@@ -361,7 +367,10 @@ func (d *digest) invoke(e *history.Event, p *procState) error {
 	if p.open != nil {
 		return malformed(*e, "invoked while its call at event %d is still open", p.open.index)
 	}
-	c := &openCall{f: e.F, keyArg: e.Key, invoke: e.Time, index: e.Index}
+	// One per process, reused: a process has at most one call open, and
+	// a history has millions of calls.
+	p.call = openCall{f: e.F, keyArg: e.Key, invoke: e.Time, index: e.Index}
+	c := &p.call
 	p.open = c
 	if e.F != history.Acquire && e.F != history.Release {
 		return nil
@@ -452,11 +461,12 @@ func (d *digest) acquired(e *history.Event, p *procState, c *openCall) error {
 		proc: e.Process, client: p.client, start: e.Time, end: e.Time,
 		token: e.Token, reason: endOpen, event: e.Index,
 	})
-	p.holds = append(p.holds, &hold{key: k, sec: len(k.sections) - 1, acqStart: start})
+	p.holds = append(p.holds, &hold{key: k, id: k.holds, sec: len(k.sections) - 1, acqStart: start})
 	k.ops = append(k.ops, LockOp{
-		Kind: OpAcquire, Origin: FromCall, Key: k.name, Process: e.Process, Client: p.client,
+		Kind: OpAcquire, Origin: FromCall, hold: k.holds, Key: k.name, Process: e.Process, Client: p.client,
 		Token: e.Token, Event: e.Index, Call: start, Return: e.Time,
 	})
+	k.holds++
 	return nil
 }
 
@@ -476,19 +486,19 @@ func (d *digest) released(e *history.Event, p *procState, c *openCall) {
 			return
 		}
 		k.ops = append(k.ops, LockOp{
-			Kind: OpRelease, Origin: FromCall, Key: k.name, Process: e.Process, Client: p.client,
+			Kind: OpRelease, Origin: FromCall, hold: -1, Key: k.name, Process: e.Process, Client: p.client,
 			Event: e.Index, Call: c.invoke, Return: e.Time,
 		})
 	case e.Type == history.OK:
 		p.drop(c.hold)
 		k.ops = append(k.ops, LockOp{
-			Kind: OpRelease, Origin: FromCall, Key: k.name, Process: e.Process, Client: p.client,
+			Kind: OpRelease, Origin: FromCall, hold: c.hold.id, Key: k.name, Process: e.Process, Client: p.client,
 			Event: e.Index, Call: c.invoke, Return: e.Time,
 		})
 	case e.Type == history.Info:
 		p.drop(c.hold)
 		k.ops = append(k.ops, LockOp{
-			Kind: OpRelease, Origin: FromIndeterminate, Key: k.name, Process: e.Process, Client: p.client,
+			Kind: OpRelease, Origin: FromIndeterminate, hold: c.hold.id, Key: k.name, Process: e.Process, Client: p.client,
 			Event: e.Index, Call: c.invoke, Return: Forever,
 		})
 	default:
@@ -499,7 +509,7 @@ func (d *digest) released(e *history.Event, p *procState, c *openCall) {
 		p.drop(c.hold)
 		p.gaveUp = append(p.gaveUp, k)
 		k.ops = append(k.ops, LockOp{
-			Kind: OpRelease, Origin: FromAbandon, Key: k.name, Process: e.Process, Client: p.client,
+			Kind: OpRelease, Origin: FromAbandon, hold: c.hold.id, Key: k.name, Process: e.Process, Client: p.client,
 			Event: e.Index, Call: c.invoke, Return: Forever,
 		})
 	}
@@ -524,7 +534,7 @@ func (d *digest) lost(e *history.Event, p *procState) {
 		p.holds = slices.Delete(p.holds, i, i+1)
 		d.counts.Derived++
 		k.ops = append(k.ops, LockOp{
-			Kind: OpRelease, Origin: FromLost, Key: k.name, Process: e.Process, Client: p.client,
+			Kind: OpRelease, Origin: FromLost, hold: h.id, Key: k.name, Process: e.Process, Client: p.client,
 			Event: e.Index, Call: h.acqStart, Return: e.Time,
 		})
 	}
@@ -558,7 +568,7 @@ func (d *digest) crash(proc history.Process, e *history.Event) {
 		p.drop(h)
 		d.counts.Derived++
 		h.key.ops = append(h.key.ops, LockOp{
-			Kind: OpRelease, Origin: FromCrash, Key: h.key.name, Process: proc, Client: p.client,
+			Kind: OpRelease, Origin: FromCrash, hold: h.id, Key: h.key.name, Process: proc, Client: p.client,
 			Event: e.Index, Call: e.Time, Return: Forever,
 		})
 	}
@@ -596,7 +606,7 @@ func (d *digest) finish() {
 			case c.hold != nil && !c.superseded:
 				p.drop(c.hold)
 				c.key.ops = append(c.key.ops, LockOp{
-					Kind: OpRelease, Origin: FromIndeterminate, Key: c.key.name, Process: proc, Client: p.client,
+					Kind: OpRelease, Origin: FromIndeterminate, hold: c.hold.id, Key: c.key.name, Process: proc, Client: p.client,
 					Event: c.index, Call: c.invoke, Return: Forever,
 				})
 			default:
@@ -611,6 +621,16 @@ func (d *digest) finish() {
 			}
 		}
 	}
+}
+
+// dropSections lets the critical sections and latencies go once the
+// checkers that read them are done: on a large history they are tens of
+// megabytes the linearizability search does not need.
+func (d *digest) dropSections() {
+	for _, k := range d.keys {
+		k.sections = nil
+	}
+	d.latencies = nil
 }
 
 func (p *procState) holding(k *keyHist) *hold {

@@ -18,11 +18,13 @@ import (
 const LinearizabilityName = "linearizability"
 
 // DefaultChunkOps is how many model operations one porcupine search gets at
-// most (unless a single segment is larger). Porcupine's cache keeps a copy
-// of an n-bit set per step, so memory grows with n² per search; a few
-// thousand operations keep that to kilobytes while leaving enough work per
-// search to amortise its set-up.
-const DefaultChunkOps = 1500
+// most (unless a single segment is larger). Porcupine's cache copies an
+// n-bit set at every step, so one search costs n²/8 bytes of garbage: 100k
+// operations on one key would take 1.4 GB. A thousand keeps each search to
+// about a hundred kilobytes while still amortising its set-up (a
+// goroutine, a timer and a sort per call); measured on 1M-operation
+// histories, smaller chunks save little and larger ones only add garbage.
+const DefaultChunkOps = 1000
 
 // LinearizabilityResult is the verdict of the linearizability checker.
 type LinearizabilityResult struct {
@@ -37,14 +39,19 @@ type LinearizabilityResult struct {
 	// notices and abandoned holds.
 	Operations int `json:"operations"`
 	// Dropped counts calls left out because they cannot matter.
-	Dropped        int `json:"dropped"`
+	Dropped int `json:"dropped"`
+	// Segments counts the stretches between cuts; Chunks the porcupine
+	// searches they were merged into. A large LargestSegment (thousands
+	// of overlapping operations, say from blocking acquires whose
+	// attempts are not reported) is what makes a search slow.
 	Segments       int `json:"segments"`
 	LargestSegment int `json:"largest_segment"`
 	Chunks         int `json:"chunks"`
 	LargestChunk   int `json:"largest_chunk"`
 	IllegalChunks  int `json:"illegal_chunks"`
 	UnknownChunks  int `json:"unknown_chunks"`
-	// Elapsed is the wall-clock time of the search.
+	// Elapsed is the wall-clock time of the search, counterexamples
+	// included.
 	Elapsed         time.Duration                   `json:"elapsed_ns"`
 	Counterexamples []LinearizabilityCounterexample `json:"counterexamples,omitempty"`
 
@@ -94,14 +101,16 @@ type LinearizabilityCounterexample struct {
 //   - A release that returned ok is a release on [invoke, ok].
 //   - Definite failures (acquire or release) had no effect and are dropped.
 //   - Indeterminate acquires are dropped. Their process never acts again
-//     (after an info the client goes on under a new process), so if the
-//     acquire took effect the lock stays owned by a process that will never
-//     release it, and from then on no other operation is legal. Any order
-//     in which it took effect therefore has only it after its linearization
-//     point, and dropping it leaves an equally legal order; conversely an
-//     order without it is an order in which it took no effect. So "took no
-//     effect" is always an equally valid explanation and nothing is lost.
-//     The same holds for an acquire still open when the history ends.
+//     (after an info the client goes on under a new process), so if such
+//     an acquire took effect, the lock was owned by a process that would
+//     never use or release it, until at best its lease expired, and while
+//     it was owned no other operation was legal. In any legal order in
+//     which it took effect, nothing lies between it and that expiry (if
+//     any), so cutting both out leaves a legal order of everything else:
+//     the order in which it took no effect. Conversely, taking no effect is
+//     one of its possible outcomes. So dropping it changes no verdict. The
+//     same holds for an acquire still open when the history ends, and for
+//     one a crash cut short (the crash event then frees nothing of it).
 //   - An indeterminate release by P (info, or open at the end) is a release
 //     on [invoke, +∞): it may take effect any time after its invocation,
 //     and "never" is the same as "after everything else".
@@ -135,8 +144,20 @@ type LinearizabilityCounterexample struct {
 //
 // Keys are independent locks, so each key is checked alone.
 //
-// Each key's history is cut into segments at cut points: times inside no
-// finite operation interval. Every operation before a cut must be ordered
+// Intervals are narrowed by the lock's structure. A hold — an acquire and
+// the release that ends it — is a block with nothing inside in every legal
+// order, since while P owns the lock no other operation is legal. So if
+// one hold's acquire returned before another's release was called, the
+// first block comes wholly before the second: the later acquire's start
+// can be raised to the earlier release's call, and the earlier release's
+// end lowered to the later acquire's return. Every ordering this adds is
+// one all legal orders already have, so the set of legal orders does not
+// change. It gives a blocking acquire whose winning attempt was not
+// reported the interval in which it can really have taken effect, which
+// brings the cuts back (see narrow).
+//
+// Each key's history is then cut into segments at cut points: times inside
+// no finite (narrowed) operation interval. Every operation before a cut must be ordered
 // before every operation after it, so the lock's state at the cut does not
 // depend on the order chosen before it: it is found by counting. Starting
 // from the state at the previous cut, each process's acquisitions minus
@@ -175,22 +196,23 @@ func CheckLinearizable(h *history.History, opts Options) (*LinearizabilityResult
 	return checkLinearizable(d, opts), nil
 }
 
-// segment is a stretch of one key's model operations with no cut inside.
-type segment struct {
+// stretch is a run of consecutive model operations of one key,
+// key.ops[lo:hi], that starts at a cut and so can be searched on its own,
+// from the owner counted at that cut. A segment is a stretch with no cut
+// inside; a chunk is a stretch of whole segments.
+type stretch struct {
 	key         *keyHist
-	lo, hi      int // key.ops[lo:hi]
+	lo, hi      int
 	owner       history.Process
 	ownerClient int
 	// certain is false once an earlier segment of the key could not be
-	// counted (it had no legal order): owner is then a guess.
+	// counted (it has no legal order): owner is then a guess.
 	certain bool
-	// consistent is false when the counts at the segment's end admit no
-	// legal order.
-	consistent bool
-	first      int64 // first call
 }
 
-func (s *segment) size() int {
+// size is the number of operations porcupine gets, the carried acquire
+// included.
+func (s *stretch) size() int {
 	n := s.hi - s.lo
 	if s.owner != noOwner {
 		n++
@@ -198,15 +220,37 @@ func (s *segment) size() int {
 	return n
 }
 
-// chunk is a run of consecutive segments of one key, searched together.
-type chunk struct {
-	lo, hi int // segments[lo:hi]
-	ops    int
+type searchPlan struct {
+	chunks         []stretch
+	segments       int
+	largestSegment int
 }
 
-type searchPlan struct {
-	segs   []segment
-	chunks []chunk
+// cuts calls fn with each segment of ops[lo:hi], which must be sorted by
+// start, and with the segment's end: the latest end in it, counting an
+// open-ended operation as ending at its start. With whole, there are no
+// cuts.
+func cuts(ops []LockOp, lo, hi int, whole bool, fn func(lo, hi int, end int64)) {
+	if lo >= hi {
+		return
+	}
+	start, end := lo, int64(0)
+	for i := lo; i < hi; i++ {
+		if i > start && !whole && ops[i].start > end {
+			fn(start, i, end)
+			start = i
+		}
+		e := ops[i].end
+		if e == Forever {
+			e = ops[i].start
+		}
+		if i == start {
+			end = e
+		} else {
+			end = max(end, e)
+		}
+	}
+	fn(start, hi, end)
 }
 
 func (d *digest) plan(opts Options) *searchPlan {
@@ -215,80 +259,243 @@ func (d *digest) plan(opts Options) *searchPlan {
 	var nets netCounter
 	for _, k := range d.keys {
 		ops := k.ops
-		slices.SortFunc(ops, compareOps)
-		firstSeg := len(pl.segs)
-		owner, ownerClient, certain := noOwner, -1, true
-		lo := 0
-		maxEnd := int64(0)
-		flush := func(hi int) {
-			s := segment{key: k, lo: lo, hi: hi, owner: owner, ownerClient: ownerClient, certain: certain, first: ops[lo].Call}
+		for i := range ops {
+			ops[i].start, ops[i].end = ops[i].Call, ops[i].Return
+		}
+		if !opts.noCuts {
+			narrow(ops, int(k.holds))
+		}
+		sortOps(ops)
+		next := stretch{key: k, owner: noOwner, ownerClient: -1, certain: true}
+		var cur stretch
+		cuts(ops, 0, len(ops), opts.noCuts, func(lo, hi int, end int64) {
 			for i := lo; i < hi; i++ {
-				ops[i].end = ops[i].Return
-				if ops[i].Return == Forever && !opts.noCuts {
-					ops[i].end = maxEnd
+				if ops[i].end == Forever && !opts.noCuts {
+					ops[i].end = end
 				}
 			}
-			owner, ownerClient, s.consistent = nets.next(ops[lo:hi], owner, ownerClient)
-			if !s.consistent {
-				certain = false
-			}
-			pl.segs = append(pl.segs, s)
-			lo = hi
-		}
-		for i := range ops {
-			if i > lo && !opts.noCuts && ops[i].Call > maxEnd {
-				flush(i)
-			}
-			end := ops[i].Return
-			if end == Forever {
-				end = ops[i].Call
-			}
-			if i == lo {
-				maxEnd = end
+			seg := next
+			seg.lo, seg.hi = lo, hi
+			pl.segments++
+			pl.largestSegment = max(pl.largestSegment, seg.size())
+			// Greedy merge: a chunk grows until the next segment would
+			// take it past the limit; a segment larger than the limit
+			// is a chunk on its own, since it cannot be split.
+			if cur.key != nil && cur.size()+hi-lo <= limit {
+				cur.hi = hi
 			} else {
-				maxEnd = max(maxEnd, end)
+				if cur.key != nil {
+					pl.chunks = append(pl.chunks, cur)
+				}
+				cur = seg
 			}
-		}
-		if len(ops) > 0 {
-			flush(len(ops))
-		}
-		// Greedy merge: a chunk grows until the next segment would
-		// take it past the limit; a segment larger than the limit is a
-		// chunk on its own, since it cannot be split.
-		cur := chunk{lo: firstSeg, hi: firstSeg}
-		for i := firstSeg; i < len(pl.segs); i++ {
-			n := pl.segs[i].hi - pl.segs[i].lo
-			if cur.hi > cur.lo && cur.ops+n > limit {
-				pl.chunks = append(pl.chunks, cur)
-				cur = chunk{lo: i, hi: i}
-			}
-			if cur.hi == cur.lo {
-				n = pl.segs[i].size()
-			}
-			cur.hi = i + 1
-			cur.ops += n
-		}
-		if cur.hi > cur.lo {
+			owner, client, ok := nets.next(ops[lo:hi], seg.owner, seg.ownerClient)
+			next.owner, next.ownerClient, next.certain = owner, client, seg.certain && ok
+		})
+		if cur.key != nil {
 			pl.chunks = append(pl.chunks, cur)
 		}
 	}
 	return pl
 }
 
-func compareOps(a, b LockOp) int {
-	if c := cmp.Compare(a.Call, b.Call); c != 0 {
-		return c
+// segmentsOf cuts a chunk back into its segments, each with the owner
+// counted at its start.
+func segmentsOf(c stretch, nets *netCounter) []stretch {
+	var segs []stretch
+	next := c
+	cuts(c.key.ops, c.lo, c.hi, false, func(lo, hi int, _ int64) {
+		seg := next
+		seg.lo, seg.hi = lo, hi
+		segs = append(segs, seg)
+		owner, client, ok := nets.next(c.key.ops[lo:hi], seg.owner, seg.ownerClient)
+		next.owner, next.ownerClient, next.certain = owner, client, seg.certain && ok
+	})
+	return segs
+}
+
+// narrow tightens the intervals of acquisitions and releases using what
+// every legal order of a lock must look like; see CheckLinearizable for
+// the argument. holds is the number of hold ids in ops.
+//
+// A hold is an acquire A and the release R that ends it, by the same
+// process. In a legal order nothing lies between A and R, so two holds W
+// and Q appear as two blocks, one wholly before the other. If Q's acquire
+// returned before W's release was called (A_Q.ret < R_W.call), A_Q comes
+// before R_W, so Q's block comes first: A_W comes after R_Q, and A_W's
+// start can be raised to R_Q's call. Symmetrically, if A_W.ret <
+// R_Q.call, W's block comes first, R_W comes before A_Q, and R_W's end can
+// be lowered to A_Q's return. All of it is computed from the original
+// intervals, and each change only adds orderings that every legal order
+// already has, so the set of legal orders is the same. An interval that
+// would become empty means the holds overlap and the history is illegal;
+// it is left as it was, which keeps it illegal.
+func narrow(ops []LockOp, holds int) {
+	if holds < 2 {
+		return
 	}
-	if c := cmp.Compare(a.Event, b.Event); c != 0 {
-		return c
+	acq := make([]int32, holds)
+	rel := make([]int32, holds)
+	for i := range acq {
+		acq[i], rel[i] = -1, -1
 	}
-	if c := cmp.Compare(a.Kind, b.Kind); c != 0 {
-		return c
+	for i := range ops {
+		if h := ops[i].hold; h >= 0 {
+			if ops[i].Kind == OpAcquire {
+				acq[h] = int32(i)
+			} else {
+				rel[h] = int32(i)
+			}
+		}
 	}
-	if c := cmp.Compare(a.Origin, b.Origin); c != 0 {
-		return c
+	// The four ends of each complete hold, gathered so that the sorts
+	// and searches below run over small contiguous values.
+	type holdEnds struct {
+		aCall, aRet, rCall, rRet int64
+		a, r                     int32 // indices into ops
 	}
-	return cmp.Compare(a.Process, b.Process)
+	var hs []holdEnds
+	for h := range acq {
+		if a, r := acq[h], rel[h]; a >= 0 && r >= 0 {
+			hs = append(hs, holdEnds{aCall: ops[a].Call, aRet: ops[a].Return, rCall: ops[r].Call, rRet: ops[r].Return, a: a, r: r})
+		}
+	}
+	if len(hs) < 2 {
+		return
+	}
+	order := make([]holdKey, len(hs))
+
+	// Raise each A_W's start to the latest R_Q.call among the other
+	// holds whose acquire returned before R_W.call.
+	for i := range hs {
+		order[i] = holdKey{hs[i].aRet, int32(i)}
+	}
+	slices.SortFunc(order, func(x, y holdKey) int { return cmp.Compare(x.v, y.v) })
+	best := bestTwo(order, func(h int32) int64 { return hs[h].rCall }, func(a, b int64) bool { return a > b })
+	newStart := make([]int64, len(hs))
+	for w := range hs {
+		n := sortSearch(len(order), func(i int) bool { return order[i].v >= hs[w].rCall })
+		newStart[w] = hs[w].aCall
+		if n > 0 {
+			if q, ok := best[n-1].other(int32(w)); ok {
+				newStart[w] = max(newStart[w], hs[q].rCall)
+			}
+		}
+	}
+
+	// Lower each R_W's end to the earliest A_Q.ret among the other holds
+	// whose release was called after A_W returned.
+	for i := range hs {
+		order[i] = holdKey{hs[i].rCall, int32(i)}
+	}
+	slices.SortFunc(order, func(x, y holdKey) int { return cmp.Compare(y.v, x.v) }) // latest first
+	best = bestTwo(order, func(h int32) int64 { return hs[h].aRet }, func(a, b int64) bool { return a < b })
+	for w := range hs {
+		n := sortSearch(len(order), func(i int) bool { return order[i].v <= hs[w].aRet })
+		end := hs[w].rRet
+		if n > 0 {
+			if q, ok := best[n-1].other(int32(w)); ok {
+				end = min(end, hs[q].aRet)
+			}
+		}
+		if a := &ops[hs[w].a]; newStart[w] <= a.end {
+			a.start = newStart[w]
+		}
+		if r := &ops[hs[w].r]; end >= r.start {
+			r.end = end
+		}
+	}
+}
+
+// sortSearch is sort.Search: the first i in [0, n) with f(i), or n.
+func sortSearch(n int, f func(int) bool) int {
+	lo, hi := 0, n
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if f(m) {
+			hi = m
+		} else {
+			lo = m + 1
+		}
+	}
+	return lo
+}
+
+// topTwo holds the two best values of a prefix, with their hold ids, so
+// that the best of the prefix other than a given hold is at hand.
+type topTwo struct {
+	first, second int32 // hold ids, -1 if none
+}
+
+func (t topTwo) other(h int32) (int32, bool) {
+	if t.first >= 0 && t.first != h {
+		return t.first, true
+	}
+	if t.second >= 0 {
+		return t.second, true
+	}
+	return -1, false
+}
+
+// holdKey is a hold (an index into narrow's list) and the value it is
+// sorted by.
+type holdKey struct {
+	v int64
+	h int32
+}
+
+// bestTwo returns, for each prefix of order, its two best holds by value.
+func bestTwo(order []holdKey, value func(int32) int64, better func(a, b int64) bool) []topTwo {
+	out := make([]topTwo, len(order))
+	cur := topTwo{first: -1, second: -1}
+	for i, o := range order {
+		h := o.h
+		switch {
+		case cur.first < 0 || better(value(h), value(cur.first)):
+			cur.second, cur.first = cur.first, h
+		case cur.second < 0 || better(value(h), value(cur.second)):
+			cur.second = h
+		}
+		out[i] = cur
+	}
+	return out
+}
+
+// sortOps orders ops by start, ties by their position before sorting (the
+// digest appends them in a deterministic order). Sorting the operations
+// themselves would move each large struct many times; sorting small keys
+// and then moving each operation once into place is several times faster
+// on a million of them.
+func sortOps(ops []LockOp) {
+	keys := make([]holdKey, len(ops))
+	for i := range ops {
+		keys[i] = holdKey{v: ops[i].start, h: int32(i)}
+	}
+	slices.SortFunc(keys, func(x, y holdKey) int {
+		if c := cmp.Compare(x.v, y.v); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.h, y.h)
+	})
+	// Position i takes the operation at keys[i].h; follow each cycle of
+	// that permutation once, marking done positions with -1.
+	for i := range keys {
+		if keys[i].h < 0 || int(keys[i].h) == i {
+			continue
+		}
+		held := ops[i]
+		j := i
+		for {
+			from := int(keys[j].h)
+			keys[j].h = -1
+			if from == i {
+				ops[j] = held
+				break
+			}
+			ops[j] = ops[from]
+			j = from
+		}
+	}
 }
 
 // netCounter counts acquisitions minus releases per process over a
@@ -383,29 +590,35 @@ func (nc *netCounter) next(ops []LockOp, owner history.Process, ownerClient int)
 	return next, nextClient, ok
 }
 
-// operations builds the porcupine history of segments [lo, hi), which must
-// be of one key and consecutive. With copied, the LockOps are copied so
-// that a result kept for later does not pin the whole key's operations;
-// meta, if not nil, gives each operation its Metadata.
-func (pl *searchPlan) operations(lo, hi int, copied bool, meta func(*LockOp) any) []porcupine.Operation {
-	first := &pl.segs[lo]
-	k := first.key
-	src := k.ops[first.lo:pl.segs[hi-1].hi]
+// operations builds the porcupine history of a stretch. With copied, the
+// LockOps are copied so that a result kept for later does not pin the
+// whole key's operations; meta, if not nil, gives each operation its
+// Metadata.
+func (s *stretch) operations(copied bool, meta func(*LockOp) any) []porcupine.Operation {
+	return s.appendOperations(nil, copied, meta)
+}
+
+// appendOperations is operations appending to buf, so that a worker can
+// reuse one buffer: porcupine copies what it needs before it returns.
+func (s *stretch) appendOperations(buf []porcupine.Operation, copied bool, meta func(*LockOp) any) []porcupine.Operation {
+	src := s.key.ops[s.lo:s.hi]
 	if copied {
 		src = slices.Clone(src)
 	}
-	out := make([]porcupine.Operation, 0, len(src)+1)
+	out := slices.Grow(buf, len(src)+1)
 	add := func(op *LockOp) {
-		o := porcupine.Operation{ClientId: max(op.Client, 0), Input: op, Call: op.Call, Return: op.end}
+		o := porcupine.Operation{ClientId: max(op.Client, 0), Input: op, Call: op.start, Return: op.end}
 		if meta != nil {
 			o.Metadata = meta(op)
 		}
 		out = append(out, o)
 	}
-	if first.owner != noOwner {
-		t := first.first - 1
-		add(&LockOp{Kind: OpAcquire, Origin: FromCarry, Key: k.name, Process: first.owner,
-			Client: first.ownerClient, Event: -1, Call: t, Return: t, end: t})
+	if s.owner != noOwner && len(src) > 0 {
+		// Before every operation of the stretch, so that porcupine must
+		// order it first.
+		t := src[0].start - 1
+		add(&LockOp{Kind: OpAcquire, Origin: FromCarry, hold: -1, Key: s.key.name, Process: s.owner,
+			Client: s.ownerClient, Event: -1, Call: t, Return: t, start: t, end: t})
 	}
 	for i := range src {
 		add(&src[i])
@@ -443,16 +656,13 @@ func checkLinearizable(d *digest, opts Options) *LinearizabilityResult {
 	began := now()
 	b := budget{limited: opts.LinearizabilityTimeout > 0, deadline: began.Add(opts.LinearizabilityTimeout), now: now}
 	pl := d.plan(opts)
-	r := &LinearizabilityResult{Keys: len(d.keys), Dropped: d.counts.Dropped, Segments: len(pl.segs),
-		Chunks: len(pl.chunks), timeout: opts.LinearizabilityTimeout}
+	r := &LinearizabilityResult{Keys: len(d.keys), Dropped: d.counts.Dropped, Segments: pl.segments,
+		LargestSegment: pl.largestSegment, Chunks: len(pl.chunks), timeout: opts.LinearizabilityTimeout}
 	for _, k := range d.keys {
 		r.Operations += len(k.ops)
 	}
-	for i := range pl.segs {
-		r.LargestSegment = max(r.LargestSegment, pl.segs[i].size())
-	}
-	for _, c := range pl.chunks {
-		r.LargestChunk = max(r.LargestChunk, c.ops)
+	for i := range pl.chunks {
+		r.LargestChunk = max(r.LargestChunk, pl.chunks[i].size())
 	}
 
 	model := searchModel()
@@ -463,6 +673,7 @@ func checkLinearizable(d *digest, opts Options) *LinearizabilityResult {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var buf []porcupine.Operation
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= len(pl.chunks) {
@@ -473,8 +684,8 @@ func checkLinearizable(d *digest, opts Options) *LinearizabilityResult {
 					results[i] = porcupine.Unknown
 					continue
 				}
-				c := pl.chunks[i]
-				results[i] = porcupine.CheckOperationsTimeout(model, pl.operations(c.lo, c.hi, false, nil), timeout)
+				buf = pl.chunks[i].appendOperations(buf[:0], false, nil)
+				results[i] = porcupine.CheckOperationsTimeout(model, buf, timeout)
 			}
 		}()
 	}
@@ -511,12 +722,6 @@ func checkLinearizable(d *digest, opts Options) *LinearizabilityResult {
 	return r
 }
 
-// unit is a stretch of segments described as one counterexample.
-type unit struct {
-	lo, hi  int
-	certain bool
-}
-
 // explain finds, in the first few illegal chunks, the first illegal
 // segment of each, and describes it from porcupine's partial
 // linearizations.
@@ -524,7 +729,7 @@ func (r *LinearizabilityResult) explain(pl *searchPlan, illegal []int, model por
 	// Chunks that start from a counted owner first: their findings are
 	// certain; the others may echo an earlier violation.
 	slices.SortStableFunc(illegal, func(a, c int) int {
-		ca, cc := pl.segs[pl.chunks[a].lo].certain, pl.segs[pl.chunks[c].lo].certain
+		ca, cc := pl.chunks[a].certain, pl.chunks[c].certain
 		switch {
 		case ca == cc:
 			return 0
@@ -533,25 +738,27 @@ func (r *LinearizabilityResult) explain(pl *searchPlan, illegal []int, model por
 		}
 		return 1
 	})
-	var units []unit
+	var nets netCounter
+	var units []stretch
 	for _, ci := range illegal[:min(len(illegal), opts.maxCounterexamples())] {
-		c := pl.chunks[ci]
-		u := unit{lo: c.lo, hi: c.hi, certain: pl.segs[c.lo].certain}
-		for s := c.lo; s < c.hi && c.hi-c.lo > 1; s++ {
-			timeout, ok := b.left()
-			if !ok {
-				break
-			}
-			if porcupine.CheckOperationsTimeout(model, pl.operations(s, s+1, false, nil), timeout) == porcupine.Illegal {
-				u = unit{lo: s, hi: s + 1, certain: pl.segs[s].certain}
-				break
+		u := pl.chunks[ci]
+		if segs := segmentsOf(u, &nets); len(segs) > 1 {
+			for _, seg := range segs {
+				timeout, ok := b.left()
+				if !ok {
+					break
+				}
+				if porcupine.CheckOperationsTimeout(model, seg.operations(false, nil), timeout) == porcupine.Illegal {
+					u = seg
+					break
+				}
 			}
 		}
 		units = append(units, u)
 	}
 	var ops []porcupine.Operation
-	for part, u := range units {
-		ops = append(ops, pl.operations(u.lo, u.hi, true, func(op *LockOp) any { return visMeta{part: part, note: opNote(op)} })...)
+	for part := range units {
+		ops = append(ops, units[part].operations(true, func(op *LockOp) any { return visMeta{part: part, note: opNote(op)} })...)
 	}
 	res, info := porcupine.CheckOperationsVerbose(visualModel(), ops, opts.LinearizabilityTimeout)
 	partials := info.PartialLinearizationsOperations()
@@ -560,17 +767,17 @@ func (r *LinearizabilityResult) explain(pl *searchPlan, illegal []int, model por
 		p := op.Metadata.(visMeta).part
 		byPart[p] = append(byPart[p], op)
 	}
-	for i, u := range units {
+	for i := range units {
+		u := &units[i]
 		var ps [][]porcupine.Operation
 		if i < len(partials) {
 			ps = partials[i]
 		}
-		first := &pl.segs[u.lo]
-		cx := describeUnit(first.key.name, byPart[i], ps)
+		cx := describeUnit(u.key.name, byPart[i], ps)
 		cx.AfterViolation = !u.certain
-		if first.owner != noOwner {
-			cx.Carried = fmt.Sprintf("P%d held %s when this stretch began", first.owner, first.key.name)
-			if acq := ownerAcquire(first); acq != nil {
+		if u.owner != noOwner {
+			cx.Carried = fmt.Sprintf("P%d held %s when this stretch began", u.owner, u.key.name)
+			if acq := ownerAcquire(u); acq != nil {
 				cx.Carried += ", since " + acq.String() + " " + acq.interval()
 			}
 			cx.Description += " (" + cx.Carried + ".)"
@@ -610,16 +817,17 @@ func (r *LinearizabilityResult) explain(pl *searchPlan, illegal []int, model por
 func (r *LinearizabilityResult) pickVisual(pl *searchPlan, results []porcupine.CheckResult, opts Options) {
 	limit := opts.visualizationOps()
 	total, part := 0, 0
-	for i, c := range pl.chunks {
+	for i := range pl.chunks {
+		c := &pl.chunks[i]
 		if results[i] != porcupine.Ok {
 			continue
 		}
-		if total+c.ops > limit && total > 0 || c.ops > maxVisualOps {
+		if total+c.size() > limit && total > 0 || c.size() > maxVisualOps {
 			break
 		}
 		p := part
-		r.visual = append(r.visual, pl.operations(c.lo, c.hi, true, func(op *LockOp) any { return visMeta{part: p, note: opNote(op)} })...)
-		total += c.ops
+		r.visual = append(r.visual, c.operations(true, func(op *LockOp) any { return visMeta{part: p, note: opNote(op)} })...)
+		total += c.size()
 		part++
 		if total >= limit {
 			break
@@ -629,7 +837,7 @@ func (r *LinearizabilityResult) pickVisual(pl *searchPlan, results []porcupine.C
 
 // ownerAcquire finds the acquisition that made the owner carried into s:
 // the owner's latest acquire before it.
-func ownerAcquire(s *segment) *LockOp {
+func ownerAcquire(s *stretch) *LockOp {
 	ops := s.key.ops
 	for i := s.lo - 1; i >= 0 && i >= s.lo-100_000; i-- {
 		if op := &ops[i]; op.Kind == OpAcquire && op.Process == s.owner {
@@ -642,9 +850,6 @@ func ownerAcquire(s *segment) *LockOp {
 func opNote(op *LockOp) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "client %d, P%d, %s; interval %s", op.Client, op.Process, op.Origin, op.interval())
-	if op.Return == Forever && op.end != Forever {
-		fmt.Fprintf(&b, ", searched as ending at %s (end of its segment)", fmtTime(op.end))
-	}
 	if op.Event >= 0 {
 		fmt.Fprintf(&b, "; history event %d", op.Event)
 	}
@@ -701,7 +906,7 @@ func describeUnit(key string, ops []porcupine.Operation, partials [][]porcupine.
 	}
 	var why []string
 	for _, lop := range rest {
-		if lop.Call > first {
+		if lop.start > first {
 			continue
 		}
 		cx.Blocked = append(cx.Blocked, lop.String()+" "+lop.interval())
@@ -758,7 +963,7 @@ func (r *LinearizabilityResult) summary(opts Options) string {
 		return fmt.Sprintf("all %d operations on %d keys have a legal order for an owner-aware lock (%d dropped as unable to matter; searched in %d chunks of up to %d operations).",
 			r.Operations, r.Keys, r.Dropped, r.Chunks, r.LargestChunk)
 	case porcupine.Illegal:
-		s := fmt.Sprintf("%d of %d chunks have no legal order", r.IllegalChunks, r.Chunks)
+		s := fmt.Sprintf("%d of the %d independently searched stretches of the history have no legal order", r.IllegalChunks, r.Chunks)
 		if len(r.Counterexamples) > 0 {
 			s += "; first: " + r.Counterexamples[0].Description
 		}

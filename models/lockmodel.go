@@ -83,8 +83,11 @@ func (o Origin) String() string {
 // porcupine.Operation (as a *LockOp; the Output is unused). Call and Return
 // bound when the operation took effect, on the recorder's clock.
 type LockOp struct {
-	Kind    OpKind
-	Origin  Origin
+	Kind   OpKind
+	Origin Origin
+	// hold ties an acquisition to the release that ends it (the same id
+	// on both), -1 for an operation that belongs to no hold.
+	hold    int32
 	Key     string
 	Process history.Process
 	Client  int
@@ -99,10 +102,11 @@ type LockOp struct {
 	// later time.
 	Return int64
 
-	// end is the return time given to porcupine: Return, or for an
-	// open-ended operation the end of its segment (see the package
-	// documentation for why that loses nothing).
-	end int64
+	// start and end are the interval given to porcupine: [Call, Return]
+	// narrowed by what the lock's structure implies, and for an
+	// open-ended operation ending at the end of its segment (see
+	// CheckLinearizable for why neither loses a legal order).
+	start, end int64
 }
 
 // String reads like a line of a lab notebook, for counterexamples and the
@@ -134,16 +138,17 @@ func (op *LockOp) String() string {
 	return b.String()
 }
 
-// interval renders [Call, Return] with ∞ for an open end.
+// interval renders [Call, Return] with ∞ for an open end, and the
+// interval searched when it is narrower.
 func (op *LockOp) interval() string {
 	if op.Origin == FromCarry {
-		return "[before " + fmtTime(op.Call+1) + "]"
+		return "[before " + fmtTime(op.start+1) + "]"
 	}
-	ret := "∞"
-	if op.Return != Forever {
-		ret = fmtTime(op.Return)
+	s := "[" + fmtTime(op.Call) + ", " + fmtTimeOrForever(op.Return) + "]"
+	if op.start != op.Call || op.end != op.Return {
+		s += " searched as [" + fmtTime(op.start) + ", " + fmtTimeOrForever(op.end) + "]"
 	}
-	return "[" + fmtTime(op.Call) + ", " + ret + "]"
+	return s
 }
 
 // noOwner is the state of a free lock. Client processes are >= 0 and the

@@ -206,9 +206,15 @@ func randomHistory(seed uint64, clients, keys, steps int, bugRate float64) *hist
 		next++
 	}
 	owner := map[string]history.Process{} // the lock's own view
+	grant := map[string]int{}             // which grant the owner holds
+	grants := 0
+	take := func(key string, p history.Process) {
+		grants++
+		owner[key], grant[key] = p, grants
+	}
 	type orphan struct {
-		proc history.Process
-		left int // steps until its lease expires
+		grant int
+		left  int // steps until its lease expires
 	}
 	orphans := map[string]orphan{}
 	var events []history.Event
@@ -218,15 +224,15 @@ func randomHistory(seed uint64, clients, keys, steps int, bugRate float64) *hist
 		events = append(events, e)
 	}
 	bug := func() bool { return rng.Float64() < bugRate }
-	abandon := func(key string) { orphans[key] = orphan{proc: owner[key], left: 1 + rng.IntN(6)} }
+	abandon := func(key string) { orphans[key] = orphan{grant: grant[key], left: 1 + rng.IntN(6)} }
 	for range steps {
 		now += rng.Int64N(4)
 		for key, o := range orphans {
 			if o.left > 1 {
-				orphans[key] = orphan{proc: o.proc, left: o.left - 1}
+				orphans[key] = orphan{grant: o.grant, left: o.left - 1}
 				continue
 			}
-			if p, ok := owner[key]; ok && p == o.proc {
+			if _, ok := owner[key]; ok && grant[key] == o.grant {
 				delete(owner, key)
 			}
 			delete(orphans, key)
@@ -261,12 +267,12 @@ func randomHistory(seed uint64, clients, keys, steps int, bugRate float64) *hist
 				if rng.IntN(8) == 0 {
 					e.Type = history.Info
 					if rng.IntN(2) == 0 { // took effect, for nobody
-						owner[e.Key] = c.proc
+						take(e.Key, c.proc)
 						abandon(e.Key)
 					}
 				} else if rng.IntN(6) > 0 {
 					e.Type = history.OK
-					owner[e.Key] = c.proc
+					take(e.Key, c.proc)
 					e.Token = uint64(len(events))
 					if rng.IntN(2) == 0 {
 						e.Attempt = c.open.Time + rng.Int64N(now-c.open.Time+1)

@@ -16,8 +16,8 @@ const DefaultVisualizationOps = 2000
 // maxVisualOps is the most a visualisation ever draws, even as evidence: the
 // page holds every partial linearization, which grows faster than the
 // number of operations, and past this it stops being something a person can
-// open.
-const maxVisualOps = 20000
+// open. A variable only so that a test can reach the limit cheaply.
+var maxVisualOps = 20000
 
 // WriteVisualization writes porcupine's HTML view of the search to path,
 // with faults, crashes, restarts and the recovery phase as annotations.
@@ -27,10 +27,19 @@ const maxVisualOps = 20000
 // [Options.VisualizationOps], always the first); for a valid or undecided
 // one, the first chunks that were searched to the end, up to that budget.
 // Carried acquires (the owner at a cut) are drawn as "holds k (carried over
-// a cut)". It is not safe to call concurrently with itself.
+// a cut)". When even the first counterexample is too large to draw, the
+// page holds only the annotations and a note saying so, since the verdict
+// stands on the report, not on the drawing. It is not safe to call
+// concurrently with itself.
 func (r *LinearizabilityResult) WriteVisualization(path string) error {
 	if r.notShown != "" {
-		return fmt.Errorf("models: visualization: %s", r.notShown)
+		var info porcupine.LinearizationInfo
+		info.AddAnnotations(append(slices.Clone(r.annotations), porcupine.Annotation{
+			Tag: "note", Description: "not drawn", Details: r.notShown, BackgroundColor: crashColor}))
+		if err := porcupine.VisualizePath(visualModel(), info, path); err != nil {
+			return fmt.Errorf("models: visualization: %w", err)
+		}
+		return nil
 	}
 	if r.info == nil {
 		_, li := porcupine.CheckOperationsVerbose(visualModel(), r.visual, r.timeout)

@@ -2,7 +2,8 @@
 // -bench BenchmarkCheck -benchmem) into a Markdown table: one row per
 // benchmark line, with the operations, clients and keys of its name, its
 // time, the memory it allocated, the heap's high-water mark and the heap
-// the history alone took. It reads the benchmark output on stdin and
+// the history alone took; and the benchmark's name, when the output holds
+// more than one benchmark. It reads the benchmark output on stdin and
 // writes the table on stdout.
 //
 //	go test -run '^$' -bench BenchmarkCheck -benchtime 1x -benchmem ./models/ | go run ./models/internal/benchtable
@@ -25,8 +26,10 @@ func main() {
 	}
 }
 
-// row is one benchmark result: its parameters and its metrics by unit.
+// row is one benchmark result: the benchmark's name without its
+// parameters, the parameters, and its metrics by unit.
 type row struct {
+	bench   string
 	params  map[string]string
 	metrics map[string]float64
 }
@@ -64,7 +67,8 @@ func parse(in io.Reader) ([]row, string, error) {
 		if _, err := strconv.Atoi(f[1]); err != nil {
 			continue
 		}
-		r := row{params: params(f[0]), metrics: map[string]float64{}}
+		base, _, _ := strings.Cut(f[0], "/")
+		r := row{bench: strings.TrimPrefix(base, "Benchmark"), params: params(f[0]), metrics: map[string]float64{}}
 		for i := 2; i+1 < len(f); i += 2 {
 			v, err := strconv.ParseFloat(f[i], 64)
 			if err != nil {
@@ -101,9 +105,23 @@ func params(name string) map[string]string {
 
 func write(out io.Writer, rows []row, cpu string) error {
 	w := bufio.NewWriter(out)
+	// Name the benchmark only when there is more than one.
+	named := false
+	for _, r := range rows {
+		named = named || r.bench != rows[0].bench
+	}
+	if named {
+		fmt.Fprint(w, "| benchmark ")
+	}
 	fmt.Fprintln(w, "| ops | clients | keys | time | allocated | peak heap | history heap |")
+	if named {
+		fmt.Fprint(w, "|:---")
+	}
 	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
+		if named {
+			fmt.Fprintf(w, "| %s ", r.bench)
+		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n",
 			orDash(r.params["ops"]), orDash(r.params["clients"]), orDash(r.params["keys"]),
 			metric(r, "ns/op", duration), metric(r, "B/op", byteSize),

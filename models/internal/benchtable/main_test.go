@@ -34,6 +34,19 @@ Measured on AMD EPYC; peak heap includes the history.
 	}
 }
 
+func TestBenchmarksAreNamedWhenThereAreSeveral(t *testing.T) {
+	in := sample + "BenchmarkCheckUnreportedAttempts/ops=100k/clients=64/keys=1-2  1  145000000 ns/op  30.2 history-heap-MB  80.0 peak-heap-MB  100000000 B/op  5 allocs/op\n"
+	var out bytes.Buffer
+	if err := run(strings.NewReader(in), &out); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out.String(), "\n")
+	if !strings.HasPrefix(lines[0], "| benchmark | ops |") || !strings.HasPrefix(lines[2], "| Check | 10k |") ||
+		!strings.HasPrefix(lines[4], "| CheckUnreportedAttempts | 100k | 64 | 1 | 145.0 ms |") {
+		t.Errorf("table:\n%s", out.String())
+	}
+}
+
 func TestNoResultsIsAnError(t *testing.T) {
 	if err := run(strings.NewReader("PASS\n"), &bytes.Buffer{}); err == nil {
 		t.Error("empty input gave a table")
