@@ -15,8 +15,13 @@ import (
 	"github.com/lockcheck/lockcheck/lockers"
 )
 
-// errCrashed completes the open call of a client killed mid-call.
-var errCrashed = errors.New("client crashed during the call")
+var (
+	// errCrashed completes the open call of a client killed mid-call.
+	errCrashed = errors.New("client crashed during the call")
+	// errNoLease stands for a locker that reported success without a
+	// lease: the outcome is unknown, so it is indeterminate.
+	errNoLease = errors.New("locker returned neither a lease nor an error")
+)
 
 // client is one simulated client slot. It lives through incarnations: a
 // crash kills the current one (abandoning whatever it holds) and a restart
@@ -186,6 +191,9 @@ func (c *client) cycle(inc *incarnation, key string, acquireTimeout, hold time.D
 	ctx, cancel := context.WithTimeout(inc.ctx, acquireTimeout)
 	lease, err := inc.locker.Lock(ctx, key)
 	cancel()
+	if err == nil && lease == nil {
+		err = errNoLease
+	}
 	if !c.complete(inc, err, lease) {
 		return false
 	}
@@ -215,9 +223,17 @@ func (c *client) cycle(inc *incarnation, key string, acquireTimeout, hold time.D
 	return true
 }
 
-// work runs the workload until stop ends or the incarnation dies.
+// work runs the workload until stop ends or the incarnation dies. A locker
+// that panics takes only its own client down, as a crash: the run, and the
+// history of every other client, go on.
 func (c *client) work(inc *incarnation, stop <-chan struct{}) {
 	defer close(inc.exited)
+	defer func() {
+		if p := recover(); p != nil {
+			c.run.log.Logf("client %d: locker panicked: %v", c.slot, p)
+			c.crash()
+		}
+	}()
 	w := c.run.cfg.Workload
 	for {
 		select {

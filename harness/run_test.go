@@ -269,3 +269,37 @@ func TestConfigErrorsNameWhatToFix(t *testing.T) {
 		}
 	}
 }
+
+type panickyLocker struct{ calls int }
+
+func (p *panickyLocker) Lock(context.Context, string) (lockers.Lease, error) {
+	p.calls++
+	if p.calls == 3 {
+		panic("locker bug")
+	}
+	return nil, nil
+}
+
+func TestLockerBugsTakeDownOnlyTheirClient(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Locker = LockerSpec{Name: "panicky", Setup: func(context.Context) (func(lockers.Env) (lockers.Locker, error), func(), error) {
+		return func(lockers.Env) (lockers.Locker, error) { return &panickyLocker{}, nil }, func() {}, nil
+	}}
+	cfg.Clients = 2
+	_, h := runAndRead(t, cfg)
+	var crashes, noLease int
+	for _, e := range h.Events {
+		if e.F == history.Crash {
+			crashes++
+		}
+		if e.Type == history.Info && e.Error == errNoLease.Error() {
+			noLease++
+		}
+	}
+	if crashes != 2 {
+		t.Errorf("%d crashes recorded, want one per client", crashes)
+	}
+	if noLease != 4 {
+		t.Errorf("%d nil-lease calls recorded as indeterminate, want 4", noLease)
+	}
+}
