@@ -15,8 +15,16 @@
 // [LeaseKept], which runs in a testing/synctest bubble where that clock is
 // virtual: holding a lock for five TTLs then costs no wall time. Waits on
 // the real clock only bound how long a broken locker can stall the suite;
-// what the suite checks never depends on how fast the machine is. Do not
-// call Run from a parallel test: [Cancel] counts goroutines.
+// what the suite checks never depends on how fast the machine is. Where the
+// suite must know that a client has looked at a held key, it waits for the
+// client's locker to report attempts (Env.AttemptStarted); a locker that
+// never reports any gets a short real-time grace instead, which can only
+// make the check weaker, never a false alarm. Do not call Run from a
+// parallel test: [Cancel] counts goroutines.
+//
+// The suite's own tests run it, with a recorder in place of the test,
+// against the deliberately broken lockers of package mutants, and require
+// each bug to be caught by the property made for it.
 package lockertest
 
 import (
@@ -38,7 +46,8 @@ type Property string
 // The properties, in the order Run checks them.
 const (
 	// MutexOneKey: 32 clients contend for one key; no two ever hold it at
-	// once.
+	// once, and no holder that was never told its lease is lost finds its
+	// Unlock refused (someone took the lock from under it).
 	MutexOneKey Property = "mutex-1key"
 	// MutexManyKeys: 32 clients contend for 8 keys; no key ever has two
 	// holders.
@@ -83,7 +92,8 @@ type Suite struct {
 	// OwnerCheck claims that Unlock only frees the caller's own lock.
 	OwnerCheck bool
 	// TTL is how long the lockers' leases live on the backend without a
-	// refresh; positive claims [LeaseKept], unless Lacks lists it. Give the lockers a TTL long
+	// refresh; positive claims [LeaseKept], unless Lacks lists it, and
+	// sets how long that check holds. Give the lockers a TTL that is long
 	// against a scheduling hiccup under the race detector (a second or
 	// more): the other properties check mutual exclusion, not timing.
 	TTL time.Duration
@@ -176,8 +186,8 @@ type property struct {
 func always(Suite) (bool, string) { return true, "" }
 
 var properties = []property{
-	{name: MutexOneKey, claimed: always, run: mutex(32, 1, 12)},
-	{name: MutexManyKeys, claimed: always, run: mutex(32, 8, 24)},
+	{name: MutexOneKey, claimed: always, run: mutex(32, 1, 10)},
+	{name: MutexManyKeys, claimed: always, run: mutex(32, 8, 16)},
 	{name: UnlockFrees, claimed: always, run: unlockFrees},
 	{name: Cancel, claimed: always, run: cancelWait},
 	{name: Fencing, optional: true, claimed: func(s Suite) (bool, string) {

@@ -39,8 +39,11 @@
 //   - setImmediate, one turn of the event loop between polls, is one trip
 //     through the client's clock, env.Clock.After(PollInterval) with a
 //     default of zero, so that a client paused through its clock stops
-//     polling. [lockers.Sleep] is not used: it returns at once for zero
-//     without touching the clock.
+//     polling, followed by runtime.Gosched, so that, as on the event loop,
+//     everything else ready to run goes first: the real clock's After(0)
+//     is ready at once and would leave the poll a busy loop that starves
+//     the holder it is waiting for. [lockers.Sleep] is not used: it
+//     returns at once for zero without touching the clock.
 //   - The timeout is a timer on the client's clock started with the call,
 //     as the source's setTimeout is on the process's clock.
 //   - The AbortSignal is the context. The source adds its abort listener
@@ -72,6 +75,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -143,7 +147,7 @@ type Options struct {
 	AcquireLockTimeout time.Duration
 	// PollInterval is the wait between checks of a held lock; zero (the
 	// default) is the source's setImmediate: no delay, but one trip
-	// through the client's clock.
+	// through the client's clock and a yield of the processor.
 	PollInterval time.Duration
 
 	_ struct{}
@@ -182,7 +186,7 @@ func NewOwner(store *Store, env lockers.Env, opts Options) *Locker {
 // Lock takes key, asking its holder to let go while it waits.
 func (l *Locker) Lock(ctx context.Context, key string) (lockers.Lease, error) {
 	timeout := l.env.Clock.After(l.opts.AcquireLockTimeout)
-	mine := &lease{locker: l, key: key, asked: make(chan struct{})}
+	mine := &lease{locker: l, key: key, asked: make(chan struct{}), lost: make(chan struct{})}
 	for {
 		l.env.MarkAttempt()
 		holder := l.store.take(key, mine)
@@ -196,6 +200,13 @@ func (l *Locker) Lock(ctx context.Context, key string) (lockers.Lease, error) {
 			return nil, l.failed(key, nil)
 		case <-ctx.Done():
 			return nil, l.failed(key, ctx.Err())
+		}
+		if l.opts.PollInterval == 0 {
+			// setImmediate lets every other pending task run first
+			// (the source's comment: responsiveness and fairness). A
+			// clock whose After(0) is ready at once, as the real one
+			// is, does not give up the processor; this does.
+			runtime.Gosched()
 		}
 		// When the poll and the timeout (or the context) are ready at
 		// once, select picks either; the source never polls after its
@@ -224,6 +235,12 @@ type lease struct {
 	key    string
 	ask    sync.Once
 	asked  chan struct{}
+	// lost is never closed: the source has no way to learn that a lock
+	// is gone. It is the lease's own channel, not a shared one, so that
+	// it belongs to the synctest bubble the lease was made in, if any: a
+	// select on a channel from outside a bubble keeps the bubble's time
+	// still.
+	lost chan struct{}
 }
 
 var (
@@ -231,12 +248,8 @@ var (
 	_ lockers.ReleaseRequester = (*lease)(nil)
 )
 
-// never is the Lost channel of every lease: the source has no way to learn
-// that a lock is gone.
-var never = make(chan struct{})
-
 func (l *lease) Token() uint64                     { return 0 }
-func (l *lease) Lost() <-chan struct{}             { return never }
+func (l *lease) Lost() <-chan struct{}             { return l.lost }
 func (l *lease) ReleaseRequested() <-chan struct{} { return l.asked }
 
 func (l *lease) requestRelease() {

@@ -18,11 +18,16 @@
 // refresher wakes (late: a paused client, a clock that jumped) to find on
 // the client's clock that its last successful refresh started at least
 // 2/3·TTL ago, TTL/3 before the lease can expire on the store: the safety
-// margin. The margin holds as long as the client's clock runs no slower
-// than the store's; a pause longer than it still breaks mutual exclusion,
-// and that is for the harness to show. Unlock stops the refresher, waits
-// for it to exit, and frees the key only if this lease still holds it;
-// otherwise it returns an error wrapping [lockers.ErrNoEffect].
+// margin. The margin holds as long as the client's clock neither runs
+// slower than the store's nor jumps back; a pause longer than it still
+// breaks mutual exclusion, and that is for the harness to show. Unlock stops
+// the refresher, waits for it to exit, and frees the key only if this lease
+// still holds it; otherwise it returns an error wrapping
+// [lockers.ErrNoEffect]. A lease that is never unlocked keeps its refresher
+// until a refresh fails or the lease is lost; a client whose clock never
+// fires again (killed by the harness) leaves it parked for good, as a
+// killed process leaves its memory: the contract gives a locker no signal
+// that its client is gone.
 //
 // An in-memory refresh never fails on its own, so the store rejects a
 // refresh with probability [StoreOptions.RefreshFailRate] (2% by default):
@@ -40,7 +45,9 @@
 //     create-if-absent precondition would. Triggered whenever such a call
 //     finds the key held, which under contention is most of the time: the
 //     caller and the holder then both hold it, and the old holder learns it
-//     only at its next refresh.
+//     only at its next refresh (and its Unlock is refused). The chance is
+//     drawn once per call, not per attempt, so that how many draws a client
+//     makes depends on its calls and not on timing.
 //   - mutant-unlock-any: Unlock frees the key whoever holds it. Triggered
 //     when a holder whose refresh failed (RefreshFailRate) keeps working
 //     past the end of its lease: by then another client may hold the key,
@@ -354,9 +361,6 @@ type lease struct {
 
 var _ lockers.Lease = (*lease)(nil)
 
-// never is the Lost channel of a lease whose holder cannot tell.
-var never = make(chan struct{})
-
 func (l *Locker) newLease(key string, token uint64, start time.Time) *lease {
 	le := &lease{
 		locker: l, key: key, token: token,
@@ -364,7 +368,10 @@ func (l *Locker) newLease(key string, token uint64, start time.Time) *lease {
 		refreshed: start,
 	}
 	if !l.kind.refresher {
-		le.lost = never
+		// lost stays open: this holder cannot tell. It is the lease's
+		// own channel, not a shared one, so that it belongs to the
+		// synctest bubble the lease was made in, if any: a select on a
+		// channel from outside a bubble keeps the bubble's time still.
 		close(le.done)
 		return le
 	}

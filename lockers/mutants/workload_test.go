@@ -97,11 +97,14 @@ func simulate(t *testing.T, newLocker constructor, seed uint64) (overlaps, holds
 }
 
 // Each mutant fails (shows an overlap) on most seeds of a 20-second run of
-// the default workload, and the control on none.
+// the default workload, and the control on none. mutant-unlock-any's 30 ms
+// default TTL is what makes it fail here: at 200 ms a lease outlives every
+// 50 ms hold by far more than a hold after a failed refresh, and no unlock
+// is ever late (0 failures in 10 seeds when measured; 45 ms: 8 in 10).
 func TestDefaultWorkload(t *testing.T) {
-	seeds := 10
+	seeds := 5
 	if testing.Short() {
-		seeds = 3
+		seeds = 2
 	}
 	for _, tc := range []struct {
 		name      string
@@ -109,6 +112,11 @@ func TestDefaultWorkload(t *testing.T) {
 		minFailed int // of seeds
 	}{
 		{mutants.Lease, mutants.NewLease, 0},
+		// The control at mutant-unlock-any's short TTL: the overlaps that
+		// mutant shows come from its bug, not from the TTL.
+		{mutants.Lease + "-30ms", func(s *mutants.Store, env lockers.Env, _ mutants.Options) *mutants.Locker {
+			return mutants.NewLease(s, env, mutants.Options{TTL: mutants.DefaultUnlockAnyTTL})
+		}, 0},
 		{mutants.DoubleGrant, mutants.NewDoubleGrant, seeds},
 		{mutants.UnlockAny, mutants.NewUnlockAny, seeds * 8 / 10},
 		{mutants.SilentExpiry, mutants.NewSilentExpiry, seeds},
