@@ -19,7 +19,16 @@ type LockerSpec struct {
 	// Setup prepares what all clients of one run share (a store, a
 	// server, a bucket) and returns the constructor of each client's
 	// locker and the teardown of what it prepared.
-	Setup func(ctx context.Context) (newLocker func(lockers.Env) (lockers.Locker, error), teardown func(), err error)
+	Setup func(ctx context.Context, p Params) (newLocker func(lockers.Env) (lockers.Locker, error), teardown func(), err error)
+}
+
+// Params are the run settings a locker's setup may need.
+type Params struct {
+	// TimeScale multiplies every duration of an algorithm alike (its
+	// TTLs, timeouts, intervals), keeping their ratios, so a scenario can
+	// run a 12 s TTL as 1.2 s. 1 is the published algorithm. Lockers
+	// without published durations ignore it.
+	TimeScale float64
 }
 
 // LookupLocker finds a locker by name, failing with the list of known ones.

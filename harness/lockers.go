@@ -3,9 +3,13 @@ package harness
 import (
 	"context"
 
+	"fmt"
+
+	"github.com/lockcheck/lockcheck/harness/gcs"
 	"github.com/lockcheck/lockcheck/lockers"
 	"github.com/lockcheck/lockcheck/lockers/memory"
 	"github.com/lockcheck/lockcheck/lockers/mutants"
+	"github.com/lockcheck/lockcheck/lockers/tus616"
 )
 
 // Lockers lists every locker a run can use, in the order `verify list`
@@ -18,11 +22,36 @@ func Lockers() []LockerSpec {
 		mutantSpec(mutants.DoubleGrant, "BROKEN on purpose: sometimes grants a held lock", true, mutants.NewDoubleGrant),
 		mutantSpec(mutants.UnlockAny, "BROKEN on purpose: unlock frees whoever holds the lock", true, mutants.NewUnlockAny),
 		mutantSpec(mutants.SilentExpiry, "BROKEN on purpose: the lease expires while the holder works, and nobody tells it", true, mutants.NewSilentExpiry),
+		{
+			Name:    tus616.Name,
+			Summary: "tus-node-server PR #616 GCS locker, faithful (12 s TTL, 10 s watcher, 30 s acquire timeout; scaled by -time-scale), on the embedded GCS",
+			Setup: withEmbeddedGCS(func(ctx context.Context, s *gcs.Server, p Params, env lockers.Env) (lockers.Locker, error) {
+				return tus616.New(ctx, tus616.Config{Endpoint: s.Endpoint(), Bucket: s.Bucket()}, env, tus616.Options{TimeScale: p.TimeScale})
+			}),
+		},
+	}
+}
+
+// withEmbeddedGCS starts one embedded GCS (fake-gcs-server behind the
+// fidelity layer) for the run; every client's locker talks to it through
+// its own HTTP client.
+func withEmbeddedGCS(build func(context.Context, *gcs.Server, Params, lockers.Env) (lockers.Locker, error)) func(context.Context, Params) (func(lockers.Env) (lockers.Locker, error), func(), error) {
+	return func(ctx context.Context, p Params) (func(lockers.Env) (lockers.Locker, error), func(), error) {
+		server, err := gcs.Start(ctx, gcs.Options{})
+		if err != nil {
+			return nil, nil, fmt.Errorf("embedded GCS: %w", err)
+		}
+		newLocker := func(env lockers.Env) (lockers.Locker, error) {
+			// The locker's client lives as long as the run; its
+			// construction is local and quick.
+			return build(context.Background(), server, p, env)
+		}
+		return newLocker, func() { server.Close() }, nil
 	}
 }
 
 func memorySpec(name, summary string, build func(*memory.Store, lockers.Env, memory.Options) *memory.Locker) LockerSpec {
-	return LockerSpec{Name: name, Summary: summary, Setup: func(context.Context) (func(lockers.Env) (lockers.Locker, error), func(), error) {
+	return LockerSpec{Name: name, Summary: summary, Setup: func(context.Context, Params) (func(lockers.Env) (lockers.Locker, error), func(), error) {
 		store := memory.NewStore()
 		return func(env lockers.Env) (lockers.Locker, error) {
 			return build(store, env, memory.Options{}), nil
@@ -31,7 +60,7 @@ func memorySpec(name, summary string, build func(*memory.Store, lockers.Env, mem
 }
 
 func mutantSpec(name, summary string, fencing bool, build func(*mutants.Store, lockers.Env, mutants.Options) *mutants.Locker) LockerSpec {
-	return LockerSpec{Name: name, Summary: summary, Fencing: fencing, Setup: func(context.Context) (func(lockers.Env) (lockers.Locker, error), func(), error) {
+	return LockerSpec{Name: name, Summary: summary, Fencing: fencing, Setup: func(context.Context, Params) (func(lockers.Env) (lockers.Locker, error), func(), error) {
 		// The store judges expiry on server time: the real clock, which
 		// client clock faults do not touch.
 		store := mutants.NewStore(lockers.SystemClock{}, mutants.StoreOptions{})

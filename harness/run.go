@@ -50,6 +50,8 @@ type Config struct {
 	// recovery phase.
 	RecoveryTimeout time.Duration
 	Seed            uint64
+	// TimeScale scales the locker's own durations; see Params.
+	TimeScale float64
 	// Dir is where the run's files go; it must not exist yet.
 	Dir string
 	// Observers see every event as it is recorded (live progress).
@@ -75,6 +77,7 @@ func (c Config) Validate() error {
 	check(c.Workload.AcquireTimeout > 0, "acquire timeout must be positive, got %v", c.Workload.AcquireTimeout)
 	check(c.RecoveryTimeout > 0, "recovery timeout must be positive, got %v", c.RecoveryTimeout)
 	check(len(c.Faults) == 0 || c.FaultInterval > 0, "fault interval must be positive when faults are on, got %v", c.FaultInterval)
+	check(c.TimeScale > 0 && c.TimeScale <= 100, "time scale must be in (0, 100], got %v", c.TimeScale)
 	check(c.Dir != "", "no output directory")
 	return errors.Join(errs...)
 }
@@ -137,7 +140,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	defer f.Close()
 
 	setupCtx, cancelSetup := context.WithTimeout(ctx, time.Minute)
-	newLocker, closeBackend, err := cfg.Locker.Setup(setupCtx)
+	newLocker, closeBackend, err := cfg.Locker.Setup(setupCtx, Params{TimeScale: cfg.TimeScale})
 	cancelSetup()
 	if err != nil {
 		return nil, fmt.Errorf("locker %s: setup: %w", cfg.Locker.Name, err)

@@ -63,7 +63,7 @@ func (l *testLease) Unlock(context.Context) error {
 }
 
 func testSpec() LockerSpec {
-	return LockerSpec{Name: "test", Fencing: true, Setup: func(context.Context) (func(lockers.Env) (lockers.Locker, error), func(), error) {
+	return LockerSpec{Name: "test", Fencing: true, Setup: func(context.Context, Params) (func(lockers.Env) (lockers.Locker, error), func(), error) {
 		s := &testStore{owners: map[string]*testLease{}, tokens: map[string]uint64{}}
 		return func(env lockers.Env) (lockers.Locker, error) { return &testLocker{store: s, env: env}, nil }, func() {}, nil
 	}}
@@ -79,7 +79,7 @@ func testConfig(t *testing.T, faultNames ...string) Config {
 		Workload:      Workload{Name: "mutex", Keys: 2, Rate: 50, HoldMin: time.Millisecond, HoldMax: 5 * time.Millisecond, AcquireTimeout: time.Second},
 		Faults:        kinds,
 		FaultInterval: 100 * time.Millisecond, RecoveryTimeout: 2 * time.Second,
-		Seed: 3, Dir: filepath.Join(t.TempDir(), "run"),
+		Seed: 3, TimeScale: 1, Dir: filepath.Join(t.TempDir(), "run"),
 	}
 }
 
@@ -282,7 +282,7 @@ func (p *panickyLocker) Lock(context.Context, string) (lockers.Lease, error) {
 
 func TestLockerBugsTakeDownOnlyTheirClient(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.Locker = LockerSpec{Name: "panicky", Setup: func(context.Context) (func(lockers.Env) (lockers.Locker, error), func(), error) {
+	cfg.Locker = LockerSpec{Name: "panicky", Setup: func(context.Context, Params) (func(lockers.Env) (lockers.Locker, error), func(), error) {
 		return func(lockers.Env) (lockers.Locker, error) { return &panickyLocker{}, nil }, func() {}, nil
 	}}
 	cfg.Clients = 2

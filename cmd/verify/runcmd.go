@@ -36,6 +36,7 @@ type runFlags struct {
 	checkTimeout    time.Duration
 	requireRecovery bool
 	quiet           bool
+	timeScale       float64
 }
 
 func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
@@ -58,6 +59,7 @@ func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
 	fs.DurationVar(&f.checkTimeout, "check-timeout", time.Minute, "time limit of the linearizability search; past it the verdict is unknown")
 	fs.BoolVar(&f.requireRecovery, "require-recovery", false, "count clients that never acquire in the recovery phase as a failure (exit 1)")
 	fs.BoolVar(&f.quiet, "q", false, "no progress output")
+	fs.Float64Var(&f.timeScale, "time-scale", 1, "multiply the locker's own durations (TTL, timeouts, intervals) by this, keeping their ratios; 0.1 runs tus616's 12 s TTL as 1.2 s")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: verify run [flags]
 
@@ -69,6 +71,7 @@ results/<run-id>/history.jsonl as it happens, then checked.
 Examples:
   verify run -locker memory-owner -faults pause,crash -seed 7
   verify run -locker mutant-unlock-any -duration 20s -clients 8 -keys 1
+  verify run -locker tus616 -time-scale 0.1 -duration 20s -keys 1
 
 Flags:
 `)
@@ -154,6 +157,7 @@ func (f *runFlags) config() (harness.Config, error) {
 		FaultInterval:   f.faultInterval,
 		RecoveryTimeout: f.recoveryTimeout,
 		Seed:            seed,
+		TimeScale:       f.timeScale,
 		Dir:             filepath.Join(f.out, harness.NewRunID(time.Now(), locker.Name, seed)),
 	}
 	if err := cfg.Validate(); err != nil {
