@@ -7,13 +7,47 @@
 package faults
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/lockcheck/lockcheck/faults/netfault"
+	"github.com/lockcheck/lockcheck/faults/serverfault"
 )
+
+// Target is everything a fault can act on in one run.
+type Target struct {
+	Clients Clients
+	// Network is the per-client proxy plane; nil when the locker's backend
+	// is in-process and no network lies between it and the clients.
+	Network netfault.Faults
+	// Server faults single requests in front of the backend; nil when the
+	// backend has no HTTP front.
+	Server ServerFaults
+}
+
+// ServerFaults switches server-side fault rules on; *serverfault.Middleware
+// is one.
+type ServerFaults interface {
+	Inject(serverfault.Rule) (serverfault.Heal, error)
+}
+
+// Needs says which part of a Target a kind acts on.
+type Needs int
+
+const (
+	NeedsClients Needs = iota
+	NeedsNetwork
+	NeedsServer
+)
+
+func (n Needs) String() string {
+	return [...]string{"clients", "network", "server"}[n]
+}
 
 // Clients is what in-process faults act on: the run's simulated clients.
 type Clients interface {
@@ -24,6 +58,9 @@ type Clients interface {
 	// abandoned. Restart brings the client back under a new process.
 	Crash(client int) error
 	Restart(client int) error
+	// Holders lists the clients that hold a lock right now, for faults
+	// aimed at a holder.
+	Holders() []int
 }
 
 // A Kind is one sort of fault.
@@ -32,8 +69,70 @@ type Kind struct {
 	Summary string
 	// Min and Max bound how long one occurrence lasts before its heal.
 	Min, Max time.Duration
+	// Needs is the part of the run the fault acts on.
+	Needs Needs
+	// AtHolder aims the fault at a client that holds a lock when it
+	// starts (the planned client if nobody holds one).
+	AtHolder bool
 	// Inject starts the fault on the given clients and returns its heal.
-	Inject func(c Clients, targets []int) (heal func() error, err error)
+	Inject func(t Target, targets []int) (heal func() error, err error)
+}
+
+var errNoNetwork = errors.New("this run has no network between clients and backend (the locker's backend is in-process)")
+var errNoServer = errors.New("this run's backend has no HTTP front to fault")
+
+func network(t Target) (netfault.Faults, error) {
+	if t.Network == nil {
+		return nil, errNoNetwork
+	}
+	return t.Network, nil
+}
+
+func shaper(t Target) (netfault.Shaper, error) {
+	n, err := network(t)
+	if err != nil {
+		return nil, err
+	}
+	s, ok := n.(netfault.Shaper)
+	if !ok {
+		return nil, errors.New("this run's network cannot shape bandwidth")
+	}
+	return s, nil
+}
+
+func netKind(name, summary string, holder bool, inject func(n netfault.Faults, targets []int) (netfault.Heal, error)) Kind {
+	return Kind{Name: name, Summary: summary, Min: 500 * time.Millisecond, Max: 3 * time.Second, Needs: NeedsNetwork, AtHolder: holder,
+		Inject: func(t Target, targets []int) (func() error, error) {
+			n, err := network(t)
+			if err != nil {
+				return nil, err
+			}
+			heal, err := inject(n, targets)
+			return heal, err
+		}}
+}
+
+func shapeKind(name, summary string, inject func(s netfault.Shaper, targets []int) (netfault.Heal, error)) Kind {
+	return Kind{Name: name, Summary: summary, Min: 500 * time.Millisecond, Max: 3 * time.Second, Needs: NeedsNetwork,
+		Inject: func(t Target, targets []int) (func() error, error) {
+			s, err := shaper(t)
+			if err != nil {
+				return nil, err
+			}
+			heal, err := inject(s, targets)
+			return heal, err
+		}}
+}
+
+func serverKind(name, summary string, rule serverfault.Rule) Kind {
+	return Kind{Name: name, Summary: summary, Min: 500 * time.Millisecond, Max: 3 * time.Second, Needs: NeedsServer,
+		Inject: func(t Target, _ []int) (func() error, error) {
+			if t.Server == nil {
+				return nil, errNoServer
+			}
+			heal, err := t.Server.Inject(rule)
+			return heal, err
+		}}
 }
 
 // Kinds lists every fault a run can schedule, by name.
@@ -43,18 +142,69 @@ func Kinds() []Kind {
 			Name:    "pause",
 			Summary: "freeze one client, its timers and network included, then resume it (SIGSTOP/SIGCONT for goroutine clients)",
 			Min:     200 * time.Millisecond, Max: 2 * time.Second,
-			Inject: func(c Clients, targets []int) (func() error, error) {
-				return each(targets, c.Pause, c.Resume)
+			Inject: func(t Target, targets []int) (func() error, error) {
+				return each(targets, t.Clients.Pause, t.Clients.Resume)
+			},
+		},
+		{
+			Name:    "pause-holder",
+			Summary: "pause, aimed at a client that holds a lock",
+			Min:     200 * time.Millisecond, Max: 2 * time.Second, AtHolder: true,
+			Inject: func(t Target, targets []int) (func() error, error) {
+				return each(targets, t.Clients.Pause, t.Clients.Resume)
 			},
 		},
 		{
 			Name:    "crash",
 			Summary: "kill one client, abandoning any lock it holds, and restart it later under a new process",
 			Min:     200 * time.Millisecond, Max: 2 * time.Second,
-			Inject: func(c Clients, targets []int) (func() error, error) {
-				return each(targets, c.Crash, c.Restart)
+			Inject: func(t Target, targets []int) (func() error, error) {
+				return each(targets, t.Clients.Crash, t.Clients.Restart)
 			},
 		},
+		{
+			Name:    "crash-holder",
+			Summary: "crash, aimed at a client that holds a lock",
+			Min:     200 * time.Millisecond, Max: 2 * time.Second, AtHolder: true,
+			Inject: func(t Target, targets []int) (func() error, error) {
+				return each(targets, t.Clients.Crash, t.Clients.Restart)
+			},
+		},
+		netKind("latency", "100 ms ± 50 ms each way between one client and the backend", false, func(n netfault.Faults, c []int) (netfault.Heal, error) {
+			return n.Latency(c, 100*time.Millisecond, 50*time.Millisecond, netfault.Both)
+		}),
+		netKind("partition", "cut one client off from the backend, silently (requests hang until their deadline)", false, func(n netfault.Faults, c []int) (netfault.Heal, error) {
+			return n.Partition(c, netfault.Both)
+		}),
+		netKind("partition-holder", "partition, aimed at a client that holds a lock", true, func(n netfault.Faults, c []int) (netfault.Heal, error) {
+			return n.Partition(c, netfault.Both)
+		}),
+		netKind("partition-up", "one-way partition: the client's requests never reach the backend", false, func(n netfault.Faults, c []int) (netfault.Heal, error) {
+			return n.Partition(c, netfault.Upstream)
+		}),
+		netKind("partition-down", "one-way partition: the backend's replies never reach the client", false, func(n netfault.Faults, c []int) (netfault.Heal, error) {
+			return n.Partition(c, netfault.Downstream)
+		}),
+		netKind("lost-reply", "the backend applies the client's requests, the replies are lost (downstream blackhole)", false, func(n netfault.Faults, c []int) (netfault.Heal, error) {
+			return n.LoseReplies(c)
+		}),
+		netKind("reset", "reset the client's connections to the backend", false, func(n netfault.Faults, c []int) (netfault.Heal, error) {
+			return n.Reset(c, netfault.Both)
+		}),
+		shapeKind("bandwidth", "throttle one client's link to 8 KB/s each way", func(s netfault.Shaper, c []int) (netfault.Heal, error) {
+			return s.Bandwidth(c, 8, netfault.Both)
+		}),
+		shapeKind("slicer", "slice one client's traffic into small delayed pieces", func(s netfault.Shaper, c []int) (netfault.Heal, error) {
+			return s.Slice(c, 64, 32, 5*time.Millisecond, netfault.Both)
+		}),
+		shapeKind("limit-data", "close one client's connections after 2 KB of replies", func(s netfault.Shaper, c []int) (netfault.Heal, error) {
+			return s.LimitData(c, 2048, netfault.Downstream)
+		}),
+		serverKind("server-503", "the backend answers 30% of writes 503 before applying them", serverfault.Rule{Kind: serverfault.Unavailable, Probability: 0.3}),
+		serverKind("server-lost-reply", "the backend applies 30% of writes, then answers 503 (the reply is lost)", serverfault.Rule{Kind: serverfault.LostReply, Probability: 0.3}),
+		serverKind("server-drop", "the backend applies 30% of writes, then drops the connection", serverfault.Rule{Kind: serverfault.DroppedReply, Probability: 0.3}),
+		serverKind("server-429", "the backend refuses a second write to one object within a second (429), as GCS may", serverfault.Rule{Kind: serverfault.RateLimit}),
+		serverKind("server-latency", "the backend answers every request 100 ms ± 50 ms late", serverfault.Rule{Kind: serverfault.Latency, Ops: serverfault.AllOps, Latency: 100 * time.Millisecond, Jitter: 50 * time.Millisecond}),
 	}
 }
 

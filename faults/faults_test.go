@@ -2,6 +2,9 @@ package faults
 
 import (
 	"reflect"
+
+	"github.com/lockcheck/lockcheck/faults/netfault"
+	"github.com/lockcheck/lockcheck/faults/serverfault"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +48,7 @@ func TestPlanIsReproducibleAndInsideTheWindow(t *testing.T) {
 
 func TestLookupNamesTheKnownFaults(t *testing.T) {
 	_, err := Lookup([]string{"pause", "meteor"})
-	if err == nil || !strings.Contains(err.Error(), `"meteor"`) || !strings.Contains(err.Error(), "pause, crash") {
+	if err == nil || !strings.Contains(err.Error(), `"meteor"`) || !strings.Contains(err.Error(), "pause, pause-holder, crash") {
 		t.Fatalf("error = %v", err)
 	}
 }
@@ -57,11 +60,15 @@ func (f *fakeClients) Pause(c int) error   { return f.rec("pause") }
 func (f *fakeClients) Resume(c int) error  { return f.rec("resume") }
 func (f *fakeClients) Crash(c int) error   { return f.rec("crash") }
 func (f *fakeClients) Restart(c int) error { return f.rec("restart") }
+func (f *fakeClients) Holders() []int      { return nil }
 
-func TestEveryKindHeals(t *testing.T) {
+func TestEveryClientKindHeals(t *testing.T) {
 	for _, k := range Kinds() {
+		if k.Needs != NeedsClients {
+			continue
+		}
 		f := &fakeClients{}
-		heal, err := k.Inject(f, []int{0})
+		heal, err := k.Inject(Target{Clients: f}, []int{0})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,4 +93,64 @@ func starts(p []Planned) (out []time.Duration) {
 		out = append(out, x.At)
 	}
 	return out
+}
+
+type fakePlane struct{ started, healed int }
+
+func (f *fakePlane) heal() netfault.Heal {
+	f.started++
+	return func() error { f.healed++; return nil }
+}
+func (f *fakePlane) Latency([]int, time.Duration, time.Duration, netfault.Direction) (netfault.Heal, error) {
+	return f.heal(), nil
+}
+func (f *fakePlane) Partition([]int, netfault.Direction) (netfault.Heal, error) { return f.heal(), nil }
+func (f *fakePlane) LoseReplies([]int) (netfault.Heal, error)                   { return f.heal(), nil }
+func (f *fakePlane) Reset([]int, netfault.Direction) (netfault.Heal, error)     { return f.heal(), nil }
+func (f *fakePlane) HealAll() error                                             { return nil }
+func (f *fakePlane) Bandwidth([]int, int64, netfault.Direction) (netfault.Heal, error) {
+	return f.heal(), nil
+}
+func (f *fakePlane) Slice([]int, int, int, time.Duration, netfault.Direction) (netfault.Heal, error) {
+	return f.heal(), nil
+}
+func (f *fakePlane) LimitData([]int, int64, netfault.Direction) (netfault.Heal, error) {
+	return f.heal(), nil
+}
+
+type fakeServer struct{ rules []serverfault.Rule }
+
+func (f *fakeServer) Inject(r serverfault.Rule) (serverfault.Heal, error) {
+	f.rules = append(f.rules, r)
+	return func() error { return nil }, nil
+}
+
+func TestNetworkAndServerKindsReachTheirPlaneAndHeal(t *testing.T) {
+	for _, k := range Kinds() {
+		plane, server := &fakePlane{}, &fakeServer{}
+		full := Target{Clients: &fakeClients{}, Network: plane, Server: server}
+		heal, err := k.Inject(full, []int{0})
+		if err != nil {
+			t.Fatalf("%s: %v", k.Name, err)
+		}
+		if err := heal(); err != nil {
+			t.Fatalf("%s: heal: %v", k.Name, err)
+		}
+		switch k.Needs {
+		case NeedsNetwork:
+			if plane.started != 1 || plane.healed != 1 {
+				t.Errorf("%s: network faults started %d, healed %d", k.Name, plane.started, plane.healed)
+			}
+			if _, err := k.Inject(Target{Clients: &fakeClients{}}, []int{0}); err == nil || !strings.Contains(err.Error(), "network") {
+				t.Errorf("%s without a network: err = %v", k.Name, err)
+			}
+		case NeedsServer:
+			if len(server.rules) != 1 {
+				t.Errorf("%s: %d server rules", k.Name, len(server.rules))
+			}
+			if _, err := k.Inject(Target{Clients: &fakeClients{}}, []int{0}); err == nil || !strings.Contains(err.Error(), "HTTP front") {
+				t.Errorf("%s without a server: err = %v", k.Name, err)
+			}
+		}
+	}
 }

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 
@@ -17,9 +18,24 @@ type LockerSpec struct {
 	// Fencing says the locker claims tokens that increase per key.
 	Fencing bool
 	// Setup prepares what all clients of one run share (a store, a
-	// server, a bucket) and returns the constructor of each client's
-	// locker and the teardown of what it prepared.
-	Setup func(ctx context.Context, p Params) (newLocker func(lockers.Env) (lockers.Locker, error), teardown func(), err error)
+	// server, a bucket).
+	Setup func(ctx context.Context, p Params) (*Instance, error)
+}
+
+// Instance is a locker's backend, prepared for one run.
+type Instance struct {
+	// New builds one client's locker.
+	New func(lockers.Env) (lockers.Locker, error)
+	// Close tears down what Setup prepared.
+	Close func()
+	// Upstream is the backend's TCP address (host:port) when clients
+	// reach it over the network; the harness may then put a proxy per
+	// client in front of it, transparently to the locker. Empty for
+	// in-process backends.
+	Upstream string
+	// ServerFront says Params.ServerFront was installed in front of the
+	// backend, so server-side faults reach it.
+	ServerFront bool
 }
 
 // Params are the run settings a locker's setup may need.
@@ -29,6 +45,9 @@ type Params struct {
 	// run a 12 s TTL as 1.2 s. 1 is the published algorithm. Lockers
 	// without published durations ignore it.
 	TimeScale float64
+	// ServerFront, when the backend serves HTTP, goes in front of it:
+	// the server-side fault middleware.
+	ServerFront func(http.Handler) http.Handler
 }
 
 // LookupLocker finds a locker by name, failing with the list of known ones.

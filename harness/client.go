@@ -48,6 +48,9 @@ type incarnation struct {
 	cancel  context.CancelFunc
 	dead    bool
 	open    *history.Event // the call in flight, completed as info if killed
+	// holding is set while the client is inside a critical section, for
+	// faults aimed at a holder.
+	holding atomic.Bool
 	// attempt is when the locker said its latest acquisition attempt
 	// began, on the recorder's clock; 0 when it did not say.
 	attempt atomic.Int64
@@ -74,7 +77,7 @@ func (c *client) start() error {
 	}
 	env := lockers.Env{
 		Clock:          clock,
-		HTTP:           &http.Client{Transport: gatedTransport{gate: g, base: c.run.transport}},
+		HTTP:           &http.Client{Transport: gatedTransport{gate: g, base: c.run.transportFor(c.slot)}},
 		Dial:           gatedDialer(g),
 		Identity:       fmt.Sprintf("client-%d", c.slot),
 		Seed:           seed,
@@ -197,6 +200,7 @@ func (c *client) cycle(inc *incarnation, key string, acquireTimeout, hold time.D
 	if !c.complete(inc, err, lease) {
 		return false
 	}
+	inc.holding.Store(true)
 	// The work in the critical section is not interruptible: a holder
 	// told its lease is gone records that, and unlocks when its work is
 	// done, as code that does not poll for loss would.
@@ -213,6 +217,7 @@ func (c *client) cycle(inc *incarnation, key string, acquireTimeout, hold time.D
 			return true
 		}
 	}
+	inc.holding.Store(false)
 	if _, ok := c.invoke(inc, history.Release, key); !ok {
 		return true
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"fmt"
+	"net/url"
 
 	"github.com/lockcheck/lockcheck/harness/gcs"
 	"github.com/lockcheck/lockcheck/lockers"
@@ -35,37 +36,46 @@ func Lockers() []LockerSpec {
 // withEmbeddedGCS starts one embedded GCS (fake-gcs-server behind the
 // fidelity layer) for the run; every client's locker talks to it through
 // its own HTTP client.
-func withEmbeddedGCS(build func(context.Context, *gcs.Server, Params, lockers.Env) (lockers.Locker, error)) func(context.Context, Params) (func(lockers.Env) (lockers.Locker, error), func(), error) {
-	return func(ctx context.Context, p Params) (func(lockers.Env) (lockers.Locker, error), func(), error) {
-		server, err := gcs.Start(ctx, gcs.Options{})
+func withEmbeddedGCS(build func(context.Context, *gcs.Server, Params, lockers.Env) (lockers.Locker, error)) func(context.Context, Params) (*Instance, error) {
+	return func(ctx context.Context, p Params) (*Instance, error) {
+		server, err := gcs.Start(ctx, gcs.Options{Wrap: p.ServerFront})
 		if err != nil {
-			return nil, nil, fmt.Errorf("embedded GCS: %w", err)
+			return nil, fmt.Errorf("embedded GCS: %w", err)
 		}
-		newLocker := func(env lockers.Env) (lockers.Locker, error) {
-			// The locker's client lives as long as the run; its
-			// construction is local and quick.
-			return build(context.Background(), server, p, env)
+		u, err := url.Parse(server.Endpoint())
+		if err != nil {
+			server.Close()
+			return nil, fmt.Errorf("embedded GCS endpoint: %w", err)
 		}
-		return newLocker, func() { server.Close() }, nil
+		return &Instance{
+			New: func(env lockers.Env) (lockers.Locker, error) {
+				// The locker's client lives as long as the run; its
+				// construction is local and quick.
+				return build(context.Background(), server, p, env)
+			},
+			Close:       func() { server.Close() },
+			Upstream:    u.Host,
+			ServerFront: p.ServerFront != nil,
+		}, nil
 	}
 }
 
 func memorySpec(name, summary string, build func(*memory.Store, lockers.Env, memory.Options) *memory.Locker) LockerSpec {
-	return LockerSpec{Name: name, Summary: summary, Setup: func(context.Context, Params) (func(lockers.Env) (lockers.Locker, error), func(), error) {
+	return LockerSpec{Name: name, Summary: summary, Setup: func(context.Context, Params) (*Instance, error) {
 		store := memory.NewStore()
-		return func(env lockers.Env) (lockers.Locker, error) {
+		return &Instance{New: func(env lockers.Env) (lockers.Locker, error) {
 			return build(store, env, memory.Options{}), nil
-		}, func() {}, nil
+		}, Close: func() {}}, nil
 	}}
 }
 
 func mutantSpec(name, summary string, fencing bool, build func(*mutants.Store, lockers.Env, mutants.Options) *mutants.Locker) LockerSpec {
-	return LockerSpec{Name: name, Summary: summary, Fencing: fencing, Setup: func(context.Context, Params) (func(lockers.Env) (lockers.Locker, error), func(), error) {
+	return LockerSpec{Name: name, Summary: summary, Fencing: fencing, Setup: func(context.Context, Params) (*Instance, error) {
 		// The store judges expiry on server time: the real clock, which
 		// client clock faults do not touch.
 		store := mutants.NewStore(lockers.SystemClock{}, mutants.StoreOptions{})
-		return func(env lockers.Env) (lockers.Locker, error) {
+		return &Instance{New: func(env lockers.Env) (lockers.Locker, error) {
 			return build(store, env, mutants.Options{}), nil
-		}, func() {}, nil
+		}, Close: func() {}}, nil
 	}}
 }

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -15,6 +16,9 @@ import (
 type nemesis struct {
 	run      *run
 	stopWork <-chan struct{}
+	// rng picks among holders for faults aimed at one; the plan itself
+	// is drawn before the run, but who holds a lock depends on timing.
+	rng *rand.Rand
 
 	mu      sync.Mutex
 	pending []func() error // heals of faults still active
@@ -28,9 +32,20 @@ func (n *nemesis) play(ctx context.Context, plan []faults.Planned) {
 		if !waitUntil(ctx, start.Add(p.At)) {
 			return
 		}
-		fault := history.Fault{ID: p.ID, Kind: p.Kind.Name, Clients: p.Clients, Duration: history.Duration(p.Duration)}
+		targets := p.Clients
+		if p.Kind.AtHolder {
+			if holders := n.Holders(); len(holders) > 0 {
+				targets = []int{holders[n.rng.IntN(len(holders))]}
+			}
+		}
+		fault := history.Fault{ID: p.ID, Kind: p.Kind.Name, Clients: targets, Duration: history.Duration(p.Duration)}
 		n.run.rec.record(nemesisEvent(history.FaultStart, fault))
-		heal, err := p.Kind.Inject(n, p.Clients)
+		target := n.run.target
+		target.Clients = n
+		heal, err := p.Kind.Inject(target, targets)
+		if heal == nil {
+			heal = func() error { return nil }
+		}
 		if err != nil {
 			n.run.log.Logf("fault %d (%s): %v", p.ID, p.Kind.Name, err)
 		}
@@ -69,6 +84,17 @@ func waitUntil(ctx context.Context, t time.Time) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// Holders lists the live clients inside a critical section now.
+func (n *nemesis) Holders() []int {
+	var out []int
+	for _, c := range n.run.clients {
+		if inc := c.current(); inc != nil && !inc.gate.isDead() && inc.holding.Load() {
+			out = append(out, c.slot)
+		}
+	}
+	return out
 }
 
 func (n *nemesis) client(slot int) (*client, error) {

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +20,8 @@ import (
 	"time"
 
 	"github.com/lockcheck/lockcheck/faults"
+	"github.com/lockcheck/lockcheck/faults/netfault"
+	"github.com/lockcheck/lockcheck/faults/serverfault"
 	"github.com/lockcheck/lockcheck/harness/history"
 	"github.com/lockcheck/lockcheck/lockers"
 )
@@ -46,6 +49,10 @@ type Config struct {
 	Faults   []faults.Kind
 	// FaultInterval is the mean quiet time between faults.
 	FaultInterval time.Duration
+	// Proxy puts a proxy per client between it and a networked backend
+	// even when no network fault is scheduled, so runs with and without
+	// network faults pay the same hop.
+	Proxy bool
 	// RecoveryTimeout bounds each client's one acquisition in the
 	// recovery phase.
 	RecoveryTimeout time.Duration
@@ -99,11 +106,19 @@ type Outcome struct {
 type run struct {
 	cfg       Config
 	rec       *Recorder
+	recording atomic.Bool // rec is set; server faults may be recorded
 	newLocker func(lockers.Env) (lockers.Locker, error)
-	transport http.RoundTripper
 	log       lockers.Logger
 	processes atomic.Int64
 	clients   []*client
+	target    faults.Target
+
+	// plane is the per-client proxy plane, nil when clients reach the
+	// backend directly (or it is in-process).
+	plane      *netfault.Plane
+	upstream   string
+	mu         sync.Mutex
+	transports []*http.Transport
 	// ctx is the parent of every incarnation's context; it ends when the
 	// run is over, so no client outlives its run.
 	ctx context.Context
@@ -139,13 +154,31 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	}
 	defer f.Close()
 
+	r := &run{cfg: cfg}
+	server := serverfault.New(serverfault.Options{Seed: cfg.Seed ^ 0x5e7fa17, OnEvent: r.recordServerFault})
 	setupCtx, cancelSetup := context.WithTimeout(ctx, time.Minute)
-	newLocker, closeBackend, err := cfg.Locker.Setup(setupCtx, Params{TimeScale: cfg.TimeScale})
+	inst, err := cfg.Locker.Setup(setupCtx, Params{TimeScale: cfg.TimeScale, ServerFront: server.Wrap})
 	cancelSetup()
 	if err != nil {
+		os.RemoveAll(cfg.Dir)
 		return nil, fmt.Errorf("locker %s: setup: %w", cfg.Locker.Name, err)
 	}
-	defer closeBackend()
+	defer inst.Close()
+	target := faults.Target{}
+	if inst.ServerFront {
+		target.Server = server
+	}
+	if err := r.attachNetwork(ctx, inst, &target); err != nil {
+		os.RemoveAll(cfg.Dir)
+		return nil, err
+	}
+	defer r.closeNetwork()
+	for _, k := range cfg.Faults {
+		if (k.Needs == faults.NeedsNetwork && target.Network == nil) || (k.Needs == faults.NeedsServer && target.Server == nil) {
+			os.RemoveAll(cfg.Dir)
+			return nil, fmt.Errorf("fault %s acts on the %s, which locker %s does not have (its backend is in-process); choose a GCS or Redis locker, or drop the fault", k.Name, k.Needs, cfg.Locker.Name)
+		}
+	}
 
 	start := time.Now()
 	out.Header = history.Header{Start: start, Run: history.RunInfo{
@@ -167,9 +200,12 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	if log == nil {
 		log = discard{}
 	}
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	defer transport.CloseIdleConnections()
-	r := &run{cfg: cfg, rec: newRecorder(w, start, cfg.Observers), newLocker: newLocker, transport: transport, log: log}
+	r.rec = newRecorder(w, start, cfg.Observers)
+	r.recording.Store(true)
+	r.newLocker = inst.New
+	r.log = log
+	r.target = target
+	defer r.closeTransports()
 	r.execute(ctx, out)
 	if err := r.rec.Err(); err != nil {
 		return out, err
@@ -198,7 +234,7 @@ func (r *run) execute(ctx context.Context, out *Outcome) {
 		}
 	}
 
-	nem := &nemesis{run: r, stopWork: stopWork}
+	nem := &nemesis{run: r, stopWork: stopWork, rng: rand.New(rand.NewPCG(r.cfg.Seed, 0x401de5))}
 	plan := faults.Plan(r.cfg.Seed, r.cfg.Faults, faults.PlanOptions{
 		Clients: r.cfg.Clients, Window: r.cfg.Duration, Interval: r.cfg.FaultInterval,
 	})

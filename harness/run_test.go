@@ -63,9 +63,9 @@ func (l *testLease) Unlock(context.Context) error {
 }
 
 func testSpec() LockerSpec {
-	return LockerSpec{Name: "test", Fencing: true, Setup: func(context.Context, Params) (func(lockers.Env) (lockers.Locker, error), func(), error) {
+	return LockerSpec{Name: "test", Fencing: true, Setup: func(context.Context, Params) (*Instance, error) {
 		s := &testStore{owners: map[string]*testLease{}, tokens: map[string]uint64{}}
-		return func(env lockers.Env) (lockers.Locker, error) { return &testLocker{store: s, env: env}, nil }, func() {}, nil
+		return &Instance{New: func(env lockers.Env) (lockers.Locker, error) { return &testLocker{store: s, env: env}, nil }, Close: func() {}}, nil
 	}}
 }
 
@@ -282,8 +282,8 @@ func (p *panickyLocker) Lock(context.Context, string) (lockers.Lease, error) {
 
 func TestLockerBugsTakeDownOnlyTheirClient(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.Locker = LockerSpec{Name: "panicky", Setup: func(context.Context, Params) (func(lockers.Env) (lockers.Locker, error), func(), error) {
-		return func(lockers.Env) (lockers.Locker, error) { return &panickyLocker{}, nil }, func() {}, nil
+	cfg.Locker = LockerSpec{Name: "panicky", Setup: func(context.Context, Params) (*Instance, error) {
+		return &Instance{New: func(lockers.Env) (lockers.Locker, error) { return &panickyLocker{}, nil }, Close: func() {}}, nil
 	}}
 	cfg.Clients = 2
 	_, h := runAndRead(t, cfg)

@@ -22,9 +22,9 @@ func listCommand(args []string, stdout io.Writer) (int, error) {
 		}
 		fmt.Fprintf(w, "  %s\t%s\t%s\n", l.Name, fencing, l.Summary)
 	}
-	fmt.Fprintln(w, "\nFAULTS (-faults a,b)\t\t")
+	fmt.Fprintln(w, "\nFAULTS (-faults a,b)\tACTS ON\t")
 	for _, k := range faults.Kinds() {
-		fmt.Fprintf(w, "  %s\t%v..%v\t%s\n", k.Name, k.Min, k.Max, k.Summary)
+		fmt.Fprintf(w, "  %s\t%s\t%s (lasts %v..%v)\n", k.Name, k.Needs, k.Summary, k.Min, k.Max)
 	}
 	fmt.Fprintln(w, "\nWORKLOADS\t\t")
 	for _, wl := range workloads {

@@ -37,6 +37,7 @@ type runFlags struct {
 	requireRecovery bool
 	quiet           bool
 	timeScale       float64
+	proxy           bool
 }
 
 func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
@@ -59,6 +60,7 @@ func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
 	fs.DurationVar(&f.checkTimeout, "check-timeout", time.Minute, "time limit of the linearizability search; past it the verdict is unknown")
 	fs.BoolVar(&f.requireRecovery, "require-recovery", false, "count clients that never acquire in the recovery phase as a failure (exit 1)")
 	fs.BoolVar(&f.quiet, "q", false, "no progress output")
+	fs.BoolVar(&f.proxy, "proxy", false, "route every client through its own proxy to a networked backend even without network faults (for like-for-like latency)")
 	fs.Float64Var(&f.timeScale, "time-scale", 1, "multiply the locker's own durations (TTL, timeouts, intervals) by this, keeping their ratios; 0.1 runs tus616's 12 s TTL as 1.2 s")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: verify run [flags]
@@ -72,6 +74,7 @@ Examples:
   verify run -locker memory-owner -faults pause,crash -seed 7
   verify run -locker mutant-unlock-any -duration 20s -clients 8 -keys 1
   verify run -locker tus616 -time-scale 0.1 -duration 20s -keys 1
+  verify run -locker tus616 -time-scale 0.1 -faults partition-holder,server-429 -seed 3
 
 Flags:
 `)
@@ -158,6 +161,7 @@ func (f *runFlags) config() (harness.Config, error) {
 		RecoveryTimeout: f.recoveryTimeout,
 		Seed:            seed,
 		TimeScale:       f.timeScale,
+		Proxy:           f.proxy,
 		Dir:             filepath.Join(f.out, harness.NewRunID(time.Now(), locker.Name, seed)),
 	}
 	if err := cfg.Validate(); err != nil {

@@ -56,6 +56,8 @@ const (
 	// FaultStart / FaultStop bracket one fault. Value is a Fault.
 	FaultStart = "fault-start"
 	FaultStop  = "fault-stop"
+	// ServerFault: the backend's fault middleware faulted one request.
+	ServerFault = "server-fault"
 	// Recovery marks the start of the recovery phase: every fault is
 	// healed and every live client must acquire once.
 	Recovery = "recovery"

@@ -1,0 +1,85 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+
+	"github.com/lockcheck/lockcheck/faults"
+	"github.com/lockcheck/lockcheck/faults/netfault"
+	"github.com/lockcheck/lockcheck/faults/serverfault"
+	"github.com/lockcheck/lockcheck/harness/history"
+)
+
+// attachNetwork puts one proxy per client in front of a networked backend
+// when the run schedules network faults (or asks for proxies anyway).
+func (r *run) attachNetwork(ctx context.Context, inst *Instance, target *faults.Target) error {
+	wanted := r.cfg.Proxy || slices.ContainsFunc(r.cfg.Faults, func(k faults.Kind) bool { return k.Needs == faults.NeedsNetwork })
+	if inst.Upstream == "" || !wanted {
+		return nil
+	}
+	plane, err := netfault.Start(ctx, inst.Upstream, r.cfg.Clients)
+	if err != nil {
+		return fmt.Errorf("network fault plane: %w", err)
+	}
+	r.plane, r.upstream = plane, inst.Upstream
+	target.Network = plane
+	return nil
+}
+
+func (r *run) closeNetwork() {
+	if r.plane != nil {
+		r.plane.Close()
+	}
+}
+
+// transportFor gives a client its own connections; with a proxy plane, a
+// dial to the backend goes to the client's proxy instead, so the locker,
+// configured with the backend's address, never knows the proxy is there.
+func (r *run) transportFor(slot int) http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	if r.plane != nil {
+		var d net.Dialer
+		upstream, proxy := r.upstream, r.plane.Addr(slot)
+		t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if addr == upstream {
+				addr = proxy
+			}
+			return d.DialContext(ctx, network, addr)
+		}
+	}
+	r.mu.Lock()
+	r.transports = append(r.transports, t)
+	r.mu.Unlock()
+	return t
+}
+
+func (r *run) closeTransports() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, t := range r.transports {
+		t.CloseIdleConnections()
+	}
+}
+
+// serverFault is the value of a server-fault event.
+type serverFault struct {
+	Kind    string `json:"kind"`
+	Method  string `json:"method"`
+	Object  string `json:"object,omitempty"`
+	Status  int    `json:"status,omitempty"`
+	Backend int    `json:"backend,omitempty"`
+}
+
+// recordServerFault puts every faulted request into the history, so a
+// counterexample can be read against the faults that shaped it.
+func (r *run) recordServerFault(e serverfault.Event) {
+	if !r.recording.Load() {
+		return
+	}
+	r.rec.record(nemesisEvent(history.ServerFault, serverFault{
+		Kind: e.Kind.String(), Method: e.Method, Object: e.Object, Status: e.Status, Backend: e.Backend,
+	}))
+}
