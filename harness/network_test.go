@@ -2,6 +2,7 @@ package harness
 
 import (
 	"encoding/json"
+	"os"
 	"testing"
 	"time"
 
@@ -61,5 +62,8 @@ func TestNetworkFaultOnAnInProcessLockerIsRefused(t *testing.T) {
 	_, err := Run(t.Context(), cfg)
 	if err == nil || !contains(err.Error(), "acts on the network, which locker test does not have") {
 		t.Fatalf("err = %v", err)
+	}
+	if _, statErr := os.Stat(cfg.Dir); !os.IsNotExist(statErr) {
+		t.Errorf("a refused run left %s behind (%v)", cfg.Dir, statErr)
 	}
 }

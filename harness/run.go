@@ -141,6 +141,31 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	r := &run{cfg: cfg}
+	server := serverfault.New(serverfault.Options{Seed: cfg.Seed ^ 0x5e7fa17, OnEvent: r.recordServerFault})
+	setupCtx, cancelSetup := context.WithTimeout(ctx, time.Minute)
+	inst, err := cfg.Locker.Setup(setupCtx, Params{TimeScale: cfg.TimeScale, ServerFront: server.Wrap})
+	cancelSetup()
+	if err != nil {
+		return nil, fmt.Errorf("locker %s: setup: %w", cfg.Locker.Name, err)
+	}
+	defer inst.Close()
+	target := faults.Target{}
+	if inst.ServerFront {
+		target.Server = server
+	}
+	if err := r.attachNetwork(ctx, inst, &target); err != nil {
+		return nil, err
+	}
+	defer r.closeNetwork()
+	for _, k := range cfg.Faults {
+		if (k.Needs == faults.NeedsNetwork && target.Network == nil) || (k.Needs == faults.NeedsServer && target.Server == nil) {
+			return nil, fmt.Errorf("fault %s acts on the %s, which locker %s does not have (its backend is in-process); choose a GCS or Redis locker, or drop the fault", k.Name, k.Needs, cfg.Locker.Name)
+		}
+	}
+
+	// The run's directory is made only once the run can go ahead, so a
+	// refused run leaves nothing behind.
 	if err := os.MkdirAll(filepath.Dir(cfg.Dir), 0o755); err != nil {
 		return nil, fmt.Errorf("results directory: %w", err)
 	}
@@ -153,32 +178,6 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		return nil, fmt.Errorf("history: %w", err)
 	}
 	defer f.Close()
-
-	r := &run{cfg: cfg}
-	server := serverfault.New(serverfault.Options{Seed: cfg.Seed ^ 0x5e7fa17, OnEvent: r.recordServerFault})
-	setupCtx, cancelSetup := context.WithTimeout(ctx, time.Minute)
-	inst, err := cfg.Locker.Setup(setupCtx, Params{TimeScale: cfg.TimeScale, ServerFront: server.Wrap})
-	cancelSetup()
-	if err != nil {
-		os.RemoveAll(cfg.Dir)
-		return nil, fmt.Errorf("locker %s: setup: %w", cfg.Locker.Name, err)
-	}
-	defer inst.Close()
-	target := faults.Target{}
-	if inst.ServerFront {
-		target.Server = server
-	}
-	if err := r.attachNetwork(ctx, inst, &target); err != nil {
-		os.RemoveAll(cfg.Dir)
-		return nil, err
-	}
-	defer r.closeNetwork()
-	for _, k := range cfg.Faults {
-		if (k.Needs == faults.NeedsNetwork && target.Network == nil) || (k.Needs == faults.NeedsServer && target.Server == nil) {
-			os.RemoveAll(cfg.Dir)
-			return nil, fmt.Errorf("fault %s acts on the %s, which locker %s does not have (its backend is in-process); choose a GCS or Redis locker, or drop the fault", k.Name, k.Needs, cfg.Locker.Name)
-		}
-	}
 
 	start := time.Now()
 	out.Header = history.Header{Start: start, Run: history.RunInfo{
