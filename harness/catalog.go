@@ -48,6 +48,12 @@ type Params struct {
 	// ServerFront, when the backend serves HTTP, goes in front of it:
 	// the server-side fault middleware.
 	ServerFront func(http.Handler) http.Handler
+	// GCSBucket, when set, runs GCS lockers against this real bucket
+	// (application default credentials) instead of the embedded GCS.
+	GCSBucket string
+	// RunID names the run; backends shared with others (a real bucket)
+	// keep the run's objects under it.
+	RunID string
 }
 
 // LookupLocker finds a locker by name, failing with the list of known ones.

@@ -26,18 +26,24 @@ func Lockers() []LockerSpec {
 		{
 			Name:    tus616.Name,
 			Summary: "tus-node-server PR #616 GCS locker, faithful (12 s TTL, 10 s watcher, 30 s acquire timeout; scaled by -time-scale), on the embedded GCS",
-			Setup: withEmbeddedGCS(func(ctx context.Context, s *gcs.Server, p Params, env lockers.Env) (lockers.Locker, error) {
-				return tus616.New(ctx, tus616.Config{Endpoint: s.Endpoint(), Bucket: s.Bucket()}, env, tus616.Options{TimeScale: p.TimeScale})
+			Setup: withGCS(func(ctx context.Context, t gcsTarget, p Params, env lockers.Env) (lockers.Locker, error) {
+				return tus616.New(ctx, tus616.Config{Endpoint: t.endpoint, Bucket: t.bucket}, env, tus616.Options{TimeScale: p.TimeScale})
 			}),
 		},
 	}
 }
 
-// withEmbeddedGCS starts one embedded GCS (fake-gcs-server behind the
-// fidelity layer) for the run; every client's locker talks to it through
-// its own HTTP client.
-func withEmbeddedGCS(build func(context.Context, *gcs.Server, Params, lockers.Env) (lockers.Locker, error)) func(context.Context, Params) (*Instance, error) {
+// withGCS gives a GCS locker its backend: by default one embedded GCS
+// (fake-gcs-server behind the fidelity layer) for the run, which every
+// client's locker reaches through its own HTTP client; a real bucket when
+// Params.GCSBucket is set.
+func withGCS(build func(context.Context, gcsTarget, Params, lockers.Env) (lockers.Locker, error)) func(context.Context, Params) (*Instance, error) {
 	return func(ctx context.Context, p Params) (*Instance, error) {
+		if p.GCSBucket != "" {
+			return realGCS(ctx, p, func(ctx context.Context, t gcsTarget, env lockers.Env) (lockers.Locker, error) {
+				return build(ctx, t, p, env)
+			})
+		}
 		server, err := gcs.Start(ctx, gcs.Options{Wrap: p.ServerFront})
 		if err != nil {
 			return nil, fmt.Errorf("embedded GCS: %w", err)
@@ -51,7 +57,7 @@ func withEmbeddedGCS(build func(context.Context, *gcs.Server, Params, lockers.En
 			New: func(env lockers.Env) (lockers.Locker, error) {
 				// The locker's client lives as long as the run; its
 				// construction is local and quick.
-				return build(context.Background(), server, p, env)
+				return build(context.Background(), gcsTarget{endpoint: server.Endpoint(), bucket: server.Bucket()}, p, env)
 			},
 			Close:       func() { server.Close() },
 			Upstream:    u.Host,

@@ -59,6 +59,8 @@ type Config struct {
 	Seed            uint64
 	// TimeScale scales the locker's own durations; see Params.
 	TimeScale float64
+	// GCSBucket runs GCS lockers against a real bucket; see Params.
+	GCSBucket string
 	// Dir is where the run's files go; it must not exist yet.
 	Dir string
 	// Observers see every event as it is recorded (live progress).
@@ -144,7 +146,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	r := &run{cfg: cfg}
 	server := serverfault.New(serverfault.Options{Seed: cfg.Seed ^ 0x5e7fa17, OnEvent: r.recordServerFault})
 	setupCtx, cancelSetup := context.WithTimeout(ctx, time.Minute)
-	inst, err := cfg.Locker.Setup(setupCtx, Params{TimeScale: cfg.TimeScale, ServerFront: server.Wrap})
+	inst, err := cfg.Locker.Setup(setupCtx, Params{TimeScale: cfg.TimeScale, ServerFront: server.Wrap, GCSBucket: cfg.GCSBucket, RunID: filepath.Base(cfg.Dir)})
 	cancelSetup()
 	if err != nil {
 		return nil, fmt.Errorf("locker %s: setup: %w", cfg.Locker.Name, err)

@@ -38,6 +38,7 @@ type runFlags struct {
 	quiet           bool
 	timeScale       float64
 	proxy           bool
+	gcsBucket       string
 }
 
 func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
@@ -60,6 +61,7 @@ func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
 	fs.DurationVar(&f.checkTimeout, "check-timeout", time.Minute, "time limit of the linearizability search; past it the verdict is unknown")
 	fs.BoolVar(&f.requireRecovery, "require-recovery", false, "count clients that never acquire in the recovery phase as a failure (exit 1)")
 	fs.BoolVar(&f.quiet, "q", false, "no progress output")
+	fs.StringVar(&f.gcsBucket, "gcs-bucket", "", "run GCS lockers against this real bucket with application default credentials, under a fresh prefix that is deleted at the end (default: the embedded GCS on loopback)")
 	fs.BoolVar(&f.proxy, "proxy", false, "route every client through its own proxy to a networked backend even without network faults (for like-for-like latency)")
 	fs.Float64Var(&f.timeScale, "time-scale", 1, "multiply the locker's own durations (TTL, timeouts, intervals) by this, keeping their ratios; 0.1 runs tus616's 12 s TTL as 1.2 s")
 	fs.Usage = func() {
@@ -162,6 +164,7 @@ func (f *runFlags) config() (harness.Config, error) {
 		Seed:            seed,
 		TimeScale:       f.timeScale,
 		Proxy:           f.proxy,
+		GCSBucket:       f.gcsBucket,
 		Dir:             filepath.Join(f.out, harness.NewRunID(time.Now(), locker.Name, seed)),
 	}
 	if err := cfg.Validate(); err != nil {

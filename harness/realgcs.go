@@ -1,0 +1,97 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"cloud.google.com/go/storage"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/google"
+	"google.golang.org/api/iterator"
+	"google.golang.org/api/option"
+
+	"github.com/lockcheck/lockcheck/lockers"
+)
+
+// realGCS runs a GCS locker against a real bucket with application default
+// credentials. The run works under a prefix of its own (its run id), and
+// at the end deletes only objects under that prefix: what it created.
+// Requests are authenticated below each client's gate, so pauses and
+// crashes still apply; there is no proxy plane (network faults are refused)
+// and no server front (server faults are refused).
+func realGCS(ctx context.Context, p Params, build func(context.Context, gcsTarget, lockers.Env) (lockers.Locker, error)) (*Instance, error) {
+	creds, err := google.FindDefaultCredentials(ctx, storage.ScopeFullControl)
+	if err != nil {
+		return nil, fmt.Errorf("real GCS: no application default credentials (%w); run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS", err)
+	}
+	admin, err := storage.NewClient(ctx, option.WithCredentials(creds))
+	if err != nil {
+		return nil, fmt.Errorf("real GCS: %w", err)
+	}
+	if _, err := admin.Bucket(p.GCSBucket).Attrs(ctx); err != nil {
+		admin.Close()
+		return nil, fmt.Errorf("real GCS: bucket %q: %w", p.GCSBucket, err)
+	}
+	prefix := p.RunID + "/"
+	return &Instance{
+		New: func(env lockers.Env) (lockers.Locker, error) {
+			base := env.HTTP.Transport
+			env.HTTP = &http.Client{Transport: &oauth2.Transport{Source: creds.TokenSource, Base: base}}
+			l, err := build(context.Background(), gcsTarget{bucket: p.GCSBucket}, env)
+			if err != nil {
+				return nil, err
+			}
+			return prefixed{prefix: prefix, Locker: l}, nil
+		},
+		Close: func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := deletePrefix(ctx, admin.Bucket(p.GCSBucket), prefix); err != nil {
+				fmt.Printf("real GCS: cleaning up gs://%s/%s: %v\n", p.GCSBucket, prefix, err)
+			}
+			admin.Close()
+		},
+	}, nil
+}
+
+// gcsTarget is where a GCS locker's objects live; an empty endpoint is
+// the real service.
+type gcsTarget struct {
+	endpoint, bucket string
+}
+
+// prefixed puts every key of a run under the run's own prefix.
+type prefixed struct {
+	prefix string
+	lockers.Locker
+}
+
+func (p prefixed) Lock(ctx context.Context, key string) (lockers.Lease, error) {
+	return p.Locker.Lock(ctx, p.prefix+key)
+}
+
+// deletePrefix deletes every object under prefix, and nothing else. Its
+// loop is bounded by ctx.
+func deletePrefix(ctx context.Context, b *storage.BucketHandle, prefix string) error {
+	if prefix == "" || prefix == "/" {
+		return errors.New("refusing to clean up an empty prefix")
+	}
+	var errs []error
+	it := b.Objects(ctx, &storage.Query{Prefix: prefix})
+	for {
+		attrs, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		if err := b.Object(attrs.Name).Delete(ctx); err != nil && !errors.Is(err, storage.ErrObjectNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
