@@ -8,8 +8,9 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
+
+	"github.com/lockcheck/lockcheck/internal/gcsapi"
 )
 
 // Op is what a request does, as far as faults care.
@@ -123,7 +124,7 @@ func classify(r *http.Request) request {
 				return request{op: Other, bucket: b, uploadID: id}
 			}
 			op := Other
-			if chunkCommits(r.Header.Get("Content-Range")) {
+			if gcsapi.ChunkCommits(r.Header.Get("Content-Range")) {
 				op = Write
 			}
 			return request{op: op, bucket: b, uploadID: id}
@@ -198,40 +199,4 @@ func uploadName(r *http.Request) string {
 		return ""
 	}
 	return meta.Name
-}
-
-// chunkCommits reports whether a resumable chunk with this Content-Range
-// completes its upload: "bytes a-b/N" with b+1 ≥ N, "bytes */N", or no
-// range at all.
-func chunkCommits(cr string) bool {
-	spec, ok := strings.CutPrefix(strings.TrimSpace(cr), "bytes ")
-	if !ok {
-		return true
-	}
-	rng, total, ok := strings.Cut(spec, "/")
-	if !ok || total == "*" {
-		return false
-	}
-	if rng == "*" {
-		return true
-	}
-	_, end, ok := strings.Cut(rng, "-")
-	if !ok {
-		return true
-	}
-	e, err1 := strconv.ParseInt(end, 10, 64)
-	n, err2 := strconv.ParseInt(total, 10, 64)
-	if err1 != nil || err2 != nil {
-		return true
-	}
-	return e+1 >= n
-}
-
-// uploadIDFromLocation reads the session id of a resumable start's reply.
-func uploadIDFromLocation(loc string) string {
-	u, err := url.Parse(loc)
-	if err != nil {
-		return ""
-	}
-	return u.Query().Get("upload_id")
 }

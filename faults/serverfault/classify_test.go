@@ -61,21 +61,6 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func TestChunkCommits(t *testing.T) {
-	for cr, want := range map[string]bool{
-		"":                 true,
-		"bytes 0-9/10":     true,
-		"bytes 0-9/*":      false,
-		"bytes */10":       true,
-		"bytes 0-262143/*": false,
-		"bytes 0-4/10":     false,
-	} {
-		if got := chunkCommits(cr); got != want {
-			t.Errorf("chunkCommits(%q) = %v, want %v", cr, got, want)
-		}
-	}
-}
-
 // A resumable upload's final chunk names no object: the middleware learns
 // it from the session its start opened.
 func TestResumableSessionNamesFinalChunk(t *testing.T) {

@@ -1,7 +1,6 @@
 package serverfault
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +12,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/lockcheck/lockcheck/internal/gcsapi"
 )
 
 // Kind is one sort of server-side fault.
@@ -302,16 +303,16 @@ func (m *Middleware) serve(next http.Handler, w http.ResponseWriter, r *http.Req
 		return
 	}
 
-	rec := newRecorder()
+	rec := gcsapi.NewReply()
 	next.ServeHTTP(rec, r)
 	if d.after > 0 && !wait(r.Context(), d.after) {
 		return
 	}
 	if d.post == nil {
-		rec.flush(w, r)
+		rec.Flush(w, r)
 		return
 	}
-	d.post.Backend = rec.code
+	d.post.Backend = rec.Code
 	m.emit(*d.post)
 	if d.post.Kind == LostReply {
 		writeError(w, req, http.StatusServiceUnavailable)
@@ -572,41 +573,6 @@ type errorBody struct {
 	} `json:"error"`
 }
 
-// recorder holds the backend's reply so it can be withheld, delayed or
-// replaced after the backend has committed.
-type recorder struct {
-	header http.Header
-	code   int
-	body   bytes.Buffer
-	wrote  bool
-}
-
-func newRecorder() *recorder { return &recorder{header: make(http.Header), code: http.StatusOK} }
-
-func (r *recorder) Header() http.Header { return r.header }
-
-func (r *recorder) WriteHeader(code int) {
-	if !r.wrote {
-		r.code, r.wrote = code, true
-	}
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	r.wrote = true
-	return r.body.Write(p)
-}
-
-func (r *recorder) flush(w http.ResponseWriter, req *http.Request) {
-	h := w.Header()
-	for k, v := range r.header {
-		h[k] = v
-	}
-	w.WriteHeader(r.code)
-	if req.Method != http.MethodHead {
-		w.Write(r.body.Bytes())
-	}
-}
-
 // sessionRecorder notes the session a resumable start's reply names.
 type sessionRecorder struct {
 	http.ResponseWriter
@@ -620,7 +586,7 @@ func (s *sessionRecorder) note() {
 		return
 	}
 	s.noted = true
-	if id := uploadIDFromLocation(s.Header().Get("Location")); id != "" {
+	if id := gcsapi.UploadIDFromLocation(s.Header().Get("Location")); id != "" {
 		s.m.mu.Lock()
 		s.m.sessions.put(id, s.bucket, s.object)
 		s.m.mu.Unlock()

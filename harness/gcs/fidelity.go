@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fsouza/fake-gcs-server/fakestorage"
+	"github.com/lockcheck/lockcheck/internal/gcsapi"
 )
 
 // maxBody bounds how much of a request body the layer buffers. Lock objects
@@ -125,10 +126,10 @@ func (f *fidelity) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.next.ServeHTTP(w, r)
 		return
 	case opList:
-		rec := newRecorder()
+		rec := gcsapi.NewReply()
 		f.next.ServeHTTP(rec, r)
 		f.rewriteObjects(rec)
-		rec.flush(w, r)
+		rec.Flush(w, r)
 		return
 	}
 
@@ -164,7 +165,7 @@ func (f *fidelity) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		t.bucket, t.object, c = u.bucket, u.object, u.conds
-		commit = chunkCommits(r.Header.Get("Content-Range"))
+		commit = gcsapi.ChunkCommits(r.Header.Get("Content-Range"))
 	default:
 		if t.object == "" {
 			t.object = uploadName(r, body)
@@ -201,7 +202,7 @@ func (f *fidelity) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	unlock := f.locks.lockAll(keys)
 	status := f.checkSources(sources)
-	var rec *recorder
+	var rec *gcsapi.Reply
 	if status == 0 {
 		rec, status = f.serveLocked(fwd, t, c, commit, key)
 	}
@@ -214,13 +215,13 @@ func (f *fidelity) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if t.xml && t.kind == opWrite {
 		rec = xmlWriteReply(rec)
 	}
-	rec.flush(w, r)
+	rec.Flush(w, r)
 }
 
 // xmlWriteReply turns the JSON object resource of an upload into an XML API
 // PUT reply: an empty body, the object's identity in x-goog-* headers.
-func xmlWriteReply(rec *recorder) *recorder {
-	if rec.code < 200 || rec.code > 299 {
+func xmlWriteReply(rec *gcsapi.Reply) *gcsapi.Reply {
+	if rec.Code < 200 || rec.Code > 299 {
 		return rec
 	}
 	var o struct {
@@ -230,17 +231,17 @@ func xmlWriteReply(rec *recorder) *recorder {
 		Md5Hash        string `json:"md5Hash"`
 		Crc32c         string `json:"crc32c"`
 	}
-	if json.Unmarshal(rec.body.Bytes(), &o) != nil {
+	if json.Unmarshal(rec.Body.Bytes(), &o) != nil {
 		return rec
 	}
-	out := newRecorder()
-	out.header.Set("X-Goog-Generation", o.Generation)
-	out.header.Set("X-Goog-Metageneration", o.Metageneration)
-	out.header.Set("X-Goog-Hash", "crc32c="+o.Crc32c+",md5="+o.Md5Hash)
+	out := gcsapi.NewReply()
+	out.Header().Set("X-Goog-Generation", o.Generation)
+	out.Header().Set("X-Goog-Metageneration", o.Metageneration)
+	out.Header().Set("X-Goog-Hash", "crc32c="+o.Crc32c+",md5="+o.Md5Hash)
 	if o.Etag != "" {
-		out.header.Set("ETag", strconv.Quote(o.Etag))
+		out.Header().Set("ETag", strconv.Quote(o.Etag))
 	}
-	out.code = http.StatusOK
+	out.Code = http.StatusOK
 	return out
 }
 
@@ -249,7 +250,7 @@ func xmlWriteReply(rec *recorder) *recorder {
 // bookkeeping, so no other request on the same object can interleave between
 // the check and the effect. It returns either a buffered reply or a status the
 // layer must answer itself.
-func (f *fidelity) serveLocked(r *http.Request, t target, c conds, commit bool, key string) (*recorder, int) {
+func (f *fidelity) serveLocked(r *http.Request, t target, c conds, commit bool, key string) (*gcsapi.Reply, int) {
 	live, cur := f.current(t.bucket, t.object, key)
 
 	if t.kind != opResumeChunk || commit {
@@ -267,9 +268,9 @@ func (f *fidelity) serveLocked(r *http.Request, t target, c conds, commit bool, 
 		}
 	}
 
-	rec := newRecorder()
+	rec := gcsapi.NewReply()
 	f.next.ServeHTTP(rec, r)
-	ok := rec.code >= 200 && rec.code < 300
+	ok := rec.Code >= 200 && rec.Code < 300
 
 	switch t.kind {
 	case opUpdate:
@@ -286,12 +287,12 @@ func (f *fidelity) serveLocked(r *http.Request, t target, c conds, commit bool, 
 			f.mu.Unlock()
 			// GCS answers a delete, JSON or XML, with 204 and no body; the
 			// emulator says 200.
-			rec = newRecorder()
-			rec.code = http.StatusNoContent
+			rec = gcsapi.NewReply()
+			rec.Code = http.StatusNoContent
 		}
 	case opResumeStart:
 		if ok {
-			if id := uploadIDFromLocation(rec.header.Get("Location")); id != "" {
+			if id := gcsapi.UploadIDFromLocation(rec.Header().Get("Location")); id != "" {
 				f.mu.Lock()
 				f.uploads[id] = upload{bucket: t.bucket, object: t.object, conds: c}
 				f.mu.Unlock()
@@ -306,15 +307,15 @@ func (f *fidelity) serveLocked(r *http.Request, t target, c conds, commit bool, 
 	}
 	// Reshape the emulator's own 404s for requests that name an existing
 	// object; other 404s (a missing bucket on upload) pass through as they are.
-	if rec.code == http.StatusNotFound && (t.kind == opRead || t.kind == opDownload || t.kind == opUpdate || t.kind == opDelete) {
+	if rec.Code == http.StatusNotFound && (t.kind == opRead || t.kind == opDownload || t.kind == opUpdate || t.kind == opDelete) {
 		return nil, http.StatusNotFound
 	}
 	if ok {
 		if t.kind == opDownload {
-			if st, found := f.lookup(key, parseIntHeader(rec.header.Get("X-Goog-Generation"))); found {
-				rec.header.Set("X-Goog-Metageneration", strconv.FormatInt(st.meta, 10))
+			if st, found := f.lookup(key, parseIntHeader(rec.Header().Get("X-Goog-Generation"))); found {
+				rec.Header().Set("X-Goog-Metageneration", strconv.FormatInt(st.meta, 10))
 				if !st.updated.IsZero() {
-					rec.header.Set("Last-Modified", st.updated.UTC().Format(http.TimeFormat))
+					rec.Header().Set("Last-Modified", st.updated.UTC().Format(http.TimeFormat))
 				}
 			}
 		} else if t.kind != opDelete && t.kind != opResumeStart {
@@ -793,43 +794,6 @@ func uploadName(r *http.Request, body []byte) string {
 	return meta.Name
 }
 
-// chunkCommits reports whether a resumable chunk with this Content-Range
-// completes the upload, by the same rule the emulator applies.
-func chunkCommits(cr string) bool {
-	if cr == "" {
-		return true
-	}
-	spec, ok := strings.CutPrefix(strings.TrimSpace(cr), "bytes ")
-	if !ok {
-		return true
-	}
-	rng, total, ok := strings.Cut(spec, "/")
-	if !ok || total == "*" {
-		return false
-	}
-	if rng == "*" {
-		return true
-	}
-	_, end, ok := strings.Cut(rng, "-")
-	if !ok {
-		return true
-	}
-	e, err1 := strconv.ParseInt(end, 10, 64)
-	n, err2 := strconv.ParseInt(total, 10, 64)
-	if err1 != nil || err2 != nil {
-		return true
-	}
-	return e+1 >= n
-}
-
-func uploadIDFromLocation(loc string) string {
-	u, err := url.Parse(loc)
-	if err != nil {
-		return ""
-	}
-	return u.Query().Get("upload_id")
-}
-
 func parseIntHeader(v string) int64 {
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
@@ -841,11 +805,11 @@ func parseIntHeader(v string) int64 {
 // rewriteObjects puts the layer's metageneration and updated into every
 // object resource of a JSON reply: the object itself, a rewrite reply's
 // "resource", or a listing's "items".
-func (f *fidelity) rewriteObjects(rec *recorder) {
-	if rec.code < 200 || rec.code > 299 || rec.body.Len() == 0 {
+func (f *fidelity) rewriteObjects(rec *gcsapi.Reply) {
+	if rec.Code < 200 || rec.Code > 299 || rec.Body.Len() == 0 {
 		return
 	}
-	dec := json.NewDecoder(bytes.NewReader(rec.body.Bytes()))
+	dec := json.NewDecoder(bytes.NewReader(rec.Body.Bytes()))
 	dec.UseNumber()
 	var doc map[string]any
 	if dec.Decode(&doc) != nil {
@@ -869,8 +833,8 @@ func (f *fidelity) rewriteObjects(rec *recorder) {
 	if err != nil {
 		return
 	}
-	rec.body.Reset()
-	rec.body.Write(out)
+	rec.Body.Reset()
+	rec.Body.Write(out)
 }
 
 func (f *fidelity) rewriteOne(m map[string]any) bool {
@@ -975,47 +939,6 @@ func writeXMLError(w http.ResponseWriter, r *http.Request, t target, status int,
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead {
 		io.WriteString(w, out)
-	}
-}
-
-// recorder buffers the emulator's reply so the layer can rewrite it and
-// release the object lock before writing to a possibly slow client.
-type recorder struct {
-	header http.Header
-	code   int
-	body   bytes.Buffer
-	wrote  bool
-}
-
-func newRecorder() *recorder { return &recorder{header: make(http.Header), code: http.StatusOK} }
-
-func (r *recorder) Header() http.Header { return r.header }
-
-func (r *recorder) WriteHeader(code int) {
-	if !r.wrote {
-		r.code, r.wrote = code, true
-	}
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	r.wrote = true
-	return r.body.Write(p)
-}
-
-func (r *recorder) flush(w http.ResponseWriter, req *http.Request) {
-	h := w.Header()
-	for k, v := range r.header {
-		h[k] = v
-	}
-	// HEAD, 204 and 304 replies carry no body; the emulator's own
-	// Content-Length (of the object, for HEAD) is kept for HEAD.
-	bodyless := req.Method == http.MethodHead || r.code == http.StatusNoContent || r.code == http.StatusNotModified
-	if !bodyless {
-		h.Set("Content-Length", strconv.Itoa(r.body.Len()))
-	}
-	w.WriteHeader(r.code)
-	if !bodyless {
-		w.Write(r.body.Bytes())
 	}
 }
 

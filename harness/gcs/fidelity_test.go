@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lockcheck/lockcheck/internal/gcsapi"
 )
 
 // do sends one raw request and returns status, headers and body.
@@ -197,10 +199,10 @@ func TestWrapInFront(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := newRecorder()
+	rec := gcsapi.NewReply()
 	srv.Handler().ServeHTTP(rec, req)
-	if rec.code != 200 || !strings.Contains(rec.body.String(), `"metageneration":"1"`) {
-		t.Errorf("in-memory get: %d %s", rec.code, rec.body.String())
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"metageneration":"1"`) {
+		t.Errorf("in-memory get: %d %s", rec.Code, rec.Body.String())
 	}
 }
 

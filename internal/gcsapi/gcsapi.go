@@ -1,0 +1,93 @@
+// Package gcsapi holds what every HTTP-level part of lockcheck needs to know
+// about the GCS JSON API's requests and replies: when a resumable upload
+// commits, which session a reply names, and a reply buffered so it can be
+// rewritten, withheld or delayed after the backend has answered.
+package gcsapi
+
+import (
+	"bytes"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// ChunkCommits reports whether a resumable chunk with this Content-Range
+// completes its upload: "bytes a-b/N" with b+1 ≥ N, "bytes */N", or no
+// range at all — the rule the emulator applies.
+func ChunkCommits(contentRange string) bool {
+	spec, ok := strings.CutPrefix(strings.TrimSpace(contentRange), "bytes ")
+	if !ok {
+		return true
+	}
+	rng, total, ok := strings.Cut(spec, "/")
+	if !ok || total == "*" {
+		return false
+	}
+	if rng == "*" {
+		return true
+	}
+	_, end, ok := strings.Cut(rng, "-")
+	if !ok {
+		return true
+	}
+	e, err1 := strconv.ParseInt(end, 10, 64)
+	n, err2 := strconv.ParseInt(total, 10, 64)
+	if err1 != nil || err2 != nil {
+		return true
+	}
+	return e+1 >= n
+}
+
+// UploadIDFromLocation reads the session id of a resumable start's reply.
+func UploadIDFromLocation(location string) string {
+	u, err := url.Parse(location)
+	if err != nil {
+		return ""
+	}
+	return u.Query().Get("upload_id")
+}
+
+// Reply is an http.ResponseWriter that keeps the reply instead of sending
+// it, so a middleware can rewrite it, or release a lock before writing to
+// a possibly slow client, or hold it back to fake a lost reply.
+type Reply struct {
+	header http.Header
+	Code   int
+	Body   bytes.Buffer
+	wrote  bool
+}
+
+// NewReply returns an empty reply, 200 unless told otherwise.
+func NewReply() *Reply { return &Reply{header: make(http.Header), Code: http.StatusOK} }
+
+func (r *Reply) Header() http.Header { return r.header }
+
+func (r *Reply) WriteHeader(code int) {
+	if !r.wrote {
+		r.Code, r.wrote = code, true
+	}
+}
+
+func (r *Reply) Write(p []byte) (int, error) {
+	r.wrote = true
+	return r.Body.Write(p)
+}
+
+// Flush sends the kept reply to w.
+func (r *Reply) Flush(w http.ResponseWriter, req *http.Request) {
+	h := w.Header()
+	for k, v := range r.header {
+		h[k] = v
+	}
+	// HEAD, 204 and 304 replies carry no body; the backend's own
+	// Content-Length (of the object, for HEAD) is kept for HEAD.
+	bodyless := req.Method == http.MethodHead || r.Code == http.StatusNoContent || r.Code == http.StatusNotModified
+	if !bodyless {
+		h.Set("Content-Length", strconv.Itoa(r.Body.Len()))
+	}
+	w.WriteHeader(r.Code)
+	if !bodyless {
+		w.Write(r.Body.Bytes())
+	}
+}
