@@ -16,11 +16,14 @@ test: vet
 vet:
 	$(GO) vet ./...
 
-## bench: checker time and memory on synthetic histories; the table goes into README.md
+## bench: checker time and memory on synthetic histories, and lock/unlock cycles on the embedded GCS, raw and through the harness; the tables go into README.md
 bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkCheck' -benchtime 1x -benchmem -timeout 60m ./models/ | tee results/bench-checkers.txt
 	$(GO) run ./models/internal/benchtable < results/bench-checkers.txt > results/bench-checkers.md
 	$(GO) run ./internal/readmetable -marker bench-checkers -table results/bench-checkers.md README.md
+	$(GO) test -run '^$$' -bench 'BenchmarkCycles' -benchtime 1x -timeout 10m ./harness/ | tee results/bench-cycles.txt
+	grep '^|' results/bench-cycles.txt > results/bench-cycles.md
+	$(GO) run ./internal/readmetable -marker bench-cycles -table results/bench-cycles.md README.md
 
 build:
 	$(GO) build -o bin/verify ./cmd/verify
