@@ -9,7 +9,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -151,8 +150,8 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 // incarnation (metageneration 1 as well) that the first has just created
 // and now holds.
 func TestConformanceFidelity(t *testing.T) {
-	if os.Getenv("LOCKCHECK_TUS616_FIDELITY_SUITE") != "1" {
-		t.Skip("slow (about 4 min); set LOCKCHECK_TUS616_FIDELITY_SUITE=1 to run")
+	if testing.Short() {
+		t.Skip("slow (about 4 min); runs without -short")
 	}
 	// One backend per property, started here, outside the synctest bubble
 	// of lease-kept: its listener must not live in the bubble.
