@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -88,15 +87,13 @@ func checkOneWinner(t *testing.T, wins []int) {
 	}
 }
 
-// TestDeleteCreateRace runs the full 50 goroutines but 40 rounds by default
-// (about 2 s with -race on two cores; the bare emulator fails most rounds at
-// this size). The full 50 x 200 of the dependency measurement takes about
-// 10-18 s with -race: set LOCKCHECK_GCS_FULL_RACE=1, or run
-// BenchmarkDeleteCreateRace.
+// TestDeleteCreateRace is the dependency measurement at full size, 50
+// goroutines x 200 rounds (10-18 s with -race on two cores); -short runs
+// 40 rounds, where the bare emulator already fails most rounds.
 func TestDeleteCreateRace(t *testing.T) {
-	n, rounds := 50, 40
-	if os.Getenv("LOCKCHECK_GCS_FULL_RACE") != "" {
-		n, rounds = 50, 200
+	n, rounds := 50, 200
+	if testing.Short() {
+		rounds = 40
 	}
 	_, b := newTestBackend(t, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
