@@ -2,7 +2,6 @@ package serverfault
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -295,7 +294,7 @@ func (m *Middleware) serve(next http.Handler, w http.ResponseWriter, r *http.Req
 	}
 	if d.pre != nil {
 		m.emit(*d.pre)
-		writeError(w, req, d.pre.Status)
+		writeError(w, r.Method, req, d.pre.Status)
 		return
 	}
 	if d.post == nil && d.after == 0 {
@@ -315,7 +314,7 @@ func (m *Middleware) serve(next http.Handler, w http.ResponseWriter, r *http.Req
 	d.post.Backend = rec.Code
 	m.emit(*d.post)
 	if d.post.Kind == LostReply {
-		writeError(w, req, http.StatusServiceUnavailable)
+		writeError(w, r.Method, req, http.StatusServiceUnavailable)
 		return
 	}
 	drop(w)
@@ -534,43 +533,26 @@ const (
 
 // writeError answers in GCS's shape: the JSON API's error object, or the
 // XML API's <Error> document on the XML route.
-func writeError(w http.ResponseWriter, req request, status int) {
+func writeError(w http.ResponseWriter, method string, req request, status int) {
 	reason, msg, xmlCode := "backendError", msgUnavailable, "InternalError"
 	if status == http.StatusTooManyRequests {
 		reason, msg, xmlCode = "rateLimitExceeded", msgRateLimit, "SlowDown"
 	}
-	var out []byte
-	if req.xml {
-		w.Header().Set("Content-Type", "application/xml; charset=UTF-8")
-		out = []byte("<?xml version='1.0' encoding='UTF-8'?><Error><Code>" + xmlCode + "</Code><Message>" + msg + "</Message></Error>")
-	} else {
-		var b errorBody
-		b.Error.Code = status
-		b.Error.Message = msg
-		b.Error.Errors = []errorItem{{Domain: "usageLimits", Reason: reason, Message: msg}}
-		if status != http.StatusTooManyRequests {
-			b.Error.Errors[0].Domain = "global"
+	if !req.xml {
+		domain := "global"
+		if status == http.StatusTooManyRequests {
+			domain = "usageLimits"
 		}
-		out, _ = json.Marshal(b)
-		w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+		gcsapi.WriteJSONError(w, method, status, gcsapi.Error{Domain: domain, Reason: reason, Message: msg})
+		return
 	}
+	out := []byte("<?xml version='1.0' encoding='UTF-8'?><Error><Code>" + xmlCode + "</Code><Message>" + msg + "</Message></Error>")
+	w.Header().Set("Content-Type", "application/xml; charset=UTF-8")
 	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
 	w.WriteHeader(status)
-	w.Write(out)
-}
-
-type errorItem struct {
-	Domain  string `json:"domain"`
-	Reason  string `json:"reason"`
-	Message string `json:"message"`
-}
-
-type errorBody struct {
-	Error struct {
-		Code    int         `json:"code"`
-		Message string      `json:"message"`
-		Errors  []errorItem `json:"errors"`
-	} `json:"error"`
+	if method != http.MethodHead {
+		w.Write(out)
+	}
 }
 
 // sessionRecorder notes the session a resumable start's reply names.

@@ -886,34 +886,8 @@ func writeError(w http.ResponseWriter, r *http.Request, t target, status int, re
 	}
 }
 
-type errorItem struct {
-	Domain       string `json:"domain"`
-	Reason       string `json:"reason"`
-	Message      string `json:"message"`
-	LocationType string `json:"locationType,omitempty"`
-	Location     string `json:"location,omitempty"`
-}
-
-type errorBody struct {
-	Error struct {
-		Code    int         `json:"code"`
-		Message string      `json:"message"`
-		Errors  []errorItem `json:"errors"`
-	} `json:"error"`
-}
-
 func writeJSONError(w http.ResponseWriter, r *http.Request, status int, reason, msg, locType, loc string) {
-	var b errorBody
-	b.Error.Code = status
-	b.Error.Message = msg
-	b.Error.Errors = []errorItem{{Domain: "global", Reason: reason, Message: msg, LocationType: locType, Location: loc}}
-	out, _ := json.Marshal(b)
-	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
-	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
-	w.WriteHeader(status)
-	if r.Method != http.MethodHead {
-		w.Write(out)
-	}
+	gcsapi.WriteJSONError(w, r.Method, status, gcsapi.Error{Domain: "global", Reason: reason, Message: msg, LocationType: locType, Location: loc})
 }
 
 func writeXMLError(w http.ResponseWriter, r *http.Request, t target, status int, msg string) {

@@ -6,6 +6,7 @@ package gcsapi
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -89,5 +90,34 @@ func (r *Reply) Flush(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(r.Code)
 	if !bodyless {
 		w.Write(r.Body.Bytes())
+	}
+}
+
+// Error is the one entry of a JSON API error reply that lockcheck writes.
+type Error struct {
+	Domain       string `json:"domain"`
+	Reason       string `json:"reason"`
+	Message      string `json:"message"`
+	LocationType string `json:"locationType,omitempty"`
+	Location     string `json:"location,omitempty"`
+}
+
+// WriteJSONError answers status with GCS's JSON API error object, which is
+// what the Go client parses into a googleapi.Error.
+func WriteJSONError(w http.ResponseWriter, method string, status int, e Error) {
+	var body struct {
+		Error struct {
+			Code    int     `json:"code"`
+			Message string  `json:"message"`
+			Errors  []Error `json:"errors"`
+		} `json:"error"`
+	}
+	body.Error.Code, body.Error.Message, body.Error.Errors = status, e.Message, []Error{e}
+	out, _ := json.Marshal(body)
+	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+	w.WriteHeader(status)
+	if method != http.MethodHead {
+		w.Write(out)
 	}
 }

@@ -1,6 +1,10 @@
 package gcsapi
 
-import "testing"
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
 
 func TestChunkCommits(t *testing.T) {
 	for cr, want := range map[string]bool{
@@ -23,5 +27,19 @@ func TestUploadIDFromLocation(t *testing.T) {
 	}
 	if got := UploadIDFromLocation("::"); got != "" {
 		t.Errorf("garbage gave %q", got)
+	}
+}
+
+func TestWriteJSONErrorIsShapedLikeGCS(t *testing.T) {
+	rec := httptest.NewRecorder()
+	WriteJSONError(rec, http.MethodPost, 412, Error{Domain: "global", Reason: "conditionNotMet", Message: "m", LocationType: "header", Location: "If-Match"})
+	want := `{"error":{"code":412,"message":"m","errors":[{"domain":"global","reason":"conditionNotMet","message":"m","locationType":"header","location":"If-Match"}]}}`
+	if rec.Code != 412 || rec.Body.String() != want {
+		t.Errorf("got %d %s", rec.Code, rec.Body)
+	}
+	head := httptest.NewRecorder()
+	WriteJSONError(head, http.MethodHead, 404, Error{Domain: "global", Reason: "notFound", Message: "x"})
+	if head.Code != 404 || head.Body.Len() != 0 {
+		t.Errorf("HEAD: %d with a %d-byte body", head.Code, head.Body.Len())
 	}
 }
