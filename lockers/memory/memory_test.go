@@ -63,20 +63,6 @@ func mustLock(t *testing.T, l lockers.Locker, key string) lockers.Lease {
 	return lease
 }
 
-type result struct {
-	lease lockers.Lease
-	err   error
-}
-
-func lockAsync(ctx context.Context, l lockers.Locker, key string) <-chan result {
-	res := make(chan result, 1)
-	go func() {
-		lease, err := l.Lock(ctx, key)
-		res <- result{lease, err}
-	}()
-	return res
-}
-
 func requested(t *testing.T, lease lockers.Lease) <-chan struct{} {
 	t.Helper()
 	rr, ok := lease.(lockers.ReleaseRequester)
@@ -94,21 +80,21 @@ func TestReleaseRequestReachesHolder(t *testing.T) {
 	a := memory.New(store, newEnv(lockers.SystemClock{}, nil), memory.Options{})
 	b := memory.New(store, newEnv(lockers.SystemClock{}, nil), memory.Options{})
 	held := mustLock(t, a, "upload-id-1")
-	res := lockAsync(context.Background(), b, "upload-id-1")
+	res := lockertest.LockAsync(context.Background(), b, "upload-id-1")
 	<-requested(t, held)
 	if err := held.Unlock(context.Background()); err != nil {
 		t.Fatalf("holder's Unlock: %v", err)
 	}
 	got := <-res
-	if got.err != nil {
-		t.Fatalf("waiter's Lock after the holder let go: %v", got.err)
+	if got.Err != nil {
+		t.Fatalf("waiter's Lock after the holder let go: %v", got.Err)
 	}
 	select {
-	case <-requested(t, got.lease):
+	case <-requested(t, got.Lease):
 		t.Error("the new holder was asked to let go with nobody waiting")
 	default:
 	}
-	if err := got.lease.Unlock(context.Background()); err != nil {
+	if err := got.Lease.Unlock(context.Background()); err != nil {
 		t.Fatalf("new holder's Unlock: %v", err)
 	}
 }
@@ -125,7 +111,7 @@ func TestAcquireTimeoutHasNoEffect(t *testing.T) {
 	b := memory.New(store, newEnv(clock, seen), memory.Options{})
 	held := mustLock(t, a, "id")
 
-	res := lockAsync(context.Background(), b, "id")
+	res := lockertest.LockAsync(context.Background(), b, "id")
 	if err := clock.WaitForTimers(context.Background(), 1); err != nil {
 		t.Fatal(err)
 	}
@@ -136,13 +122,13 @@ func TestAcquireTimeoutHasNoEffect(t *testing.T) {
 	<-seen
 	select {
 	case got := <-res:
-		t.Fatalf("Lock returned before the timeout: %v", got.err)
+		t.Fatalf("Lock returned before the timeout: %v", got.Err)
 	default:
 	}
 	clock.Advance(time.Nanosecond)
 	got := <-res
-	if !errors.Is(got.err, memory.ErrLockTimeout) || !errors.Is(got.err, lockers.ErrNoEffect) {
-		t.Fatalf("Lock after the timeout: got %v, want ErrLockTimeout wrapping ErrNoEffect", got.err)
+	if !errors.Is(got.Err, memory.ErrLockTimeout) || !errors.Is(got.Err, lockers.ErrNoEffect) {
+		t.Fatalf("Lock after the timeout: got %v, want ErrLockTimeout wrapping ErrNoEffect", got.Err)
 	}
 	// The holder still holds: its unlock is the one that frees the id.
 	if err := held.Unlock(context.Background()); err != nil {
@@ -169,13 +155,13 @@ func TestCancelledWaitHasNoEffect(t *testing.T) {
 	b := memory.New(store, newEnv(lockers.SystemClock{}, nil), memory.Options{})
 	held := mustLock(t, a, "id")
 	ctx, cancel := context.WithCancel(context.Background())
-	res := lockAsync(ctx, b, "id")
+	res := lockertest.LockAsync(ctx, b, "id")
 	<-requested(t, held)
 	cancel()
 	got := <-res
 	for _, want := range []error{memory.ErrLockTimeout, context.Canceled, lockers.ErrNoEffect} {
-		if !errors.Is(got.err, want) {
-			t.Errorf("cancelled Lock: got %v, want it to wrap %v", got.err, want)
+		if !errors.Is(got.Err, want) {
+			t.Errorf("cancelled Lock: got %v, want it to wrap %v", got.Err, want)
 		}
 	}
 	if err := held.Unlock(context.Background()); err != nil {
@@ -209,7 +195,7 @@ func TestPollsWaitOnClientClock(t *testing.T) {
 	held := mustLock(t, a, "id")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	res := lockAsync(ctx, b, "id")
+	res := lockertest.LockAsync(ctx, b, "id")
 	<-seen
 	// The timeout and the first poll.
 	if err := clock.WaitForTimers(context.Background(), 2); err != nil {
@@ -230,10 +216,10 @@ func TestPollsWaitOnClientClock(t *testing.T) {
 	}
 	clock.Advance(10 * time.Millisecond)
 	got := <-res
-	if got.err != nil {
-		t.Fatalf("Lock once free: %v", got.err)
+	if got.Err != nil {
+		t.Fatalf("Lock once free: %v", got.Err)
 	}
-	if err := got.lease.Unlock(context.Background()); err != nil {
+	if err := got.Lease.Unlock(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -201,20 +201,6 @@ func (c *client) waitTimers(t *testing.T, n int) {
 	}
 }
 
-type result struct {
-	lease lockers.Lease
-	err   error
-}
-
-func lockAsync(ctx context.Context, l lockers.Locker, key string) <-chan result {
-	res := make(chan result, 1)
-	go func() {
-		lease, err := l.Lock(ctx, key)
-		res <- result{lease, err}
-	}()
-	return res
-}
-
 func mustLock(t *testing.T, c *client, key string) lockers.Lease {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
@@ -337,7 +323,7 @@ func TestHeldLock(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	res := lockAsync(ctx, b.locker, "k")
+	res := lockertest.LockAsync(ctx, b.locker, "k")
 	b.waitAttempts(t, 2)
 	// Attempt 1 followed attempt 0 at once; now b waits watchInterval/3:
 	// its timeout and that wait are pending.
@@ -373,11 +359,11 @@ func TestHeldLock(t *testing.T) {
 
 	cancel()
 	got := <-res
-	if got.err == nil {
+	if got.Err == nil {
 		t.Fatalf("b took a held lock")
 	}
-	if !errors.Is(got.err, tus616.ErrLockTimeout) || !errors.Is(got.err, lockers.ErrNoEffect) {
-		t.Errorf("cancelled Lock: %v; want ErrLockTimeout and ErrNoEffect", got.err)
+	if !errors.Is(got.Err, tus616.ErrLockTimeout) || !errors.Is(got.Err, lockers.ErrNoEffect) {
+		t.Errorf("cancelled Lock: %v; want ErrLockTimeout and ErrNoEffect", got.Err)
 	}
 	mustUnlock(t, held)
 	lease := mustLock(t, b, "k")
@@ -478,8 +464,8 @@ func TestLockTimeout(t *testing.T) {
 	held := mustLock(t, a, "k")
 	defer mustUnlock(t, held)
 
-	res := lockAsync(context.Background(), b.locker, "k")
-	var got result
+	res := lockertest.LockAsync(context.Background(), b.locker, "k")
+	var got lockertest.LockResult
 	var elapsed time.Duration
 	for done := false; !done; {
 		ctx, cancel := context.WithTimeout(context.Background(), bound)
@@ -500,11 +486,11 @@ func TestLockTimeout(t *testing.T) {
 		}
 		cancel()
 	}
-	if got.err == nil {
+	if got.Err == nil {
 		t.Fatalf("b took a held lock")
 	}
-	if !errors.Is(got.err, tus616.ErrLockTimeout) || !errors.Is(got.err, lockers.ErrNoEffect) {
-		t.Errorf("Lock: %v; want ErrLockTimeout wrapping ErrNoEffect", got.err)
+	if !errors.Is(got.Err, tus616.ErrLockTimeout) || !errors.Is(got.Err, lockers.ErrNoEffect) {
+		t.Errorf("Lock: %v; want ErrLockTimeout wrapping ErrNoEffect", got.Err)
 	}
 	if elapsed < tus616.DefaultAcquireLockTimeout || elapsed > tus616.DefaultAcquireLockTimeout+time.Second {
 		t.Errorf("Lock gave up after %v of client time, want %v", elapsed, tus616.DefaultAcquireLockTimeout)
@@ -528,7 +514,7 @@ func TestGhostLock(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	res := lockAsync(ctx, c.locker, "k")
+	res := lockertest.LockAsync(ctx, c.locker, "k")
 	c.waitAttempts(t, 1)
 	// After the ghost, b goes on (attempt 1 at once), then waits.
 	c.waitTimers(t, 2)
@@ -537,11 +523,11 @@ func TestGhostLock(t *testing.T) {
 	}
 	cancel()
 	got := <-res
-	if got.err == nil {
+	if got.Err == nil {
 		t.Fatalf("Lock took the lock: the lost reply was not simulated")
 	}
-	if errors.Is(got.err, lockers.ErrNoEffect) {
-		t.Errorf("Lock claims no effect after a create that committed: %v", got.err)
+	if errors.Is(got.Err, lockers.ErrNoEffect) {
+		t.Errorf("Lock claims no effect after a create that committed: %v", got.Err)
 	}
 	if n := drain(c.attempts); n != 0 {
 		t.Errorf("%d attempts reported after the ambiguous first one, want 0", n)
