@@ -71,6 +71,10 @@ type Kind struct {
 	Min, Max time.Duration
 	// Needs is the part of the run the fault acts on.
 	Needs Needs
+	// Backends is the least number of independent backends the run must
+	// have (a partition from a majority of Redlock's servers needs 3);
+	// zero means any.
+	Backends int
 	// AtHolder aims the fault at a client that holds a lock when it
 	// starts (the planned client if nobody holds one).
 	AtHolder bool
@@ -109,6 +113,58 @@ func netKind(name, summary string, holder bool, inject func(n netfault.Faults, t
 			}
 			heal, err := inject(n, targets)
 			return heal, err
+		}}
+}
+
+// BackendGroup is the network plane of a run with several independent
+// backends; *netfault.Group is one.
+type BackendGroup interface {
+	Size() int
+	Backends(which []int) (*netfault.Group, error)
+}
+
+// backendKind partitions clients from a minority or a majority of the
+// backends. Which backends rotates with the client, so different clients
+// lose different servers over a run, reproducibly.
+func backendKind(name, summary string, majority bool) Kind {
+	return Kind{Name: name, Summary: summary, Min: 500 * time.Millisecond, Max: 3 * time.Second, Needs: NeedsNetwork, Backends: 3,
+		Inject: func(t Target, targets []int) (func() error, error) {
+			n, err := network(t)
+			if err != nil {
+				return nil, err
+			}
+			g, ok := n.(BackendGroup)
+			if !ok || g.Size() < 3 {
+				return nil, errors.New("this run has a single backend; a minority or majority partition needs three or more (redlock)")
+			}
+			var heals []netfault.Heal
+			undo := func() error {
+				var errs []error
+				for _, h := range heals {
+					errs = append(errs, h())
+				}
+				return errors.Join(errs...)
+			}
+			for _, c := range targets {
+				cut := g.Size()/2 + 1
+				if !majority {
+					cut = (g.Size() - 1) / 2
+				}
+				var which []int
+				for i := range cut {
+					which = append(which, (c+i)%g.Size())
+				}
+				sub, err := g.Backends(which)
+				if err != nil {
+					return nil, errors.Join(err, undo())
+				}
+				h, err := sub.Partition([]int{c}, netfault.Both)
+				if err != nil {
+					return nil, errors.Join(err, undo())
+				}
+				heals = append(heals, h)
+			}
+			return undo, nil
 		}}
 }
 
@@ -179,6 +235,8 @@ func Kinds() []Kind {
 		netKind("partition-holder", "partition, aimed at a client that holds a lock", true, func(n netfault.Faults, c []int) (netfault.Heal, error) {
 			return n.Partition(c, netfault.Both)
 		}),
+		backendKind("partition-minority", "cut one client off from a minority of the backends (1 of 3 Redlock servers), silently", false),
+		backendKind("partition-majority", "cut one client off from a majority of the backends (2 of 3 Redlock servers), silently", true),
 		netKind("partition-up", "one-way partition: the client's requests never reach the backend", false, func(n netfault.Faults, c []int) (netfault.Heal, error) {
 			return n.Partition(c, netfault.Upstream)
 		}),

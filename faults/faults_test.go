@@ -1,13 +1,17 @@
 package faults
 
 import (
+	"context"
+	"net"
 	"reflect"
+	"slices"
 
-	"github.com/lockcheck/lockcheck/faults/netfault"
-	"github.com/lockcheck/lockcheck/faults/serverfault"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lockcheck/lockcheck/faults/netfault"
+	"github.com/lockcheck/lockcheck/faults/serverfault"
 )
 
 func TestPlanIsReproducibleAndInsideTheWindow(t *testing.T) {
@@ -127,6 +131,9 @@ func (f *fakeServer) Inject(r serverfault.Rule) (serverfault.Heal, error) {
 
 func TestNetworkAndServerKindsReachTheirPlaneAndHeal(t *testing.T) {
 	for _, k := range Kinds() {
+		if k.Backends > 0 {
+			continue // TestBackendKindsCutTheirShare
+		}
 		plane, server := &fakePlane{}, &fakeServer{}
 		full := Target{Clients: &fakeClients{}, Network: plane, Server: server}
 		heal, err := k.Inject(full, []int{0})
@@ -151,6 +158,67 @@ func TestNetworkAndServerKindsReachTheirPlaneAndHeal(t *testing.T) {
 			if _, err := k.Inject(Target{Clients: &fakeClients{}}, []int{0}); err == nil || !strings.Contains(err.Error(), "HTTP front") {
 				t.Errorf("%s without a server: err = %v", k.Name, err)
 			}
+		}
+	}
+}
+
+// A minority partition cuts a client off from 1 of 3 backends, a majority
+// from 2, rotating with the client; a single-backend plane is refused.
+func TestBackendKindsCutTheirShare(t *testing.T) {
+	var ups []string
+	for range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		ups = append(ups, ln.Addr().String())
+	}
+	g, err := netfault.StartGroup(context.Background(), ups, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	cut := func() (backends []int) {
+		for b := range g.Size() {
+			if len(g.Plane(b).Active()) > 0 {
+				backends = append(backends, b)
+			}
+		}
+		return backends
+	}
+	for _, c := range []struct {
+		kind   string
+		client int
+		want   []int
+	}{
+		{"partition-minority", 0, []int{0}},
+		{"partition-minority", 2, []int{2}},
+		{"partition-majority", 0, []int{0, 1}},
+		{"partition-majority", 2, []int{0, 2}},
+	} {
+		ks, err := Lookup([]string{c.kind})
+		if err != nil {
+			t.Fatal(err)
+		}
+		heal, err := ks[0].Inject(Target{Clients: &fakeClients{}, Network: g}, []int{c.client})
+		if err != nil {
+			t.Fatalf("%s: %v", c.kind, err)
+		}
+		if got := cut(); !slices.Equal(got, c.want) {
+			t.Errorf("%s on client %d cut backends %v, want %v", c.kind, c.client, got, c.want)
+		}
+		if err := heal(); err != nil {
+			t.Fatal(err)
+		}
+		if got := cut(); len(got) != 0 {
+			t.Fatalf("%s: still cut from %v after heal", c.kind, got)
+		}
+		if ks[0].Backends != 3 {
+			t.Errorf("%s: Backends = %d, want 3", c.kind, ks[0].Backends)
+		}
+		if _, err := ks[0].Inject(Target{Clients: &fakeClients{}, Network: &fakePlane{}}, []int{0}); err == nil || !strings.Contains(err.Error(), "single backend") {
+			t.Errorf("%s on a single backend: err = %v", c.kind, err)
 		}
 	}
 }

@@ -28,11 +28,12 @@ type Instance struct {
 	New func(lockers.Env) (lockers.Locker, error)
 	// Close tears down what Setup prepared.
 	Close func()
-	// Upstream is the backend's TCP address (host:port) when clients
-	// reach it over the network; the harness may then put a proxy per
-	// client in front of it, transparently to the locker. Empty for
-	// in-process backends.
-	Upstream string
+	// Upstreams are the backends' TCP addresses (host:port) when clients
+	// reach them over the network; the harness may then put a proxy per
+	// client in front of each, transparently to the locker. Several for
+	// lockers that talk to independent servers at once (Redlock). Empty
+	// for in-process backends.
+	Upstreams []string
 	// ServerFront says Params.ServerFront was installed in front of the
 	// backend, so server-side faults reach it.
 	ServerFront bool

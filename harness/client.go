@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -78,7 +77,7 @@ func (c *client) start() error {
 	env := lockers.Env{
 		Clock:          clock,
 		HTTP:           &http.Client{Transport: gatedTransport{gate: g, base: c.run.transportFor(c.slot)}},
-		Dial:           gatedDialer(g),
+		Dial:           c.run.dialerFor(c.slot, g),
 		Identity:       fmt.Sprintf("client-%d", c.slot),
 		Seed:           seed,
 		Log:            c.run.log,
@@ -92,16 +91,6 @@ func (c *client) start() error {
 	inc.locker = locker
 	c.inc = inc
 	return nil
-}
-
-func gatedDialer(g *gate) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	var d net.Dialer
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if err := g.pass(ctx); err != nil {
-			return nil, err
-		}
-		return d.DialContext(ctx, network, addr)
-	}
 }
 
 func (c *client) current() *incarnation {

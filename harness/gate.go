@@ -2,6 +2,8 @@ package harness
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -158,4 +160,54 @@ func (t gatedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, perr
 	}
 	return resp, err
+}
+
+// errKilled is what a killed client's connections answer: the process is
+// gone, so nothing it had open can be used again.
+var errKilled = errors.New("client killed")
+
+// gatedConn holds a client's reads and writes on a raw connection (Redis)
+// at its gate, as gatedTransport does for HTTP: a paused client neither
+// sends nor learns anything, and a killed one's connections are dead. A
+// read already blocked in the kernel when the pause begins still returns
+// what arrives; the next one waits.
+type gatedConn struct {
+	net.Conn
+	gate *gate
+}
+
+func (c gatedConn) wait() error {
+	for {
+		c.gate.mu.Lock()
+		dead, paused, resumed := c.gate.dead, c.gate.paused, c.gate.resumed
+		c.gate.mu.Unlock()
+		switch {
+		case dead:
+			c.Conn.Close()
+			return errKilled
+		case !paused:
+			return nil
+		}
+		// A pause ends with resume or kill, both of which close resumed;
+		// the nemesis bounds every pause.
+		<-resumed
+	}
+}
+
+func (c gatedConn) Read(b []byte) (int, error) {
+	if err := c.wait(); err != nil {
+		return 0, err
+	}
+	n, err := c.Conn.Read(b)
+	if werr := c.wait(); werr != nil {
+		return 0, werr
+	}
+	return n, err
+}
+
+func (c gatedConn) Write(b []byte) (int, error) {
+	if err := c.wait(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
 }

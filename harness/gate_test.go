@@ -2,6 +2,9 @@ package harness
 
 import (
 	"context"
+	"errors"
+	"io"
+	"net"
 	"testing"
 	"time"
 )
@@ -70,5 +73,48 @@ func TestClockOffset(t *testing.T) {
 	c.offset.Store(int64(time.Hour))
 	if d := time.Until(c.Now()); d < 59*time.Minute {
 		t.Fatalf("offset clock is only %v ahead", d)
+	}
+}
+
+// A paused client's raw connection neither sends nor hands back a reply
+// until resume; a killed client's connection is dead.
+func TestGatedConnHoldsTrafficWhilePausedAndDiesWithTheClient(t *testing.T) {
+	g := newGate()
+	mine, server := net.Pipe()
+	defer server.Close()
+	conn := gatedConn{Conn: mine, gate: g}
+
+	g.pause()
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := conn.Write([]byte("PING"))
+		wrote <- err
+	}()
+	// The server reads with a deadline: nothing may arrive while paused.
+	server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	buf := make([]byte, 4)
+	if n, err := server.Read(buf); err == nil {
+		t.Fatalf("server read %q from a paused client", buf[:n])
+	}
+	server.SetReadDeadline(time.Time{})
+	g.resume()
+	if _, err := io.ReadFull(server, buf); err != nil || string(buf) != "PING" {
+		t.Fatalf("after resume the server read %q, %v; want PING", buf, err)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+
+	go server.Write([]byte("PONG"))
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(conn, got); err != nil || string(got) != "PONG" {
+		t.Fatalf("read %q, %v; want PONG", got, err)
+	}
+	g.kill()
+	if _, err := conn.Write([]byte("x")); !errors.Is(err, errKilled) {
+		t.Fatalf("write after kill: %v, want errKilled", err)
+	}
+	if _, err := conn.Read(got); !errors.Is(err, errKilled) {
+		t.Fatalf("read after kill: %v, want errKilled", err)
 	}
 }

@@ -60,7 +60,7 @@ func withGCS(build func(context.Context, gcsTarget, Params, lockers.Env) (locker
 				return build(context.Background(), gcsTarget{endpoint: server.Endpoint(), bucket: server.Bucket()}, p, env)
 			},
 			Close:       func() { server.Close() },
-			Upstream:    u.Host,
+			Upstreams:   []string{u.Host},
 			ServerFront: p.ServerFront != nil,
 		}, nil
 	}

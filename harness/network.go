@@ -13,20 +13,41 @@ import (
 	"github.com/lockcheck/lockcheck/harness/history"
 )
 
-// attachNetwork puts one proxy per client in front of a networked backend
-// when the run schedules network faults (or asks for proxies anyway).
+// attachNetwork puts one proxy per client in front of each networked
+// backend when the run schedules network faults (or asks for proxies
+// anyway).
 func (r *run) attachNetwork(ctx context.Context, inst *Instance, target *faults.Target) error {
 	wanted := r.cfg.Proxy || slices.ContainsFunc(r.cfg.Faults, func(k faults.Kind) bool { return k.Needs == faults.NeedsNetwork })
-	if inst.Upstream == "" || !wanted {
+	if len(inst.Upstreams) == 0 || !wanted {
 		return nil
 	}
-	plane, err := netfault.Start(ctx, inst.Upstream, r.cfg.Clients)
+	plane, err := netfault.StartGroup(ctx, inst.Upstreams, r.cfg.Clients)
 	if err != nil {
 		return fmt.Errorf("network fault plane: %w", err)
 	}
-	r.plane, r.upstream = plane, inst.Upstream
+	r.plane = plane
 	target.Network = plane
 	return nil
+}
+
+// dialerFor opens a client's non-HTTP connections (Redis), through the
+// client's gate and, with a proxy plane, to the client's proxy in front of
+// the backend it asked for.
+func (r *run) dialerFor(slot int, g *gate) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if err := g.pass(ctx); err != nil {
+			return nil, err
+		}
+		if r.plane != nil {
+			addr = r.plane.Redirect(slot, addr)
+		}
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return gatedConn{Conn: conn, gate: g}, nil
+	}
 }
 
 func (r *run) closeNetwork() {
@@ -42,12 +63,9 @@ func (r *run) transportFor(slot int) http.RoundTripper {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	if r.plane != nil {
 		var d net.Dialer
-		upstream, proxy := r.upstream, r.plane.Addr(slot)
+		plane := r.plane
 		t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if addr == upstream {
-				addr = proxy
-			}
-			return d.DialContext(ctx, network, addr)
+			return d.DialContext(ctx, network, plane.Redirect(slot, addr))
 		}
 	}
 	r.mu.Lock()

@@ -115,10 +115,10 @@ type run struct {
 	clients   []*client
 	target    faults.Target
 
-	// plane is the per-client proxy plane, nil when clients reach the
-	// backend directly (or it is in-process).
-	plane      *netfault.Plane
-	upstream   string
+	// plane is the per-client proxy plane (a proxy per client per
+	// backend), nil when clients reach the backends directly (or they
+	// are in-process).
+	plane      *netfault.Group
 	mu         sync.Mutex
 	transports []*http.Transport
 	// ctx is the parent of every incarnation's context; it ends when the
@@ -163,6 +163,9 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	for _, k := range cfg.Faults {
 		if (k.Needs == faults.NeedsNetwork && target.Network == nil) || (k.Needs == faults.NeedsServer && target.Server == nil) {
 			return nil, fmt.Errorf("fault %s acts on the %s, which locker %s does not have (its backend is in-process); choose a GCS or Redis locker, or drop the fault", k.Name, k.Needs, cfg.Locker.Name)
+		}
+		if len(inst.Upstreams) < k.Backends {
+			return nil, fmt.Errorf("fault %s needs %d independent backends, and locker %s has %d; choose redlock, or drop the fault", k.Name, k.Backends, cfg.Locker.Name, len(inst.Upstreams))
 		}
 	}
 
