@@ -108,6 +108,7 @@ func Check(h *history.History, opts Options) (*Report, error) {
 	r := &Report{Counts: d.counts, Truncated: d.truncated}
 	r.Mutex = checkMutex(d, opts)
 	r.Liveness = checkLiveness(d)
+	r.Liveness.HandOffs, r.Liveness.HolderCrashes = measureRecovery(h)
 	d.dropSections()
 	r.Linearizability = checkLinearizable(d, opts)
 	r.Verdict = r.Mutex.Verdict.Merge(r.Linearizability.Verdict)
@@ -152,6 +153,12 @@ func (r *Report) Summary() string {
 		fmt.Fprintf(&b, "liveness: %s — %s\n", l.Verdict, l.Summary)
 		fmt.Fprintf(&b, "  acquire latency p50 %v, p95 %v, p99 %v, max %v; %.1f acquisitions/s; longest wait %v\n",
 			l.LatencyP50, l.LatencyP95, l.LatencyP99, l.LatencyMax, l.AcquisitionsPerSecond, l.LongestWait)
+		if ho := l.HandOffs; ho.Count+ho.Missed > 0 {
+			fmt.Fprintf(&b, "  hand-off to a waiting client: %d, p50 %v, p99 %v, max %v; %d never happened\n", ho.Count, ho.P50, ho.P99, ho.Max, ho.Missed)
+		}
+		if hc := l.HolderCrashes; hc.Crashes > 0 {
+			fmt.Fprintf(&b, "  holder crashes: %d; lock taken again after p50 %v, max %v; %d never (stuck at least %v)\n", hc.Crashes, hc.P50, hc.Max, hc.Never, hc.NeverFor)
+		}
 	}
 	c := r.Counts
 	fmt.Fprintf(&b, "history: %d calls (%d acquired, %d failed, %d indeterminate, %d open at the end), %d lost notices, %d crashes, %d faults",

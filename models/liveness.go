@@ -47,6 +47,10 @@ type LivenessResult struct {
 	// Stuck lists the client slots that were alive at the start of a
 	// recovery phase and never acquired in it.
 	Stuck []int `json:"stuck"`
+	// HandOffs and HolderCrashes time how the lock passes from one client
+	// to the next, in the normal way and after its holder died.
+	HandOffs      HandOffs      `json:"hand_offs"`
+	HolderCrashes HolderCrashes `json:"holder_crashes"`
 }
 
 // RecoveryPhase is one recovery phase's outcome.
@@ -67,7 +71,9 @@ func CheckLiveness(h *history.History) (*LivenessResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	return checkLiveness(d), nil
+	r := checkLiveness(d)
+	r.HandOffs, r.HolderCrashes = measureRecovery(h)
+	return r, nil
 }
 
 func checkLiveness(d *digest) *LivenessResult {
