@@ -330,6 +330,10 @@ type PlanOptions struct {
 	// Interval is the mean quiet time between the end of one fault and the
 	// start of the next.
 	Interval time.Duration
+	// MinDuration and MaxDuration, when positive, replace every kind's own
+	// bounds on how long one occurrence lasts: a pause longer than a
+	// locker's TTL, say.
+	MinDuration, MaxDuration time.Duration
 }
 
 // Plan draws a schedule from seed: faults one after another, each followed
@@ -350,7 +354,14 @@ func Plan(seed uint64, kinds []Kind, o PlanOptions) []Planned {
 	at := between(o.Interval/2, o.Interval*3/2)
 	for id := 1; ; id++ {
 		k := kinds[rng.IntN(len(kinds))]
-		d := between(k.Min, k.Max)
+		lo, hi := k.Min, k.Max
+		if o.MinDuration > 0 {
+			lo = o.MinDuration
+		}
+		if o.MaxDuration > 0 {
+			hi = max(o.MaxDuration, lo)
+		}
+		d := between(lo, hi)
 		if at+d > o.Window {
 			break
 		}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/lockcheck/lockcheck/lockers"
 )
@@ -17,6 +18,10 @@ type LockerSpec struct {
 	Summary string
 	// Fencing says the locker claims tokens that increase per key.
 	Fencing bool
+	// TTL is the published lease a lock lives without refresh, before any
+	// time scale; zero for locks that never expire. A comparison scales
+	// each locker so that leases are alike.
+	TTL time.Duration
 	// Setup prepares what all clients of one run share (a store, a
 	// server, a bucket).
 	Setup func(ctx context.Context, p Params) (*Instance, error)
@@ -52,6 +57,9 @@ type Params struct {
 	// GCSBucket, when set, runs GCS lockers against this real bucket
 	// (application default credentials) instead of the embedded GCS.
 	GCSBucket string
+	// RedisAddrs, when set, runs Redis lockers against these real
+	// servers (host:port) instead of embedded ones; Redlock takes three.
+	RedisAddrs []string
 	// RunID names the run; backends shared with others (a real bucket)
 	// keep the run's objects under it.
 	RunID string

@@ -88,6 +88,7 @@ func (c *client) start() error {
 		cancel()
 		return fmt.Errorf("client %d: new locker: %w", c.slot, err)
 	}
+	c.run.keepCloser(locker)
 	inc.locker = locker
 	c.inc = inc
 	return nil

@@ -25,6 +25,7 @@ func Lockers() []LockerSpec {
 		mutantSpec(mutants.SilentExpiry, "BROKEN on purpose: the lease expires while the holder works, and nobody tells it", true, mutants.NewSilentExpiry),
 		{
 			Name:    tus616.Name,
+			TTL:     tus616.DefaultLockTTL,
 			Summary: "tus-node-server PR #616 GCS locker, faithful (12 s TTL, 10 s watcher, 30 s acquire timeout; scaled by -time-scale), on the embedded GCS",
 			Setup: withGCS(func(ctx context.Context, t gcsTarget, p Params, env lockers.Env) (lockers.Locker, error) {
 				return tus616.New(ctx, tus616.Config{Endpoint: t.endpoint, Bucket: t.bucket}, env, tus616.Options{TimeScale: p.TimeScale})

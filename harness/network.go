@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"github.com/lockcheck/lockcheck/faults/netfault"
 	"github.com/lockcheck/lockcheck/faults/serverfault"
 	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/lockers"
 )
 
 // attachNetwork puts one proxy per client in front of each networked
@@ -72,6 +74,24 @@ func (r *run) transportFor(slot int) http.RoundTripper {
 	r.transports = append(r.transports, t)
 	r.mu.Unlock()
 	return t
+}
+
+func (r *run) keepCloser(l lockers.Locker) {
+	if c, ok := l.(io.Closer); ok {
+		r.mu.Lock()
+		r.closers = append(r.closers, c)
+		r.mu.Unlock()
+	}
+}
+
+func (r *run) closeLockers() {
+	r.mu.Lock()
+	closers := r.closers
+	r.closers = nil
+	r.mu.Unlock()
+	for _, c := range closers {
+		c.Close()
+	}
 }
 
 func (r *run) closeTransports() {

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -49,6 +50,9 @@ type Config struct {
 	Faults   []faults.Kind
 	// FaultInterval is the mean quiet time between faults.
 	FaultInterval time.Duration
+	// FaultMin and FaultMax, when positive, bound how long each fault
+	// lasts instead of its kind's own bounds.
+	FaultMin, FaultMax time.Duration
 	// Proxy puts a proxy per client between it and a networked backend
 	// even when no network fault is scheduled, so runs with and without
 	// network faults pay the same hop.
@@ -61,6 +65,8 @@ type Config struct {
 	TimeScale float64
 	// GCSBucket runs GCS lockers against a real bucket; see Params.
 	GCSBucket string
+	// RedisAddrs runs Redis lockers against these servers; see Params.
+	RedisAddrs []string
 	// Dir is where the run's files go; it must not exist yet.
 	Dir string
 	// Observers see every event as it is recorded (live progress).
@@ -87,6 +93,7 @@ func (c Config) Validate() error {
 	check(c.RecoveryTimeout > 0, "recovery timeout must be positive, got %v", c.RecoveryTimeout)
 	check(len(c.Faults) == 0 || c.FaultInterval > 0, "fault interval must be positive when faults are on, got %v", c.FaultInterval)
 	check(c.TimeScale > 0 && c.TimeScale <= 100, "time scale must be in (0, 100], got %v", c.TimeScale)
+	check(c.FaultMin >= 0 && (c.FaultMax == 0 || c.FaultMax >= c.FaultMin), "fault duration range %v..%v is empty or negative", c.FaultMin, c.FaultMax)
 	check(c.Dir != "", "no output directory")
 	return errors.Join(errs...)
 }
@@ -121,6 +128,10 @@ type run struct {
 	plane      *netfault.Group
 	mu         sync.Mutex
 	transports []*http.Transport
+	// closers are the lockers that hold resources (connection pools,
+	// subscriptions), closed when the run is over, dead incarnations'
+	// included.
+	closers []io.Closer
 	// ctx is the parent of every incarnation's context; it ends when the
 	// run is over, so no client outlives its run.
 	ctx context.Context
@@ -146,7 +157,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	r := &run{cfg: cfg}
 	server := serverfault.New(serverfault.Options{Seed: cfg.Seed ^ 0x5e7fa17, OnEvent: r.recordServerFault})
 	setupCtx, cancelSetup := context.WithTimeout(ctx, time.Minute)
-	inst, err := cfg.Locker.Setup(setupCtx, Params{TimeScale: cfg.TimeScale, ServerFront: server.Wrap, GCSBucket: cfg.GCSBucket, RunID: filepath.Base(cfg.Dir)})
+	inst, err := cfg.Locker.Setup(setupCtx, Params{TimeScale: cfg.TimeScale, ServerFront: server.Wrap, GCSBucket: cfg.GCSBucket, RedisAddrs: cfg.RedisAddrs, RunID: filepath.Base(cfg.Dir)})
 	cancelSetup()
 	if err != nil {
 		return nil, fmt.Errorf("locker %s: setup: %w", cfg.Locker.Name, err)
@@ -186,15 +197,16 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 
 	start := time.Now()
 	out.Header = history.Header{Start: start, Run: history.RunInfo{
-		ID:       filepath.Base(cfg.Dir),
-		Locker:   cfg.Locker.Name,
-		Workload: cfg.Workload.Name,
-		Seed:     cfg.Seed,
-		Clients:  cfg.Clients,
-		Keys:     cfg.Workload.Keys,
-		Duration: history.Duration(cfg.Duration),
-		Faults:   faultNames(cfg.Faults),
-		Fencing:  cfg.Locker.Fencing,
+		ID:        filepath.Base(cfg.Dir),
+		Locker:    cfg.Locker.Name,
+		Workload:  cfg.Workload.Name,
+		Seed:      cfg.Seed,
+		Clients:   cfg.Clients,
+		Keys:      cfg.Workload.Keys,
+		Duration:  history.Duration(cfg.Duration),
+		Faults:    faultNames(cfg.Faults),
+		Fencing:   cfg.Locker.Fencing,
+		TimeScale: cfg.TimeScale,
 	}}
 	w, err := history.NewWriter(f, out.Header)
 	if err != nil {
@@ -210,6 +222,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	r.log = log
 	r.target = target
 	defer r.closeTransports()
+	defer r.closeLockers()
 	r.execute(ctx, out)
 	if err := r.rec.Err(); err != nil {
 		return out, err
@@ -241,6 +254,7 @@ func (r *run) execute(ctx context.Context, out *Outcome) {
 	nem := &nemesis{run: r, stopWork: stopWork, rng: rand.New(rand.NewPCG(r.cfg.Seed, 0x401de5))}
 	plan := faults.Plan(r.cfg.Seed, r.cfg.Faults, faults.PlanOptions{
 		Clients: r.cfg.Clients, Window: r.cfg.Duration, Interval: r.cfg.FaultInterval,
+		MinDuration: r.cfg.FaultMin, MaxDuration: r.cfg.FaultMax,
 	})
 	nemDone := make(chan struct{})
 	nemCtx, stopNemesis := context.WithCancel(ctx)

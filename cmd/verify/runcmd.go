@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -39,6 +40,9 @@ type runFlags struct {
 	timeScale       float64
 	proxy           bool
 	gcsBucket       string
+	ttl             time.Duration
+	faultDuration   string
+	redisAddrs      string
 }
 
 func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
@@ -64,6 +68,9 @@ func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
 	fs.StringVar(&f.gcsBucket, "gcs-bucket", "", "run GCS lockers against this real bucket with application default credentials, under a fresh prefix that is deleted at the end (default: the embedded GCS on loopback)")
 	fs.BoolVar(&f.proxy, "proxy", false, "route every client through its own proxy to a networked backend even without network faults (for like-for-like latency)")
 	fs.Float64Var(&f.timeScale, "time-scale", 1, "multiply the locker's own durations (TTL, timeouts, intervals) by this, keeping their ratios; 0.1 runs tus616's 12 s TTL as 1.2 s")
+	fs.DurationVar(&f.ttl, "ttl", 0, "scale the locker's durations so its lease lasts this long (instead of -time-scale); lockers without a lease run as published")
+	fs.StringVar(&f.faultDuration, "fault-duration", "", "how long each fault lasts, `D` or `MIN-MAX` (e.g. 3s, 500ms-2s); default: each fault's own range (see `verify list`)")
+	fs.StringVar(&f.redisAddrs, "redis-addr", "", "run Redis lockers against these real servers, `host:port[,host:port,...]` (redlock takes three); default: embedded Redis servers on loopback")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: verify run [flags]
 
@@ -77,6 +84,8 @@ Examples:
   verify run -locker mutant-unlock-any -duration 20s -clients 8 -keys 1
   verify run -locker tus616 -time-scale 0.1 -duration 20s -keys 1
   verify run -locker tus616 -time-scale 0.1 -faults partition-holder,server-429 -seed 3
+  verify run -locker fenced -ttl 1.2s -faults pause-holder -fault-duration 3s
+  verify run -locker redlock -ttl 1s -faults partition-majority -redis-addr 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
 
 Flags:
 `)
@@ -144,6 +153,31 @@ func (f *runFlags) config() (harness.Config, error) {
 	if err != nil {
 		return harness.Config{}, fmt.Errorf("-faults: %w", err)
 	}
+	timeScale := f.timeScale
+	if f.ttl != 0 {
+		if timeScale != 1 {
+			return harness.Config{}, errors.New("-ttl and -time-scale both set; give one: -ttl picks the time scale that makes the locker's lease that long")
+		}
+		if f.ttl < 0 {
+			return harness.Config{}, fmt.Errorf("-ttl %v: want a positive duration", f.ttl)
+		}
+		if locker.TTL > 0 {
+			timeScale = float64(f.ttl) / float64(locker.TTL)
+		}
+	}
+	faultMin, faultMax, err := parseDurationRange(f.faultDuration)
+	if err != nil {
+		return harness.Config{}, fmt.Errorf("-fault-duration: %w", err)
+	}
+	var redisAddrs []string
+	for _, a := range strings.Split(f.redisAddrs, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return harness.Config{}, fmt.Errorf("-redis-addr %q: want host:port: %w", a, err)
+			}
+			redisAddrs = append(redisAddrs, a)
+		}
+	}
 	seed := f.seed
 	for seed == 0 {
 		var b [8]byte
@@ -162,7 +196,10 @@ func (f *runFlags) config() (harness.Config, error) {
 		FaultInterval:   f.faultInterval,
 		RecoveryTimeout: f.recoveryTimeout,
 		Seed:            seed,
-		TimeScale:       f.timeScale,
+		TimeScale:       timeScale,
+		FaultMin:        faultMin,
+		FaultMax:        faultMax,
+		RedisAddrs:      redisAddrs,
 		Proxy:           f.proxy,
 		GCSBucket:       f.gcsBucket,
 		Dir:             filepath.Join(f.out, harness.NewRunID(time.Now(), locker.Name, seed)),
@@ -171,4 +208,25 @@ func (f *runFlags) config() (harness.Config, error) {
 		return cfg, fmt.Errorf("flags: %w", err)
 	}
 	return cfg, nil
+}
+
+// parseDurationRange reads "" (no override), "D" or "MIN-MAX".
+func parseDurationRange(s string) (lo, hi time.Duration, err error) {
+	if s = strings.TrimSpace(s); s == "" {
+		return 0, 0, nil
+	}
+	a, b, isRange := strings.Cut(s, "-")
+	if lo, err = time.ParseDuration(strings.TrimSpace(a)); err != nil {
+		return 0, 0, fmt.Errorf("%q: want D or MIN-MAX, e.g. 3s or 500ms-2s", s)
+	}
+	hi = lo
+	if isRange {
+		if hi, err = time.ParseDuration(strings.TrimSpace(b)); err != nil {
+			return 0, 0, fmt.Errorf("%q: want D or MIN-MAX, e.g. 3s or 500ms-2s", s)
+		}
+	}
+	if lo <= 0 || hi < lo {
+		return 0, 0, fmt.Errorf("%q: want 0 < MIN <= MAX", s)
+	}
+	return lo, hi, nil
 }

@@ -146,6 +146,9 @@ type RunInfo struct {
 	Faults   []string `json:"faults"`
 	// Fencing says whether the locker claims its tokens increase.
 	Fencing bool `json:"fencing"`
+	// TimeScale multiplied the locker's published durations; 0 in
+	// histories written before it was recorded.
+	TimeScale float64 `json:"time_scale,omitempty"`
 }
 
 // ClientRef is the value of Crash and Restart events.
