@@ -98,6 +98,11 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// ErrFaultNotApplicable refuses a run whose faults need something the
+// locker's backend does not have (a network, an HTTP front, several
+// servers). Nothing is written for a refused run.
+var ErrFaultNotApplicable = errors.New("fault does not apply to this locker")
+
 // Outcome is what a run left behind.
 type Outcome struct {
 	Dir         string
@@ -173,10 +178,10 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	defer r.closeNetwork()
 	for _, k := range cfg.Faults {
 		if (k.Needs == faults.NeedsNetwork && target.Network == nil) || (k.Needs == faults.NeedsServer && target.Server == nil) {
-			return nil, fmt.Errorf("fault %s acts on the %s, which locker %s does not have (its backend is in-process); choose a GCS or Redis locker, or drop the fault", k.Name, k.Needs, cfg.Locker.Name)
+			return nil, fmt.Errorf("%w: fault %s acts on the %s, which locker %s does not have (its backend is in-process, or has no HTTP front); choose a GCS or Redis locker, or drop the fault", ErrFaultNotApplicable, k.Name, k.Needs, cfg.Locker.Name)
 		}
 		if len(inst.Upstreams) < k.Backends {
-			return nil, fmt.Errorf("fault %s needs %d independent backends, and locker %s has %d; choose redlock, or drop the fault", k.Name, k.Backends, cfg.Locker.Name, len(inst.Upstreams))
+			return nil, fmt.Errorf("%w: fault %s needs %d independent backends, and locker %s has %d; choose redlock, or drop the fault", k.Name, k.Backends, cfg.Locker.Name, len(inst.Upstreams))
 		}
 	}
 

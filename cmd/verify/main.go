@@ -26,6 +26,7 @@ Usage:
   verify run   [flags]                 run a locker through faults and check it
   verify check [flags] <run dir | history.jsonl>
                                        re-check a saved run or history
+  verify compare [flags]               run lockers × fault scenarios × seeds, side by side
   verify list                          list lockers, faults and workloads
   verify help <command>                flags of one command
 
@@ -34,6 +35,7 @@ Examples:
   verify run -locker memory-owner -faults pause,crash -duration 20s -seed 7
   verify run -locker mutant-double-grant -clients 8 -keys 1
   verify check results/20261124-101500.000-memory-owner-s7
+  verify compare -lockers tus616,fenced -scenarios none,pause,crash
   verify list
 
 Every run writes results/<run-id>/: history.jsonl (every call, streamed),
@@ -66,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		code, err = runCommand(rest, stdout, stderr)
 	case "check":
 		code, err = checkCommand(rest, stdout, stderr)
+	case "compare":
+		code, err = compareCommand(rest, stdout, stderr)
 	case "list":
 		code, err = listCommand(rest, stdout)
 	case "help", "-h", "-help", "--help":

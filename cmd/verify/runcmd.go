@@ -169,14 +169,9 @@ func (f *runFlags) config() (harness.Config, error) {
 	if err != nil {
 		return harness.Config{}, fmt.Errorf("-fault-duration: %w", err)
 	}
-	var redisAddrs []string
-	for _, a := range strings.Split(f.redisAddrs, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			if _, _, err := net.SplitHostPort(a); err != nil {
-				return harness.Config{}, fmt.Errorf("-redis-addr %q: want host:port: %w", a, err)
-			}
-			redisAddrs = append(redisAddrs, a)
-		}
+	redisAddrs, err := f.redisList()
+	if err != nil {
+		return harness.Config{}, err
 	}
 	seed := f.seed
 	for seed == 0 {
@@ -229,4 +224,15 @@ func parseDurationRange(s string) (lo, hi time.Duration, err error) {
 		return 0, 0, fmt.Errorf("%q: want 0 < MIN <= MAX", s)
 	}
 	return lo, hi, nil
+}
+
+func (f *runFlags) redisList() ([]string, error) {
+	var addrs []string
+	for _, a := range splitList(f.redisAddrs) {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("-redis-addr %q: want host:port: %w", a, err)
+		}
+		addrs = append(addrs, a)
+	}
+	return addrs, nil
 }

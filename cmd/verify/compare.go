@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lockcheck/lockcheck/harness"
+	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/internal/compare"
+	"github.com/lockcheck/lockcheck/models"
+)
+
+// defaultCompareLockers are the lockers a comparison runs unless told:
+// every real algorithm and the correct control, not the planted mutants.
+func defaultCompareLockers() []string {
+	var names []string
+	for _, l := range harness.Lockers() {
+		if !strings.HasPrefix(l.Name, "mutant-") {
+			names = append(names, l.Name)
+		}
+	}
+	return names
+}
+
+func compareCommand(args []string, stdout, stderr io.Writer) (int, error) {
+	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var scenarioNames []string
+	for _, s := range compare.Scenarios() {
+		scenarioNames = append(scenarioNames, s.Name)
+	}
+	lockersFlag := fs.String("lockers", strings.Join(defaultCompareLockers(), ","), "comma-separated lockers to compare (see `verify list`)")
+	scenariosFlag := fs.String("scenarios", strings.Join(scenarioNames, ","), "comma-separated scenarios, each a column")
+	seedsFlag := fs.String("seeds", "1,2,3", "comma-separated seeds; every cell runs each")
+	ttl := fs.Duration("ttl", time.Second, "the lease every locker is scaled to; faults meant to outlast a lease last 2.5 of it")
+	duration := fs.Duration("duration", 8*time.Second, "workload phase of each run")
+	clients := fs.Int("clients", 8, "simulated clients per run")
+	keys := fs.Int("keys", 2, "lock names per run")
+	rate := fs.Float64("rate", 20, "cycles each client starts per second on average")
+	holdMax := fs.Duration("hold-max", 50*time.Millisecond, "longest time a holder keeps a lock")
+	acquireTimeout := fs.Duration("acquire-timeout", 5*time.Second, "deadline of each Lock and Unlock call")
+	faultInterval := fs.Duration("fault-interval", time.Second, "mean quiet time between faults")
+	recoveryTimeout := fs.Duration("recovery-timeout", 10*time.Second, "how long each client may take to acquire once after the faults are healed")
+	checkTimeout := fs.Duration("check-timeout", time.Minute, "time limit of each linearizability search")
+	parallel := fs.Int("parallel", 1, "runs at once; more is faster and makes latency figures noisier")
+	out := fs.String("out", "results", "directory that receives the comparison's directory")
+	markdown := fs.String("markdown", "", "also write the Markdown table to this file")
+	redisAddr := fs.String("redis-addr", "", "run Redis lockers against these real servers, host:port[,...] (default: embedded)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, `Usage: verify compare [flags]
+
+Runs every -lockers × -scenarios cell on every one of -seeds, each run as
+'verify run' would (history, result.json and report in its own directory),
+and writes the side-by-side table: compare.md and compare.json in
+results/compare-<time>/. Every locker is scaled so its lease lasts -ttl,
+so faults measured in leases mean the same to each.
+
+Scenarios:
+%s
+A cell whose faults cannot act on a locker (a network partition of an
+in-process lock) is n/a. Exit status: 0 when every judged run is valid,
+1 when any is invalid, 2 when any is unknown or failed, 3 bad flags.
+
+Examples:
+  verify compare
+  verify compare -lockers tus616,fenced -scenarios none,pause -seeds 1,2,3,4,5
+  verify compare -parallel 2 -markdown results/compare.md
+
+Flags:
+`, scenarioHelp())
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitValid, nil
+		}
+		return 0, errUsage
+	}
+	if fs.NArg() > 0 {
+		return 0, fmt.Errorf("unexpected arguments %q; every setting is a flag (see verify help compare)", fs.Args())
+	}
+	var specs []harness.LockerSpec
+	for _, n := range splitList(*lockersFlag) {
+		l, err := harness.LookupLocker(n)
+		if err != nil {
+			return 0, fmt.Errorf("-lockers: %w", err)
+		}
+		specs = append(specs, l)
+	}
+	scenarios, err := compare.LookupScenarios(splitList(*scenariosFlag))
+	if err != nil {
+		return 0, fmt.Errorf("-scenarios: %w", err)
+	}
+	var seeds []uint64
+	for _, s := range splitList(*seedsFlag) {
+		n, err := strconv.ParseUint(s, 10, 63)
+		if err != nil || n == 0 {
+			return 0, fmt.Errorf("-seeds: %q is not a positive integer", s)
+		}
+		seeds = append(seeds, n)
+	}
+	runF := &runFlags{redisAddrs: *redisAddr, timeScale: 1}
+	redisAddrs, err := runF.redisList()
+	if err != nil {
+		return 0, err
+	}
+	dir := filepath.Join(*out, "compare-"+time.Now().UTC().Format("20060102-150405"))
+	base := harness.Config{
+		Clients:       *clients,
+		Duration:      *duration,
+		Workload:      harness.Workload{Name: "mutex", Keys: *keys, Rate: *rate, HoldMax: *holdMax, AcquireTimeout: *acquireTimeout},
+		FaultInterval: *faultInterval, RecoveryTimeout: *recoveryTimeout, RedisAddrs: redisAddrs,
+		// Validate wants these; each run sets its own.
+		Locker: specs[0], Seed: 1, TimeScale: 1, Dir: dir,
+	}
+	if err := base.Validate(); err != nil {
+		return 0, fmt.Errorf("flags: %w", err)
+	}
+	plan := compare.Plan{
+		Lockers: specs, Scenarios: scenarios, Seeds: seeds, TTL: *ttl, Base: base, Dir: dir, Parallel: *parallel,
+		Check: func(historyPath, runDir string) (*models.Report, error) {
+			return checkQuietly(historyPath, runDir, checkOptions{timeout: *checkTimeout})
+		},
+		Progress: func(done, total int, r compare.Run) {
+			what := string(r.Verdict)
+			switch {
+			case r.NotApplicable != "":
+				what = "n/a"
+			case r.Error != "":
+				what += " (" + r.Error + ")"
+			}
+			fmt.Fprintf(stderr, "[%d/%d] %s / %s / seed %d: %s, %.1fs\n", done, total, r.Locker, r.Scenario, r.Seed, what, r.Elapsed.Seconds())
+		},
+	}
+	total := len(specs) * len(scenarios) * len(seeds)
+	fmt.Fprintf(stdout, "compare: %d lockers × %d scenarios × %d seeds = %d runs, %d at a time, each about %v plus recovery; results in %s\n",
+		len(specs), len(scenarios), len(seeds), total, *parallel, *duration, dir)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	table, err := compare.Execute(ctx, plan)
+	if err != nil {
+		return 0, err
+	}
+	if err := writeTable(table, dir, *markdown); err != nil {
+		return 0, err
+	}
+	if err := table.WriteMarkdown(stdout); err != nil {
+		return 0, err
+	}
+	fmt.Fprintf(stdout, "\ntable in %s and %s\n", filepath.Join(dir, "compare.md"), filepath.Join(dir, "compare.json"))
+	if table.Interrupted {
+		fmt.Fprintln(stdout, "interrupted: the table holds the runs that finished")
+	}
+	return exitCodeOfTable(table), nil
+}
+
+func scenarioHelp() string {
+	var b strings.Builder
+	for _, s := range compare.Scenarios() {
+		fmt.Fprintf(&b, "  %-11s %s\n", s.Name, s.Summary)
+	}
+	return b.String()
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func writeTable(t *compare.Table, dir, markdown string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	write := func(path string, render func(io.Writer) error) error {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := render(f); err != nil {
+			f.Close()
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		return f.Close()
+	}
+	if err := write(filepath.Join(dir, "compare.md"), t.WriteMarkdown); err != nil {
+		return err
+	}
+	if err := write(filepath.Join(dir, "compare.json"), t.WriteJSON); err != nil {
+		return err
+	}
+	if markdown != "" {
+		return write(markdown, t.WriteMarkdown)
+	}
+	return nil
+}
+
+// exitCodeOfTable: invalid wins, then unknown (an error or an unknown
+// verdict is never a pass); n/a cells do not count.
+func exitCodeOfTable(t *compare.Table) int {
+	code := exitValid
+	for _, r := range t.Runs {
+		switch {
+		case r.NotApplicable != "":
+		case r.Verdict == models.Invalid:
+			return exitInvalid
+		case r.Verdict != models.Valid || r.Error != "":
+			code = exitUnknown
+		}
+	}
+	if t.Interrupted && code == exitValid {
+		code = exitUnknown
+	}
+	return code
+}
+
+// checkQuietly checks a run and writes its results, as checkAndReport
+// does, without printing the table.
+func checkQuietly(path, dir string, o checkOptions) (*models.Report, error) {
+	h, err := history.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	rep, err := models.Check(h, models.Options{LinearizabilityTimeout: o.timeout})
+	if err != nil {
+		return nil, fmt.Errorf("check %s: %w", path, err)
+	}
+	return rep, writeResults(dir, h, rep, rep.Verdict, o)
+}

@@ -1,0 +1,113 @@
+package compare
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lockcheck/lockcheck/harness"
+	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/models"
+)
+
+func lookup(t *testing.T, names ...string) []harness.LockerSpec {
+	t.Helper()
+	var out []harness.LockerSpec
+	for _, n := range names {
+		l, err := harness.LookupLocker(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// A planted double grant is invalid in its cell, the correct control is
+// valid in the same scenario, and a network fault on an in-process lock is
+// n/a rather than a pass or a failure.
+func TestExecuteSeparatesGoodFromBadAndNotApplicable(t *testing.T) {
+	scen, err := LookupScenarios([]string{"none", "latency"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress int
+	p := Plan{
+		Lockers:   lookup(t, "lease", "mutant-double-grant"),
+		Scenarios: scen,
+		Seeds:     []uint64{1},
+		TTL:       time.Second,
+		Base: harness.Config{
+			Clients: 4, Duration: 2 * time.Second, RecoveryTimeout: 5 * time.Second, FaultInterval: time.Second,
+			Workload: harness.Workload{Name: "mutex", Keys: 1, Rate: 50, HoldMax: 10 * time.Millisecond, AcquireTimeout: 2 * time.Second},
+		},
+		Dir:      t.TempDir(),
+		Parallel: 2,
+		Check: func(path, _ string) (*models.Report, error) {
+			h, err := history.ReadFile(path)
+			if err != nil {
+				return nil, err
+			}
+			return models.Check(h, models.Options{})
+		},
+		Progress: func(done, total int, r Run) { progress++ },
+	}
+	table, err := Execute(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(table.Runs) != 4 || progress != 4 || table.Interrupted {
+		t.Fatalf("%d runs, %d progress reports, interrupted %v; want 4, 4, false", len(table.Runs), progress, table.Interrupted)
+	}
+	want := map[[2]string]string{
+		{"lease", "none"}:                  "valid 1/1",
+		{"lease", "latency"}:               "n/a",
+		{"mutant-double-grant", "none"}:    "**invalid** 1/1",
+		{"mutant-double-grant", "latency"}: "n/a",
+	}
+	for _, c := range table.Cells() {
+		s := c.Summarize()
+		if got := s.Verdict(); got != want[[2]string{c.Locker, c.Scenario}] {
+			t.Errorf("%s / %s: %s, want %s (runs %+v)", c.Locker, c.Scenario, got, want[[2]string{c.Locker, c.Scenario}], c.Runs)
+		}
+		if c.Locker == "mutant-double-grant" && c.Scenario == "none" && (s.Violations == 0 || c.Runs[0].Counterexample == "") {
+			t.Errorf("double grant: %d overlaps, counterexample %q; want both", s.Violations, c.Runs[0].Counterexample)
+		}
+		if c.Locker == "lease" && c.Scenario == "none" && s.AcquireP50 <= 0 {
+			t.Errorf("lease: acquire p50 %v, want it measured", s.AcquireP50)
+		}
+	}
+	var md strings.Builder
+	if err := table.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"| lease | valid 1/1 | n/a |", "| mutant-double-grant | **invalid** 1/1 | n/a |", "| mutant-double-grant | none | **invalid** 1/1 |"} {
+		if !strings.Contains(md.String(), w) {
+			t.Errorf("markdown lacks %q:\n%s", w, md.String())
+		}
+	}
+}
+
+// Cell verdicts never read an unknown or a failed run as a pass.
+func TestSummaryVerdicts(t *testing.T) {
+	cases := []struct {
+		runs []Run
+		want string
+	}{
+		{[]Run{{Verdict: models.Valid}, {Verdict: models.Valid}}, "valid 2/2"},
+		{[]Run{{Verdict: models.Valid}, {Verdict: models.Invalid, Violations: 3}}, "**invalid** 1/2"},
+		{[]Run{{Verdict: models.Valid}, {Verdict: models.Unknown}}, "unknown 1/2"},
+		{[]Run{{Verdict: models.Valid}, {Verdict: models.Valid, Error: "interrupted"}}, "unknown 1/2"},
+		{[]Run{{Verdict: models.Unknown, Error: "setup: no redis"}}, "error 1/1"},
+		{[]Run{{NotApplicable: "no network"}}, "n/a"},
+	}
+	for _, c := range cases {
+		if got := (Cell{Runs: c.runs}).Summarize().Verdict(); got != c.want {
+			t.Errorf("%+v: %s, want %s", c.runs, got, c.want)
+		}
+	}
+	if _, err := LookupScenarios([]string{"nope"}); err == nil || !strings.Contains(err.Error(), "known scenarios") {
+		t.Errorf("unknown scenario: %v", err)
+	}
+}

@@ -1,0 +1,194 @@
+package compare
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lockcheck/lockcheck/models"
+)
+
+// Summary is a cell's runs reduced to one row.
+type Summary struct {
+	Locker   string `json:"locker"`
+	Scenario string `json:"scenario"`
+	// Valid, Invalid and Unknown count the seeds by safety verdict;
+	// NotApplicable and Errors count seeds that gave none.
+	Valid         int `json:"valid"`
+	Invalid       int `json:"invalid"`
+	Unknown       int `json:"unknown"`
+	NotApplicable int `json:"not_applicable"`
+	Errors        int `json:"errors"`
+	// Violations is the mutual-exclusion overlaps over every seed.
+	Violations int `json:"mutex_violations"`
+	// The durations are medians over the seeds that measured them.
+	AcquireP50    time.Duration `json:"acquire_p50_ns"`
+	AcquireP99    time.Duration `json:"acquire_p99_ns"`
+	HandOffP50    time.Duration `json:"hand_off_p50_ns"`
+	CrashRecovery time.Duration `json:"crash_recovery_p50_ns"`
+	// HolderCrashes and NeverRecovered are summed over the seeds.
+	HolderCrashes  int `json:"holder_crashes"`
+	NeverRecovered int `json:"crash_never_recovered"`
+	Stuck          int `json:"stuck_clients"`
+	Seeds          int `json:"seeds"`
+}
+
+// Summarize reduces a cell.
+func (c Cell) Summarize() Summary {
+	s := Summary{Locker: c.Locker, Scenario: c.Scenario, Seeds: len(c.Runs)}
+	var p50, p99, hand, rec []time.Duration
+	for _, r := range c.Runs {
+		switch {
+		case r.NotApplicable != "":
+			s.NotApplicable++
+			continue
+		case r.Verdict == models.Valid && r.Error == "":
+			s.Valid++
+		case r.Verdict == models.Invalid:
+			// An invalid verdict stands even for a run that was cut
+			// short: what it recorded already broke the promise.
+			s.Invalid++
+		case r.Error != "" && r.Verdict != models.Valid:
+			s.Errors++
+		default:
+			s.Unknown++
+		}
+		s.Violations += r.Violations
+		s.Stuck += r.Stuck
+		s.HolderCrashes += r.HolderCrashes
+		s.NeverRecovered += r.CrashNeverRecovered
+		p50 = append(p50, r.AcquireP50)
+		p99 = append(p99, r.AcquireP99)
+		if r.HandOffs > 0 {
+			hand = append(hand, r.HandOffP50)
+		}
+		if r.HolderCrashes > r.CrashNeverRecovered {
+			rec = append(rec, r.CrashRecoveryP50)
+		}
+	}
+	s.AcquireP50, s.AcquireP99 = median(p50), median(p99)
+	s.HandOffP50, s.CrashRecovery = median(hand), median(rec)
+	return s
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[(len(s)-1)/2]
+}
+
+// Verdict says the cell's safety verdict in a word and its seed count:
+// invalid if any seed was, unknown if any was and none invalid.
+func (s Summary) Verdict() string {
+	judged := s.Valid + s.Invalid + s.Unknown + s.Errors
+	switch {
+	case judged == 0 && s.NotApplicable > 0:
+		return "n/a"
+	case s.Invalid > 0:
+		return fmt.Sprintf("**invalid** %d/%d", s.Invalid, judged)
+	case s.Errors > 0:
+		return fmt.Sprintf("error %d/%d", s.Errors, judged)
+	case s.Unknown > 0:
+		return fmt.Sprintf("unknown %d/%d", s.Unknown, judged)
+	default:
+		return fmt.Sprintf("valid %d/%d", s.Valid, judged)
+	}
+}
+
+func ms(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "–"
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+	case d < 10*time.Second:
+		return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
+	default:
+		return fmt.Sprintf("%.1f s", d.Seconds())
+	}
+}
+
+// WriteMarkdown writes an overview matrix (verdicts only) and the full
+// table, one row per locker and scenario.
+func (t *Table) WriteMarkdown(w io.Writer) error {
+	cells := t.Cells()
+	sums := map[[2]string]Summary{}
+	for _, c := range cells {
+		sums[[2]string{c.Locker, c.Scenario}] = c.Summarize()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Every locker scaled to a %v lease; seeds %v.", t.TTL, t.Seeds)
+	if t.Interrupted {
+		b.WriteString(" **Interrupted: the table holds only the runs that finished.**")
+	}
+	b.WriteString("\n\n| locker |")
+	for _, s := range t.Scenarios {
+		fmt.Fprintf(&b, " %s |", s.Name)
+	}
+	b.WriteString("\n|---|")
+	for range t.Scenarios {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for _, l := range t.Lockers {
+		fmt.Fprintf(&b, "| %s |", l)
+		for _, s := range t.Scenarios {
+			sum, ok := sums[[2]string{l, s.Name}]
+			v := "not run"
+			if ok {
+				v = sum.Verdict()
+			}
+			fmt.Fprintf(&b, " %s |", v)
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n| locker | scenario | safety | overlaps | acquire p50 / p99 | hand-off p50 | holder crash → next acquire | stuck clients |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	for _, c := range cells {
+		s := sums[[2]string{c.Locker, c.Scenario}]
+		if s.Verdict() == "n/a" {
+			continue
+		}
+		crash := "–"
+		if s.HolderCrashes > 0 {
+			switch {
+			case s.NeverRecovered == s.HolderCrashes:
+				crash = fmt.Sprintf("never (%d of %d)", s.NeverRecovered, s.HolderCrashes)
+			case s.NeverRecovered > 0:
+				crash = fmt.Sprintf("%s; never %d of %d", ms(s.CrashRecovery), s.NeverRecovered, s.HolderCrashes)
+			default:
+				crash = ms(s.CrashRecovery)
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %s / %s | %s | %s | %d |\n",
+			s.Locker, s.Scenario, s.Verdict(), s.Violations, ms(s.AcquireP50), ms(s.AcquireP99),
+			ms(s.HandOffP50), crash, s.Stuck)
+	}
+	b.WriteString("\nsafety: seeds judged invalid (or valid) of those run; overlaps: critical sections that began while another client's was open, over all seeds; " +
+		"latencies: median over seeds of each run's figure; hand-off: from a release to the next acquire by a client that was waiting; " +
+		"holder crash: from the kill of a holder to the next acquire of its key (never: still taken when the run ended); stuck: clients that could not acquire once in the recovery phase, over all seeds.\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteJSON writes the table with every run and every cell's summary.
+func (t *Table) WriteJSON(w io.Writer) error {
+	var sums []Summary
+	for _, c := range t.Cells() {
+		sums = append(sums, c.Summarize())
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(struct {
+		*Table
+		Cells []Summary `json:"cells"`
+	}{t, sums})
+}
