@@ -3,15 +3,24 @@ GO      ?= go
 VERIFY  := $(GO) run ./cmd/verify
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: verify test vet bench build clean tus616-table
+.PHONY: verify test vet bench build clean tus616-table redis-server compare-table
 
 ## verify: a quick run of the default locker through pauses and crashes, checked
 verify:
 	$(VERIFY) run -locker memory-owner -clients 8 -keys 2 -duration 10s -faults pause,crash
 
-## test: vet and every test with the race detector
-test: vet
+## test: vet and every test with the race detector (installs redis-server first when missing: the Redis lockers are also tested against a real server)
+test: vet redis-server
 	$(GO) test -race -timeout 25m ./...
+
+## redis-server: install Debian's redis-server when it is not on PATH (only the binary is used; tests start their own on loopback)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server from Debian packages"; \
+	  $(SUDO) apt-get install -y -q redis-server >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q redis-server >/dev/null; }; }
+	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server could not be installed; install it (apt-get install redis-server) or set LOCKCHECK_REDIS_SERVER"; exit 1; }
 
 vet:
 	$(GO) vet ./...
@@ -39,6 +48,11 @@ tus616-table: build
 	done; done
 	$(GO) run ./internal/verdicttable results/tus616-table > results/tus616-table.md
 	$(GO) run ./internal/readmetable -marker tus616 -table results/tus616-table.md README.md
+
+## compare-table: every locker × {none, latency, partition, lost-reply, 429, pause, crash} on 3 seeds, each locker scaled to a 1 s lease; the table goes into README.md (about 30 min)
+compare-table: build
+	bin/verify compare -parallel 2 -seeds 1,2,3 -markdown results/compare-table.md > /dev/null || [ $$? -le 2 ]
+	$(GO) run ./internal/readmetable -marker compare -table results/compare-table.md README.md
 
 clean:
 	rm -rf bin

@@ -2,11 +2,13 @@ package harness
 
 import (
 	"context"
+	"time"
 
 	"fmt"
 	"net/url"
 
 	"github.com/lockcheck/lockcheck/harness/gcs"
+	"github.com/lockcheck/lockcheck/internal/redisserver"
 	"github.com/lockcheck/lockcheck/lockers"
 	"github.com/lockcheck/lockcheck/lockers/memory"
 	"github.com/lockcheck/lockcheck/lockers/mutants"
@@ -19,10 +21,10 @@ func Lockers() []LockerSpec {
 	return []LockerSpec{
 		memorySpec("memory", "tus MemoryLocker, faithful: request-release, 30 s acquire timeout, unlock without owner check", memory.New),
 		memorySpec("memory-owner", "tus MemoryLocker with an owner check on unlock", memory.NewOwner),
-		mutantSpec(mutants.Lease, "correct in-memory TTL lease with refresher, lost signal and owner check: the mutants' control", true, mutants.NewLease),
-		mutantSpec(mutants.DoubleGrant, "BROKEN on purpose: sometimes grants a held lock", true, mutants.NewDoubleGrant),
-		mutantSpec(mutants.UnlockAny, "BROKEN on purpose: unlock frees whoever holds the lock", true, mutants.NewUnlockAny),
-		mutantSpec(mutants.SilentExpiry, "BROKEN on purpose: the lease expires while the holder works, and nobody tells it", true, mutants.NewSilentExpiry),
+		mutantSpec(mutants.Lease, "correct in-memory TTL lease with refresher, lost signal and owner check: the mutants' control", mutants.DefaultTTL, mutants.NewLease),
+		mutantSpec(mutants.DoubleGrant, "BROKEN on purpose: sometimes grants a held lock", mutants.DefaultTTL, mutants.NewDoubleGrant),
+		mutantSpec(mutants.UnlockAny, "BROKEN on purpose: unlock frees whoever holds the lock", mutants.DefaultUnlockAnyTTL, mutants.NewUnlockAny),
+		mutantSpec(mutants.SilentExpiry, "BROKEN on purpose: the lease expires while the holder works, and nobody tells it", mutants.DefaultSilentExpiryTTL, mutants.NewSilentExpiry),
 		{
 			Name:    tus616.Name,
 			TTL:     tus616.DefaultLockTTL,
@@ -76,13 +78,58 @@ func memorySpec(name, summary string, build func(*memory.Store, lockers.Env, mem
 	}}
 }
 
-func mutantSpec(name, summary string, fencing bool, build func(*mutants.Store, lockers.Env, mutants.Options) *mutants.Locker) LockerSpec {
-	return LockerSpec{Name: name, Summary: summary, Fencing: fencing, Setup: func(context.Context, Params) (*Instance, error) {
+// mutantSpec scales the lease's TTL by the run's time scale; the poll
+// interval and acquire timeout stay as they are, being no part of the
+// lease's safety.
+func mutantSpec(name, summary string, ttl time.Duration, build func(*mutants.Store, lockers.Env, mutants.Options) *mutants.Locker) LockerSpec {
+	return LockerSpec{Name: name, Summary: summary, Fencing: true, TTL: ttl, Setup: func(_ context.Context, p Params) (*Instance, error) {
+		opts := mutants.Options{TTL: time.Duration(float64(ttl) * p.TimeScale)}
 		// The store judges expiry on server time: the real clock, which
 		// client clock faults do not touch.
 		store := mutants.NewStore(lockers.SystemClock{}, mutants.StoreOptions{})
 		return &Instance{New: func(env lockers.Env) (lockers.Locker, error) {
-			return build(store, env, mutants.Options{}), nil
+			return build(store, env, opts), nil
 		}, Close: func() {}}, nil
 	}}
+}
+
+// withRedis gives a Redis locker its servers: by default n embedded Redis
+// servers (miniredis, keys expiring in real time) on loopback for the run;
+// the first n of Params.RedisAddrs when set. Clients dial them through
+// Env.Dial, so each client gets its own proxy per server.
+func withRedis(n int, build func(addrs []string, p Params, env lockers.Env) (lockers.Locker, error)) func(context.Context, Params) (*Instance, error) {
+	return func(ctx context.Context, p Params) (*Instance, error) {
+		if len(p.RedisAddrs) > 0 {
+			if len(p.RedisAddrs) < n {
+				return nil, fmt.Errorf("this locker needs %d independent Redis servers and -redis-addr names %d", n, len(p.RedisAddrs))
+			}
+			addrs := p.RedisAddrs[:n]
+			return &Instance{
+				New:       func(env lockers.Env) (lockers.Locker, error) { return build(addrs, p, env) },
+				Close:     func() {},
+				Upstreams: addrs,
+			}, nil
+		}
+		var servers []*redisserver.Server
+		closeAll := func() {
+			for _, s := range servers {
+				s.Close()
+			}
+		}
+		var addrs []string
+		for range n {
+			s, err := redisserver.StartEmbedded()
+			if err != nil {
+				closeAll()
+				return nil, fmt.Errorf("embedded Redis: %w", err)
+			}
+			servers = append(servers, s)
+			addrs = append(addrs, s.Addr())
+		}
+		return &Instance{
+			New:       func(env lockers.Env) (lockers.Locker, error) { return build(addrs, p, env) },
+			Close:     closeAll,
+			Upstreams: addrs,
+		}, nil
+	}
 }

@@ -14,21 +14,25 @@ func listCommand(args []string, stdout io.Writer) (int, error) {
 		return 0, fmt.Errorf("list takes no arguments, got %q", args)
 	}
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "LOCKERS\tFENCING\t")
+	fmt.Fprintln(w, "LOCKERS\tFENCING\tTTL\t")
 	for _, l := range harness.Lockers() {
 		fencing := "no"
 		if l.Fencing {
 			fencing = "yes"
 		}
-		fmt.Fprintf(w, "  %s\t%s\t%s\n", l.Name, fencing, l.Summary)
+		ttl := "none"
+		if l.TTL > 0 {
+			ttl = l.TTL.String()
+		}
+		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", l.Name, fencing, ttl, l.Summary)
 	}
-	fmt.Fprintln(w, "\nFAULTS (-faults a,b)\tACTS ON\t")
+	fmt.Fprintln(w, "\nFAULTS (-faults a,b)\tACTS ON\t\t")
 	for _, k := range faults.Kinds() {
-		fmt.Fprintf(w, "  %s\t%s\t%s (lasts %v..%v)\n", k.Name, k.Needs, k.Summary, k.Min, k.Max)
+		fmt.Fprintf(w, "  %s\t%s\t\t%s (lasts %v..%v)\n", k.Name, k.Needs, k.Summary, k.Min, k.Max)
 	}
-	fmt.Fprintln(w, "\nWORKLOADS\t\t")
+	fmt.Fprintln(w, "\nWORKLOADS\t\t\t")
 	for _, wl := range workloads {
-		fmt.Fprintf(w, "  %s\t\t%s\n", wl.name, wl.summary)
+		fmt.Fprintf(w, "  %s\t\t\t%s\n", wl.name, wl.summary)
 	}
 	return exitValid, w.Flush()
 }
