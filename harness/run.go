@@ -181,7 +181,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 			return nil, fmt.Errorf("%w: fault %s acts on the %s, which locker %s does not have (its backend is in-process, or has no HTTP front); choose a GCS or Redis locker, or drop the fault", ErrFaultNotApplicable, k.Name, k.Needs, cfg.Locker.Name)
 		}
 		if len(inst.Upstreams) < k.Backends {
-			return nil, fmt.Errorf("%w: fault %s needs %d independent backends, and locker %s has %d; choose redlock, or drop the fault", k.Name, k.Backends, cfg.Locker.Name, len(inst.Upstreams))
+			return nil, fmt.Errorf("%w: fault %s needs %d independent backends, and locker %s has %d; choose redlock, or drop the fault", ErrFaultNotApplicable, k.Name, k.Backends, cfg.Locker.Name, len(inst.Upstreams))
 		}
 	}
 
