@@ -84,8 +84,11 @@
 //     go-redis pool holds several command connections where ioredis
 //     pipelines one; go-redis's own dial retries and backoffs run on the
 //     real clock, out of env.Clock's reach.
-//   - Subscriber: one go-redis PubSub per Locker, read by one goroutine
-//     (started at the first subscribe, ended by Close). subscribe returns
+//   - Subscriber: one go-redis PubSub per Locker, one connection kept
+//     open as ioredis keeps its subscriber's, read by one goroutine that
+//     runs while the connection has channels (it ends when the server
+//     confirms an UNSUBSCRIBE leaving none, so an idle client has no
+//     goroutine, and at Close). subscribe returns
 //     once the server confirms the SUBSCRIBE, as ioredis's does; the
 //     handler is installed after that, as in IoRedisClient. After a read
 //     error go-redis reconnects and resubscribes; the reader waits

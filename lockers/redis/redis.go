@@ -195,7 +195,7 @@ func (l *Locker) token() string {
 	l.mu.Lock()
 	hi, lo := l.rnd.Uint64(), l.rnd.Uint64()
 	l.mu.Unlock()
-	hi = hi&^0xf000 | 0x4000    // version 4
+	hi = hi&^0xf000 | 0x4000     // version 4
 	lo = lo&^(3<<62) | (1 << 63) // variant 10
 	return fmt.Sprintf("%08x-%04x-%04x-%04x-%012x", hi>>32, (hi>>16)&0xffff, hi&0xffff, lo>>48, lo&0xffffffffffff)
 }
