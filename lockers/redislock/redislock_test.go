@@ -1,0 +1,321 @@
+package redislock_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lockcheck/lockcheck/internal/redisserver"
+	"github.com/lockcheck/lockcheck/lockers"
+	"github.com/lockcheck/lockcheck/lockers/lockertest"
+	"github.com/lockcheck/lockcheck/lockers/redislock"
+)
+
+// bound limits how long a test waits for something that should happen at
+// once; it never decides what a test checks.
+const bound = 10 * time.Second
+
+// suiteTTL is long against a scheduling hiccup under -race; in the bubble
+// it costs no wall time.
+const suiteTTL = 2 * time.Second
+
+var lacks = map[lockertest.Property]string{
+	lockertest.Fencing:        "the library's token is random, not a fencing token; Token is 0",
+	lockertest.ReleaseRequest: "the library has no way to ask a holder to let go",
+}
+
+// lacksInProcess adds what the suite cannot tell apart from a leak when the
+// server runs in the test's process.
+var lacksInProcess = map[lockertest.Property]string{
+	lockertest.Fencing:        lacks[lockertest.Fencing],
+	lockertest.ReleaseRequest: lacks[lockertest.ReleaseRequest],
+	// Not a property of the locker: the suite counts every goroutine of the
+	// process, and miniredis serves each connection with two goroutines
+	// that live as long as go-redis keeps the connection pooled.
+	lockertest.Cancel: "the suite counts the in-process miniredis's 2 goroutines per pooled connection; " +
+		"no locker goroutine is left: cancel passes on a real server",
+}
+
+func newLocker(t testing.TB, srv *redisserver.Server, env lockers.Env, opts redislock.Options) *redislock.Locker {
+	t.Helper()
+	if srv.Addr() == "in-memory:0" {
+		env.Dial = srv.Dial
+	}
+	l, err := redislock.New(redislock.Config{Addr: srv.Addr()}, env, opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func suiteOn(start func(t testing.TB) *redisserver.Server, ttl time.Duration, lacks map[lockertest.Property]string) lockertest.Suite {
+	return lockertest.Suite{
+		New: func(t testing.TB) func(lockers.Env) lockers.Locker {
+			srv := start(t)
+			return func(env lockers.Env) lockers.Locker {
+				return newLocker(t, srv, env, redislock.Options{TTL: suiteTTL})
+			}
+		},
+		OwnerCheck: true,
+		TTL:        ttl,
+		Lacks:      lacks,
+	}
+}
+
+func inMemory(t testing.TB) *redisserver.Server {
+	srv := redisserver.NewInMemory()
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}
+
+func startReal(t testing.TB) *redisserver.Server {
+	t.Helper()
+	srv, err := redisserver.StartReal(context.Background(), redisserver.Options{})
+	if errors.Is(err, redisserver.ErrNoRedisServer) {
+		t.Skipf("no real Redis (`make redis-server` installs it): %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}
+
+// TestConformanceEmbedded runs the suite on miniredis through net.Pipe,
+// which also works in LeaseKept's synctest bubble, where the refresher and
+// the keys' expiry both run on the bubble's clock.
+func TestConformanceEmbedded(t *testing.T) {
+	lockertest.Run(t, suiteOn(inMemory, suiteTTL, lacksInProcess))
+}
+
+// TestConformanceReal runs the suite on a real redis-server over TCP.
+// LeaseKept runs in a synctest bubble, which cannot hold a real socket, so
+// it is not claimed here; TestRefreshKeepsLeaseReal checks it on real
+// time instead.
+func TestConformanceReal(t *testing.T) {
+	startReal(t).Close() // skip early, before the subtests
+	lockertest.Run(t, suiteOn(startReal, 0, lacks))
+}
+
+func systemEnv(id string) lockers.Env {
+	var d net.Dialer
+	return lockers.Env{Clock: lockers.SystemClock{}, Dial: d.DialContext, Identity: id, Seed: 1}
+}
+
+// TestRefreshKeepsLeaseReal: on a real server, with a 1 s TTL, a holder
+// keeps its lock for 2.5 TTLs of real time while a competitor tries all
+// along; the same competitor takes a lock whose holder does not refresh
+// within the same window, so the first result is not for want of expiry.
+func TestRefreshKeepsLeaseReal(t *testing.T) {
+	srv := startReal(t)
+	const ttl = time.Second
+	opts := redislock.Options{TTL: ttl}
+	holder := newLocker(t, srv, systemEnv("holder"), opts)
+	rival := newLocker(t, srv, systemEnv("rival"), opts)
+
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	lease, err := holder.Lock(ctx, "kept")
+	if err != nil {
+		t.Fatalf("holder: %v", err)
+	}
+	tryCtx, tryCancel := context.WithTimeout(ctx, 5*ttl/2)
+	defer tryCancel()
+	if got, err := rival.Lock(tryCtx, "kept"); err == nil {
+		t.Fatalf("rival took a refreshed lock within 2.5 TTLs (lease %v)", got)
+	} else if !errors.Is(err, lockers.ErrNoEffect) {
+		t.Errorf("rival's refused Lock: %v; want ErrNoEffect", err)
+	}
+	select {
+	case <-lease.Lost():
+		t.Fatalf("Lost closed on a lease that was refreshed")
+	default:
+	}
+	if err := lease.Unlock(ctx); err != nil {
+		t.Fatalf("Unlock: %v", err)
+	}
+
+	// No refresher: the library's own Obtain, as a crashed holder leaves it.
+	raw := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer raw.Close()
+	if ok, err := raw.SetNX(ctx, "unkept", "crashed", ttl).Result(); err != nil || !ok {
+		t.Fatalf("SET NX: %v %v", ok, err)
+	}
+	tryCtx2, cancel2 := context.WithTimeout(ctx, 5*ttl/2)
+	defer cancel2()
+	taken, err := rival.Lock(tryCtx2, "unkept")
+	if err != nil {
+		t.Fatalf("rival did not take an unrefreshed lock within 2.5 TTLs: %v", err)
+	}
+	taken.Unlock(ctx)
+}
+
+// rawClient reaches srv beside the lockers, to play another holder.
+func rawClient(t testing.TB, srv *redisserver.Server) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Dialer: srv.Dial})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// stoppedClock never fires: a client frozen before its first refresh.
+type stoppedClock struct{ lockers.Clock }
+
+func (stoppedClock) After(time.Duration) <-chan time.Time { return nil }
+
+// TestReleaseExpired: a lease whose key expired unrefreshed cannot be
+// released, and Unlock says so definitely; a live lease's Unlock succeeds,
+// and a second Unlock of it is refused the same way.
+func TestReleaseExpired(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := inMemory(t)
+		env := systemEnv("frozen")
+		env.Clock = stoppedClock{lockers.SystemClock{}}
+		l := newLocker(t, srv, env, redislock.Options{TTL: time.Second})
+		ctx := context.Background()
+
+		live, err := l.Lock(ctx, "live")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := live.Unlock(ctx); err != nil {
+			t.Fatalf("Unlock of a live lease: %v", err)
+		}
+		if err := live.Unlock(ctx); !errors.Is(err, lockers.ErrNoEffect) {
+			t.Errorf("second Unlock: %v; want ErrNoEffect", err)
+		}
+
+		lease, err := l.Lock(ctx, "expires")
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second) // virtual: the key's TTL runs out
+		err = lease.Unlock(ctx)
+		if !errors.Is(err, lockers.ErrNoEffect) {
+			t.Errorf("Unlock after expiry: %v; want ErrNoEffect", err)
+		}
+	})
+}
+
+// TestTakeoverLost: when another client holds the key, the next refresh is
+// refused and Lost closes before the TTL would have run out; Unlock then
+// leaves the other's key alone. An untouched lease stays unlost as long.
+func TestTakeoverLost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := inMemory(t)
+		const ttl = 2 * time.Second
+		l := newLocker(t, srv, systemEnv("holder"), redislock.Options{TTL: ttl})
+		raw := rawClient(t, srv)
+		ctx := context.Background()
+
+		kept, err := l.Lock(ctx, "kept")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lease, err := l.Lock(ctx, "taken")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := raw.Set(ctx, "taken", "intruder", time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		select {
+		case <-lease.Lost():
+			// The first refresh, at TTL/2, is refused.
+			if waited := time.Since(start); waited > ttl/2 {
+				t.Errorf("Lost closed after %v; want at the first refresh, %v", waited, ttl/2)
+			}
+		case <-time.After(3 * ttl):
+			t.Fatal("Lost still open three TTLs after the key was taken")
+		}
+		select {
+		case <-kept.Lost():
+			t.Error("Lost closed on the untouched lease")
+		default:
+		}
+		if err := lease.Unlock(ctx); !errors.Is(err, lockers.ErrNoEffect) {
+			t.Errorf("Unlock of a taken lease: %v; want ErrNoEffect", err)
+		}
+		if v, err := raw.Get(ctx, "taken").Result(); err != nil || v != "intruder" {
+			t.Errorf("after Unlock the key holds %q (%v); want the intruder's", v, err)
+		}
+		if err := kept.Unlock(ctx); err != nil {
+			t.Errorf("Unlock of the untouched lease: %v", err)
+		}
+	})
+}
+
+// TestLockErrors: a Lock refused until its context ends reports each
+// attempt and is definite; one whose connection fails is not, since the
+// library cannot tell whether its command ran.
+func TestLockErrors(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := inMemory(t)
+		attempts := 0
+		env := systemEnv("waiter")
+		env.AttemptStarted = func() { attempts++ }
+		l := newLocker(t, srv, env, redislock.Options{TTL: time.Minute})
+		if err := rawClient(t, srv).Set(context.Background(), "held", "other", time.Hour).Err(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := l.Lock(ctx, "held")
+		if !errors.Is(err, lockers.ErrNoEffect) {
+			t.Errorf("Lock refused until its deadline: %v; want ErrNoEffect", err)
+		}
+		if attempts < 2 {
+			t.Errorf("%d attempts reported in 1 s of refusals; want several", attempts)
+		}
+	})
+
+	env := systemEnv("cut-off")
+	env.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return nil, errors.New("connection refused by the test")
+	}
+	l, err := redislock.New(redislock.Config{Addr: "127.0.0.1:1"}, env, redislock.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	if _, err := l.Lock(ctx, "k"); err == nil || errors.Is(err, lockers.ErrNoEffect) {
+		t.Errorf("Lock through a failing dial: %v; want an indeterminate error", err)
+	}
+}
+
+func TestOptions(t *testing.T) {
+	env := systemEnv("o")
+	for _, tc := range []struct {
+		opts redislock.Options
+		ttl  time.Duration
+	}{
+		{redislock.Options{}, 30 * time.Second},
+		{redislock.Options{TimeScale: 0.1}, 3 * time.Second},
+		{redislock.Options{TimeScale: 0.1, TTL: time.Minute}, time.Minute},
+	} {
+		l, err := redislock.New(redislock.Config{Addr: "127.0.0.1:1"}, env, tc.opts)
+		if err != nil {
+			t.Fatalf("%+v: %v", tc.opts, err)
+		}
+		if got := l.TTL(); got != tc.ttl {
+			t.Errorf("%+v: TTL %v; want %v", tc.opts, got, tc.ttl)
+		}
+		l.Close()
+	}
+	for _, bad := range []redislock.Options{{TimeScale: -1}, {TimeScale: 1e-12}} {
+		if _, err := redislock.New(redislock.Config{Addr: "127.0.0.1:1"}, env, bad); !errors.Is(err, redislock.ErrBadOptions) {
+			t.Errorf("%+v: %v; want ErrBadOptions", bad, err)
+		}
+	}
+	if _, err := redislock.New(redislock.Config{}, env, redislock.Options{}); !errors.Is(err, redislock.ErrBadOptions) {
+		t.Errorf("empty Addr: %v; want ErrBadOptions", err)
+	}
+}
