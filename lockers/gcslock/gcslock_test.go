@@ -415,4 +415,3 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
-
