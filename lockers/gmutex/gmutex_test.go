@@ -1,0 +1,443 @@
+package gmutex_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/lockcheck/lockcheck/harness/gcs"
+	"github.com/lockcheck/lockcheck/lockers"
+	"github.com/lockcheck/lockcheck/lockers/gmutex"
+	"github.com/lockcheck/lockcheck/lockers/lockertest"
+)
+
+// bound caps every real-time wait; nothing checked depends on it.
+const bound = 10 * time.Second
+
+// call is one request as the backend answered it.
+type call struct {
+	method, query, ifGen string
+	status               int
+	gen                  string // x-goog-generation of the reply
+}
+
+// journal records every request a client sends.
+type journal struct {
+	base  http.RoundTripper
+	mu    sync.Mutex
+	calls []call
+}
+
+func (j *journal) RoundTrip(r *http.Request) (*http.Response, error) {
+	res, err := j.base.RoundTrip(r)
+	c := call{method: r.Method, query: r.URL.RawQuery, ifGen: r.Header.Get("x-goog-if-generation-match")}
+	if err == nil {
+		c.status, c.gen = res.StatusCode, res.Header.Get("x-goog-generation")
+	}
+	j.mu.Lock()
+	j.calls = append(j.calls, c)
+	j.mu.Unlock()
+	return res, err
+}
+
+func (j *journal) all() []call {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return append([]call(nil), j.calls...)
+}
+
+func (j *journal) count(method, query string) int {
+	n := 0
+	for _, c := range j.all() {
+		if c.method == method && c.query == query {
+			n++
+		}
+	}
+	return n
+}
+
+// offsetClock is the bubble's (or the real) clock shifted by off: a client
+// whose clock is wrong.
+type offsetClock struct{ off time.Duration }
+
+func (c offsetClock) Now() time.Time                         { return time.Now().Add(c.off) }
+func (c offsetClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+type client struct {
+	j        *journal
+	locker   *gmutex.Locker
+	attempts atomic.Int64
+}
+
+func newClient(t *testing.T, b *gcs.InMemory, clock lockers.Clock, opts gmutex.Options) *client {
+	t.Helper()
+	c := &client{}
+	hc := b.HTTPClient(func(rt http.RoundTripper) http.RoundTripper {
+		c.j = &journal{base: rt}
+		return c.j
+	})
+	env := lockers.Env{Clock: clock, HTTP: hc, Seed: 7, AttemptStarted: func() { c.attempts.Add(1) }}
+	l, err := gmutex.New(context.Background(), gmutex.Config{Endpoint: b.Endpoint(), Bucket: b.Bucket()}, env, opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	c.locker = l
+	return c
+}
+
+func newBackend(t *testing.T) *gcs.InMemory {
+	t.Helper()
+	b, err := gcs.NewInMemory(gcs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+// xmlURL is the XML API URL of key's lock object, as the library builds it.
+func xmlURL(b *gcs.InMemory, key string) string {
+	return strings.TrimSuffix(b.Endpoint(), "/storage/v1/") + "/" + b.Bucket() + "/" + key
+}
+
+// rawPut writes key's lock object behind the locker's back, as another
+// client (or a crashed one) would, and returns its generation. ifGen ""
+// writes unconditionally.
+func rawPut(t *testing.T, b *gcs.InMemory, key, ifGen, ttl, body string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPut, xmlURL(b, key), strings.NewReader(body))
+	if ifGen != "" {
+		req.Header.Set("x-goog-if-generation-match", ifGen)
+	}
+	req.Header.Set("x-goog-meta-ttl", ttl)
+	res, err := b.HTTPClient(nil).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("raw PUT %s: %d", key, res.StatusCode)
+	}
+	return res.Header.Get("x-goog-generation")
+}
+
+// head returns the lock object's status and generation.
+func head(t *testing.T, b *gcs.InMemory, key string) (int, string) {
+	t.Helper()
+	res, err := b.HTTPClient(nil).Head(xmlURL(b, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode, res.Header.Get("x-goog-generation")
+}
+
+func rawDelete(t *testing.T, b *gcs.InMemory, key string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, xmlURL(b, key), nil)
+	res, err := b.HTTPClient(nil).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+}
+
+// TestTakeoverBySeverTime: a lock object left with ttl=5 is taken over only
+// once the server's Date is past its Last-Modified + 5 s, however wrong the
+// taker's own clock: an hour fast would have taken it at once, an hour slow
+// never. The takeover writes with ifGenerationMatch=<the stale generation>
+// and never deletes.
+func TestTakeoverByServerTime(t *testing.T) {
+	for _, off := range []time.Duration{time.Hour, -time.Hour} {
+		t.Run(off.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newBackend(t)
+				stale := rawPut(t, b, "k", "0", "5", "")
+				written := time.Now()
+				c := newClient(t, b, offsetClock{off}, gmutex.Options{})
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				lease, err := c.locker.Lock(ctx, "k")
+				if err != nil {
+					t.Fatalf("Lock: %v", err)
+				}
+				took := time.Since(written)
+				// Date and Last-Modified have whole seconds: expired means
+				// Date ≥ Last-Modified + 6 s, 5 to 6 s after the write.
+				if took < 5*time.Second || took > 10*time.Second {
+					t.Errorf("took the lock %v after the write, want just past the 5 s TTL on server time", took)
+				}
+				calls := c.j.all()
+				var puts []call
+				for _, k := range calls {
+					if k.method == http.MethodDelete {
+						t.Errorf("takeover sent a DELETE: %+v", k)
+					}
+					if k.method == http.MethodPut {
+						puts = append(puts, k)
+					}
+				}
+				if len(puts) != 2 || puts[0].ifGen != "0" || puts[0].status != http.StatusPreconditionFailed ||
+					puts[1].ifGen != stale || puts[1].status != http.StatusOK {
+					t.Errorf("writes %+v, want ifGenerationMatch=0 → 412, then ifGenerationMatch=%s → 200", puts, stale)
+				}
+				if n, polls := c.attempts.Load(), c.j.count(http.MethodHead, ""); n != int64(polls)+1 {
+					t.Errorf("%d attempts reported for 1 create and %d polls", n, polls)
+				}
+				if err := lease.Unlock(ctx); err != nil {
+					t.Errorf("Unlock: %v", err)
+				}
+			})
+		})
+	}
+}
+
+// TestNoTTLNeverExpires: the pair of the takeover test: a lock object with
+// ttl 0 is never judged expired, so a waiter only polls.
+func TestNoTTLNeverExpires(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend(t)
+		rawPut(t, b, "k", "0", "0", "")
+		c := newClient(t, b, offsetClock{time.Hour}, gmutex.Options{})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		_, err := c.locker.Lock(ctx, "k")
+		if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, lockers.ErrNoEffect) {
+			t.Errorf("Lock error %v, want a deadline that took no effect", err)
+		}
+		if n := c.j.count(http.MethodPut, ""); n != 1 {
+			t.Errorf("%d creates, want 1: the lock never looked expired", n)
+		}
+	})
+}
+
+// TestExtendNewGeneration: the holder composes the object onto itself every
+// second with ifGenerationMatch=<the generation it holds>, each giving a new
+// generation, so the lock outlives its 5 s TTL many times over while
+// another client waits; Unlock deletes the newest generation.
+func TestExtendNewGeneration(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend(t)
+		a := newClient(t, b, offsetClock{}, gmutex.Options{})
+		w := newClient(t, b, offsetClock{}, gmutex.Options{})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		lease, err := a.locker.Lock(ctx, "k")
+		if err != nil {
+			t.Fatalf("Lock: %v", err)
+		}
+		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+		defer wcancel()
+		if _, err := w.locker.Lock(wctx, "k"); err == nil {
+			t.Fatal("another client took a lock its holder kept extending")
+		}
+		if err := lease.Unlock(ctx); err != nil {
+			t.Fatalf("Unlock: %v", err)
+		}
+
+		calls := a.j.all()
+		held := calls[0].gen
+		extends := 0
+		for _, c := range calls[1:] {
+			switch {
+			case c.method == http.MethodPut && c.query == "compose":
+				extends++
+				if c.ifGen != held || c.status != http.StatusOK || c.gen == "" || c.gen <= held {
+					t.Fatalf("extend %d: %+v, want ifGenerationMatch=%s answered with a newer generation", extends, c, held)
+				}
+				held = c.gen
+			case c.method == http.MethodDelete:
+				if c.ifGen != held || c.status != http.StatusNoContent {
+					t.Errorf("delete %+v, want ifGenerationMatch=%s (the newest) → 204", c, held)
+				}
+			default:
+				t.Errorf("holder sent %+v", c)
+			}
+		}
+		if extends < 29 {
+			t.Errorf("%d extends in 30 s, want one a second", extends)
+		}
+		if status, _ := head(t, b, "k"); status != http.StatusNotFound {
+			t.Errorf("lock object after Unlock: %d, want 404", status)
+		}
+	})
+}
+
+// TestExtendStaleLosesLease: an extend that finds another generation (412)
+// ends the extender and closes Lost; a successful one does neither.
+func TestExtendStaleLosesLease(t *testing.T) {
+	b := newBackend(t)
+	clock := lockertest.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	c := newClient(t, b, clock, gmutex.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	lease, err := c.locker.Lock(ctx, "k")
+	if err != nil {
+		t.Fatalf("Lock: %v", err)
+	}
+	if err := clock.WaitForTimers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Second)
+	// The extender re-arms only after its extend has returned.
+	if err := clock.WaitForTimers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.j.count(http.MethodPut, "compose"); n != 1 {
+		t.Fatalf("%d extends after one interval, want 1", n)
+	}
+	select {
+	case <-lease.Lost():
+		t.Fatal("Lost closed after a successful extend")
+	default:
+	}
+
+	rawPut(t, b, "k", "", "5", "someone else")
+	clock.Advance(time.Second)
+	select {
+	case <-lease.Lost():
+	case <-time.After(bound):
+		t.Fatal("Lost not closed after an extend answered 412")
+	}
+	calls := c.j.all()
+	if last := calls[len(calls)-1]; last.query != "compose" || last.status != http.StatusPreconditionFailed {
+		t.Errorf("last request %+v, want the extend answered 412", last)
+	}
+}
+
+// TestUnlockStale: a delete at a generation that is no longer the lock's
+// (412) or of a lock that is gone (404) is the library's "stale lock", and
+// surely released nothing; the new holder's object is untouched. The
+// control: Unlock of a lock still held deletes it.
+func TestUnlockStale(t *testing.T) {
+	b := newBackend(t)
+	clock := lockertest.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	c := newClient(t, b, clock, gmutex.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+
+	lease, err := c.locker.Lock(ctx, "k")
+	if err != nil {
+		t.Fatalf("Lock: %v", err)
+	}
+	other := rawPut(t, b, "k", "", "5", "")
+	err = lease.Unlock(ctx)
+	if !errors.Is(err, gmutex.ErrStale) || !errors.Is(err, lockers.ErrNoEffect) {
+		t.Errorf("Unlock over another generation: %v, want a stale lock with no effect", err)
+	}
+	if status, gen := head(t, b, "k"); status != http.StatusOK || gen != other {
+		t.Errorf("new holder's object: %d gen %s, want 200 gen %s", status, gen, other)
+	}
+
+	rawDelete(t, b, "k")
+	lease, err = c.locker.Lock(ctx, "k")
+	if err != nil {
+		t.Fatalf("Lock: %v", err)
+	}
+	rawDelete(t, b, "k")
+	if err := lease.Unlock(ctx); !errors.Is(err, gmutex.ErrStale) || !errors.Is(err, lockers.ErrNoEffect) {
+		t.Errorf("Unlock of a deleted lock: %v, want a stale lock with no effect", err)
+	}
+
+	lease, err = c.locker.Lock(ctx, "k")
+	if err != nil {
+		t.Fatalf("Lock: %v", err)
+	}
+	if err := lease.Unlock(ctx); err != nil {
+		t.Errorf("Unlock of a held lock: %v", err)
+	}
+	if status, _ := head(t, b, "k"); status != http.StatusNotFound {
+		t.Errorf("lock object after Unlock: %d, want 404", status)
+	}
+	if err := lease.Unlock(ctx); !errors.Is(err, lockers.ErrNoEffect) {
+		t.Errorf("second Unlock: %v, want no effect", err)
+	}
+}
+
+// TestGhostCreate: the create commits but GCS answers 503. The library
+// retries by polling, finds its own lock alive, and waits for it to expire
+// by server time before taking it over: the key is held by nobody for a
+// TTL. Attempts stop being reported after the ambiguous create.
+func TestGhostCreate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var failed atomic.Bool
+		b, err := gcs.NewInMemory(gcs.Options{Wrap: func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodPut && failed.CompareAndSwap(false, true) {
+					next.ServeHTTP(discard{}, r)
+					http.Error(w, "backend error", http.StatusServiceUnavailable)
+					return
+				}
+				next.ServeHTTP(w, r)
+			})
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		c := newClient(t, b, offsetClock{}, gmutex.Options{})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		began := time.Now()
+		lease, err := c.locker.Lock(ctx, "k")
+		if err != nil {
+			t.Fatalf("Lock: %v", err)
+		}
+		if took := time.Since(began); took < 5*time.Second {
+			t.Errorf("took its own ghost after %v, want past the 5 s TTL", took)
+		}
+		if n := c.attempts.Load(); n != 1 {
+			t.Errorf("%d attempts reported, want 1: none after the ambiguous create", n)
+		}
+		if err := lease.Unlock(ctx); err != nil {
+			t.Errorf("Unlock: %v", err)
+		}
+	})
+}
+
+// discard is a ResponseWriter that drops the reply: the write commits, the
+// client never hears of it.
+type discard struct{}
+
+func (discard) Header() http.Header         { return http.Header{} }
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+func (discard) WriteHeader(int)             {}
+
+// TestEmbeddedGCSComposesXML shows a gap of harness/gcs that gmutex's
+// extend runs into: real GCS answers an XML "PUT /BUCKET/OBJECT?compose"
+// by composing the components named in the body, so composing an object
+// onto itself keeps its data. The embedded backend's fidelity layer takes
+// the request for a plain PUT and stores the ComposeRequest XML as the
+// object's data. The precondition, the new generation and the ttl metadata
+// come out as on GCS, which is all the lock depends on; the data does not.
+func TestEmbeddedGCSComposesXML(t *testing.T) {
+	b := newBackend(t)
+	gen := rawPut(t, b, "k", "0", "5", "payload")
+	body := "<ComposeRequest><Component><Name>k</Name></Component></ComposeRequest>"
+	req, _ := http.NewRequest(http.MethodPut, xmlURL(b, "k")+"?compose", strings.NewReader(body))
+	req.Header.Set("x-goog-if-generation-match", gen)
+	res, err := b.HTTPClient(nil).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || res.Header.Get("x-goog-generation") == gen {
+		t.Fatalf("compose: %d generation %q, want 200 and a new generation", res.StatusCode, res.Header.Get("x-goog-generation"))
+	}
+	get, err := b.HTTPClient(nil).Get(xmlURL(b, "k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(get.Body)
+	get.Body.Close()
+	if string(data) != "payload" {
+		t.Errorf("harness/gcs gap: after composing the object onto itself its data is %q, want %q (GCS keeps the component's data)", data, "payload")
+	}
+}
