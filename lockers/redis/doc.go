@@ -88,8 +88,10 @@
 //     open as ioredis keeps its subscriber's, read by one goroutine that
 //     runs while the connection has channels (it ends when the server
 //     confirms an UNSUBSCRIBE leaving none, so an idle client has no
-//     goroutine, and at Close). subscribe returns
-//     once the server confirms the SUBSCRIBE, as ioredis's does; the
+//     goroutine, and at Close). subscribe and the
+//     unsubscribe of Unlock return once the server confirms them, as
+//     ioredis's do (go-redis's own calls return once the command is
+//     written); the
 //     handler is installed after that, as in IoRedisClient. After a read
 //     error go-redis reconnects and resubscribes; the reader waits
 //     min(n·50 ms, 2 s) between attempts, ioredis's default retryStrategy.

@@ -446,8 +446,9 @@ type subscriber struct {
 
 	mu       sync.Mutex
 	handlers map[string]func()
-	// waiters are closed when the server confirms a SUBSCRIBE to their
-	// channel: ioredis's subscribe() resolves on that reply.
+	// waiters, by "<kind> <channel>", are closed when the server confirms
+	// that (un)subscription: ioredis's subscribe() and unsubscribe()
+	// resolve on that reply.
 	waiters map[string][]chan struct{}
 	// reading is closed when the current reader goroutine ends; nil while
 	// none runs. A reader runs only while the connection has channels.
@@ -470,36 +471,13 @@ var errSubscriberClosed = errors.New("subscriber closed")
 
 // subscribe is IoRedisClient.subscribe: SUBSCRIBE, wait for the server's
 // confirmation, then install the handler. The returned cleanup removes the
-// handler and unsubscribes.
+// handler, then UNSUBSCRIBEs and waits for that confirmation, as ioredis's
+// unsubscribe() does.
 func (s *subscriber) subscribe(ctx context.Context, channel string, onMessage func()) (func(context.Context) error, error) {
-	confirmed := make(chan struct{})
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, errSubscriberClosed
-	}
-	s.waiters[channel] = append(s.waiters[channel], confirmed)
-	if s.reading == nil {
-		s.reading = make(chan struct{})
-		go s.read(s.reading)
-	}
-	reading := s.reading
-	s.mu.Unlock()
-
-	err := s.ps.Subscribe(ctx, channel)
-	if err == nil {
-		select {
-		case <-confirmed:
-		case <-ctx.Done():
-			err = ctx.Err()
-		case <-reading:
-			err = errSubscriberClosed
-		}
-	}
+	err := s.confirmed(ctx, "subscribe", channel, func() error { return s.ps.Subscribe(ctx, channel) })
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
-		s.dropWaiter(channel, confirmed)
 		delete(s.handlers, channel)
 		return nil, err
 	}
@@ -508,21 +486,60 @@ func (s *subscriber) subscribe(ctx context.Context, channel string, onMessage fu
 		s.mu.Lock()
 		delete(s.handlers, channel)
 		s.mu.Unlock()
-		return s.ps.Unsubscribe(ctx, channel)
+		return s.confirmed(ctx, "unsubscribe", channel, func() error { return s.ps.Unsubscribe(ctx, channel) })
 	}, nil
 }
 
-func (s *subscriber) dropWaiter(channel string, w chan struct{}) {
-	ws := s.waiters[channel]
+// confirmed sends a (un)subscription with send and waits until the server
+// confirms it, ctx ends or the subscriber is closed. It starts the reader
+// if none runs.
+func (s *subscriber) confirmed(ctx context.Context, kind, channel string, send func() error) error {
+	w := make(chan struct{})
+	k := kind + " " + channel
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errSubscriberClosed
+	}
+	s.waiters[k] = append(s.waiters[k], w)
+	if s.reading == nil {
+		s.reading = make(chan struct{})
+		go s.read(s.reading)
+	}
+	reading := s.reading
+	s.mu.Unlock()
+
+	err := send()
+	if err == nil {
+		select {
+		case <-w:
+			return nil
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-reading:
+			// The reader ends right after the confirmation that leaves
+			// the connection without channels: both may be ready.
+			select {
+			case <-w:
+				return nil
+			default:
+			}
+			err = errSubscriberClosed
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ws := s.waiters[k]
 	for i, x := range ws {
 		if x == w {
-			s.waiters[channel] = append(ws[:i], ws[i+1:]...)
+			s.waiters[k] = append(ws[:i], ws[i+1:]...)
 			break
 		}
 	}
-	if len(s.waiters[channel]) == 0 {
-		delete(s.waiters, channel)
+	if len(s.waiters[k]) == 0 {
+		delete(s.waiters, k)
 	}
+	return err
 }
 
 // read reads the subscriber connection until close, or until the server
@@ -555,13 +572,12 @@ func (s *subscriber) read(done chan struct{}) {
 		switch m := msg.(type) {
 		case *goredis.Subscription:
 			s.mu.Lock()
-			switch {
-			case m.Kind == "subscribe":
-				for _, w := range s.waiters[m.Channel] {
-					close(w)
-				}
-				delete(s.waiters, m.Channel)
-			case m.Count == 0 && len(s.waiters) == 0 && len(s.handlers) == 0:
+			k := m.Kind + " " + m.Channel
+			for _, w := range s.waiters[k] {
+				close(w)
+			}
+			delete(s.waiters, k)
+			if m.Count == 0 && len(s.waiters) == 0 && len(s.handlers) == 0 {
 				s.reading = nil
 				s.mu.Unlock()
 				return

@@ -1,10 +1,13 @@
 package redis_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"regexp"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -351,5 +354,153 @@ func TestWatchdogKeepsLease(t *testing.T) {
 				t.Error(err)
 			}
 		})
+	}
+}
+
+// faultyNet dials through a real dialer and can break the connections it
+// made: refuse fails every write and dial (nothing reaches the server);
+// loseReplyTo, when set, loses the reply to a write that contains it (the
+// write reaches the server, the connection breaks before the answer).
+type faultyNet struct {
+	refuse      atomic.Bool
+	loseReplyTo atomic.Pointer[string]
+}
+
+var errInjected = errors.New("injected network fault")
+
+func (f *faultyNet) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if f.refuse.Load() {
+		return nil, errInjected
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &faultyConn{Conn: c, f: f}, nil
+}
+
+type faultyConn struct {
+	net.Conn
+	f        *faultyNet
+	poisoned atomic.Bool
+}
+
+func (c *faultyConn) Write(p []byte) (int, error) {
+	if c.f.refuse.Load() {
+		c.Conn.Close()
+		return 0, errInjected
+	}
+	if lose := c.f.loseReplyTo.Load(); lose != nil && bytes.Contains(p, []byte(*lose)) {
+		c.poisoned.Store(true)
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *faultyConn) Read(p []byte) (int, error) {
+	if c.poisoned.Load() {
+		c.Conn.Close()
+		return 0, errInjected
+	}
+	return c.Conn.Read(p)
+}
+
+// signalLog hands each log line to a channel.
+type signalLog struct{ lines chan string }
+
+func (l signalLog) Logf(format string, args ...any) {
+	select {
+	case l.lines <- fmt.Sprintf(format, args...):
+	default:
+	}
+}
+
+func (b backend) faultyClient(t *testing.T, clock lockers.Clock, f *faultyNet, log lockers.Logger, opts redis.Options) *redis.Locker {
+	t.Helper()
+	env := lockers.Env{Clock: clock, Dial: f.dial, Seed: 7, Log: log}
+	l, err := redis.New(redis.Config{Addr: b.srv.Addr()}, env, opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// TestLostSetReplyIsIndeterminate: a SET whose reply is lost ends Lock with
+// an error that does not claim "no effect", and indeed the key was taken:
+// a lock nobody holds until its TTL, as in the source.
+func TestLostSetReplyIsIndeterminate(t *testing.T) {
+	b := embedded(t)
+	f := &faultyNet{}
+	l := b.faultyClient(t, lockers.SystemClock{}, f, t, redis.Options{})
+	set := "\r\nset\r\n"
+	f.loseReplyTo.Store(&set)
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	ls, err := l.Lock(ctx, "k")
+	if err == nil {
+		ls.Unlock(ctx)
+		t.Fatal("Lock succeeded with every reply lost")
+	}
+	if errors.Is(err, lockers.ErrNoEffect) {
+		t.Errorf("Lock with its SET reply lost claims no effect: %v", err)
+	}
+	if got := b.get(t, "lock:k"); !uuidV4.MatchString(got) {
+		t.Fatalf("the SET whose reply was lost left %q; want the client's token", got)
+	}
+	if pttl := b.raw.PTTL(ctx, "lock:k").Val(); pttl <= 0 || pttl > redis.DefaultRedisLockTimeout {
+		t.Errorf("the orphaned key has PTTL %v; want at most the 30 s TTL", pttl)
+	}
+}
+
+// TestFailedExtendIsIgnored: an extend that cannot reach the server tells
+// the holder nothing (the source waits for the next tick); once the
+// network heals, the next tick extends again.
+func TestFailedExtendIsIgnored(t *testing.T) {
+	b := embedded(t)
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	clock := lockertest.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	const ttl = time.Minute
+	f := &faultyNet{}
+	log := signalLog{lines: make(chan string, 100)}
+	l := b.faultyClient(t, clock, f, log, redis.Options{RedisLockTimeout: ttl})
+	held, err := l.Lock(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := clock.WaitForTimers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	f.refuse.Store(true)
+	clock.Advance(ttl / 2)
+	select {
+	case line := <-log.lines:
+		if !strings.Contains(line, "extend failed") {
+			t.Fatalf("logged %q; want the failed extend", line)
+		}
+	case <-ctx.Done():
+		t.Fatal("no failed extend logged")
+	}
+	if closed(held.Lost()) || closed(held.(lockers.ReleaseRequester).ReleaseRequested()) {
+		t.Fatal("a failed extend closed Lost or ReleaseRequested; the source ignores it")
+	}
+
+	f.refuse.Store(false)
+	if err := b.raw.PExpire(ctx, "lock:k", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(ttl / 2)
+	for tries := 0; ; tries++ {
+		if pttl := b.raw.PTTL(ctx, "lock:k").Val(); pttl > 0 && pttl <= ttl {
+			break
+		}
+		if tries > 1000 || ctx.Err() != nil {
+			t.Fatal("no extend after the network healed")
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition, bounded above
+	}
+	if err := held.Unlock(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
