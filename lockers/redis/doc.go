@@ -87,14 +87,14 @@
 //   - Subscriber: one go-redis PubSub per Locker, one connection kept
 //     open as ioredis keeps its subscriber's, read by one goroutine that
 //     runs while the connection has channels (it ends when the server
-//     confirms an UNSUBSCRIBE leaving none, so an idle client has no
-//     goroutine, and at Close). subscribe and the
-//     unsubscribe of Unlock return once the server confirms them, as
-//     ioredis's do (go-redis's own calls return once the command is
-//     written); the
-//     handler is installed after that, as in IoRedisClient. After a read
-//     error go-redis reconnects and resubscribes; the reader waits
-//     min(n·50 ms, 2 s) between attempts, ioredis's default retryStrategy.
+//     confirms an UNSUBSCRIBE that leaves none, so an idle client has no
+//     goroutine, and at Close). The SUBSCRIBE of Lock and the UNSUBSCRIBE
+//     of Unlock return once the server confirms them, as ioredis's do
+//     (go-redis's own calls return once the command is written); the
+//     handler is installed after the confirmation, as in IoRedisClient.
+//     After a read error go-redis reconnects and resubscribes; the reader
+//     waits min(n·50 ms, 2 s) between attempts, ioredis's default
+//     retryStrategy.
 //   - Caller stop: the source's stopSignal only cuts the retry sleep short;
 //     the port's ctx also cancels a SET, PUBLISH or SUBSCRIBE in flight
 //     (a Lock must be cancellable). Giving back a key won too late runs on
