@@ -2,9 +2,10 @@
 // mutex: a lock is an object that exists, created with
 // ifGenerationMatch=0 and deleted by whoever unlocks.
 //
-// Source: github.com/mco-gh/gcslock, mutex.go, commit
+// Source: github.com/mco-gh/gcslock, mutex.go at commit
 // 5782a95db7e207c634ebf85ca8fcd970b7a27ac5 (Feb 2018, the repository's
-// last). shared/docs/lockers.md §3.
+// last; mutex.go last changed in 7a80ee9a52bbf195e663c260239e386002883d51,
+// Nov 2016). shared/docs/lockers.md §3.
 //
 // # The algorithm
 //

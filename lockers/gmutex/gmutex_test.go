@@ -441,3 +441,59 @@ func TestEmbeddedGCSComposesXML(t *testing.T) {
 		t.Errorf("harness/gcs gap: after composing the object onto itself its data is %q, want %q (GCS keeps the component's data)", data, "payload")
 	}
 }
+
+// TestExtendOutageSilent: while every extend gets 503, the holder retries
+// and is not told; its lock expires on server time and another client takes
+// it over with the holder's Lost still open (the documented defect). Once
+// the outage ends, the holder's extend gets 412 and Lost closes.
+func TestExtendOutageSilent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var outage atomic.Bool
+		b, err := gcs.NewInMemory(gcs.Options{Wrap: func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if outage.Load() && r.URL.RawQuery == "compose" {
+					http.Error(w, "backend error", http.StatusServiceUnavailable)
+					return
+				}
+				next.ServeHTTP(w, r)
+			})
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		a := newClient(t, b, offsetClock{}, gmutex.Options{})
+		w := newClient(t, b, offsetClock{}, gmutex.Options{})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		held, err := a.locker.Lock(ctx, "k")
+		if err != nil {
+			t.Fatalf("Lock: %v", err)
+		}
+		outage.Store(true)
+		took, err := w.locker.Lock(ctx, "k")
+		if err != nil {
+			t.Fatalf("waiter Lock during the outage: %v", err)
+		}
+		select {
+		case <-held.Lost():
+			t.Fatal("holder told of its loss during the outage; the library retries silently")
+		default:
+		}
+		if n := a.j.count(http.MethodPut, "compose"); n < 2 {
+			t.Errorf("%d extends during the outage, want the holder retrying", n)
+		}
+		outage.Store(false)
+		select {
+		case <-held.Lost():
+		case <-ctx.Done():
+			t.Fatal("Lost not closed once the extend got through")
+		}
+		if err := held.Unlock(ctx); !errors.Is(err, lockers.ErrNoEffect) {
+			t.Errorf("holder's Unlock after the takeover: %v, want stale with no effect", err)
+		}
+		if err := took.Unlock(ctx); err != nil {
+			t.Errorf("new holder's Unlock: %v", err)
+		}
+	})
+}
