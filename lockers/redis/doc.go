@@ -72,7 +72,8 @@
 //     ErrNoEffect (the key was released).
 //   - Client: github.com/redis/go-redis/v9 in place of ioredis, built with
 //     Dialer env.Dial for every connection (commands and the subscriber),
-//     RESP2 and no CLIENT SETINFO (as ioredis), DialTimeout 10 s (ioredis's
+//     RESP2 and no CLIENT SETINFO (as ioredis; go-redis still sends
+//     HELLO 2 on each new connection), DialTimeout 10 s (ioredis's
 //     connectTimeout), no read/write timeout (ioredis has no command
 //     timeout), the caller's context bounding each call. ioredis queues
 //     commands while reconnecting and resends unanswered ones, up to 20

@@ -205,14 +205,13 @@ func (l *Locker) token() string {
 // acquireLockTimeout passes or ctx ends.
 func (l *Locker) Lock(ctx context.Context, id string) (lockers.Lease, error) {
 	key, channel := Prefix+":"+id, SubPrefix+":"+id
-	ttl := l.opts.RedisLockTimeout
 	token := l.token()
 	deadline := l.env.Clock.Now().Add(l.opts.AcquireLockTimeout)
 
 	for ctx.Err() == nil && l.env.Clock.Now().Before(deadline) {
 		// Every earlier SET of this call answered nil: none had an effect.
 		l.env.MarkAttempt()
-		won, err := l.client.SetNX(ctx, key, token, ttl).Result()
+		won, err := l.setNX(ctx, key, token)
 		if err != nil {
 			// The source lets a failed tryAcquire reject lock(). The SET
 			// may have been applied: a lock nobody holds until its TTL.
@@ -229,6 +228,20 @@ func (l *Locker) Lock(ctx context.Context, id string) (lockers.Lease, error) {
 		}
 	}
 	return nil, l.timeout(ctx, id)
+}
+
+// setNX is the source's tryAcquire, `SET key token PX ttl NX` word for word
+// (go-redis's SetNX would send EX for a whole number of seconds): true if
+// we won the key, false on the nil reply of a key already held.
+func (l *Locker) setNX(ctx context.Context, key, token string) (bool, error) {
+	err := l.client.Do(ctx, "set", key, token, "PX", l.opts.RedisLockTimeout.Milliseconds(), "NX").Err()
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, goredis.Nil):
+		return false, nil
+	}
+	return false, err
 }
 
 func (l *Locker) timeout(ctx context.Context, id string) error {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -364,6 +365,9 @@ func TestWatchdogKeepsLease(t *testing.T) {
 type faultyNet struct {
 	refuse      atomic.Bool
 	loseReplyTo atomic.Pointer[string]
+
+	mu      sync.Mutex
+	written bytes.Buffer // every byte written, for tests of the wire form
 }
 
 var errInjected = errors.New("injected network fault")
@@ -394,6 +398,9 @@ func (c *faultyConn) Write(p []byte) (int, error) {
 	if lose := c.f.loseReplyTo.Load(); lose != nil && bytes.Contains(p, []byte(*lose)) {
 		c.poisoned.Store(true)
 	}
+	c.f.mu.Lock()
+	c.f.written.Write(p)
+	c.f.mu.Unlock()
 	return c.Conn.Write(p)
 }
 
@@ -502,5 +509,32 @@ func TestFailedExtendIsIgnored(t *testing.T) {
 	}
 	if err := held.Unlock(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWireCommands: the acquisition is the source's SET key token PX ttl NX,
+// TTL in milliseconds, and the release request its PUBLISH.
+func TestWireCommands(t *testing.T) {
+	b := embedded(t)
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	f := &faultyNet{}
+	other := b.client(t, lockers.SystemClock{}, 1, redis.Options{})
+	held := mustLock(t, other, "k")
+	l := b.faultyClient(t, lockers.SystemClock{}, f, t, redis.Options{AcquireLockTimeout: 50 * time.Millisecond})
+	if _, err := l.Lock(ctx, "k"); !errors.Is(err, redis.ErrLockTimeout) {
+		t.Fatalf("Lock on a held key: %v", err)
+	}
+	held.Unlock(ctx)
+	f.mu.Lock()
+	wire := f.written.String()
+	f.mu.Unlock()
+	set := regexp.MustCompile(`\*6\r\n\$3\r\nset\r\n\$6\r\nlock:k\r\n\$36\r\n[0-9a-f-]{36}\r\n\$2\r\nPX\r\n\$5\r\n30000\r\n\$2\r\nNX\r\n`)
+	if !set.MatchString(wire) {
+		t.Errorf("no SET lock:k <token> PX 30000 NX on the wire:\n%q", wire)
+	}
+	publish := "*3\r\n$7\r\npublish\r\n$14\r\nlock:release:k\r\n$42\r\nif you aint gonna play pass the controller\r\n"
+	if !strings.Contains(wire, publish) {
+		t.Errorf("no release request on lock:release:k on the wire:\n%q", wire)
 	}
 }
