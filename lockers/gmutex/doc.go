@@ -57,7 +57,9 @@
 // ensured", so at the first error of any kind the goroutine stops and
 // closes Lost. Nothing else closes Lost. Unlock stops the goroutine,
 // lets an Extend in flight finish (bounded by Unlock's context) so the
-// delete names the generation that Extend made, then deletes.
+// delete names the generation that Extend made, then deletes. [Locker.Close]
+// stops every extender still running and deletes nothing, as a process
+// exit would: the locks stay until they expire.
 //
 // # Defects of the source reproduced on purpose
 //

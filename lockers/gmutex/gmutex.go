@@ -122,6 +122,9 @@ type Locker struct {
 
 	rngMu sync.Mutex
 	rng   *rand.Rand
+
+	leasesMu sync.Mutex
+	leases   map[*lease]struct{} // whose extenders may still run
 }
 
 var _ lockers.Locker = (*Locker)(nil)
@@ -155,6 +158,7 @@ func New(_ context.Context, cfg Config, env lockers.Env, opts Options) (*Locker,
 		base:   url.URL{Scheme: u.Scheme, Host: u.Host},
 		bucket: cfg.Bucket,
 		rng:    rand.New(rand.NewPCG(env.Seed, 0x676d75746578)), // "gmutex"
+		leases: map[*lease]struct{}{},
 	}, nil
 }
 
@@ -164,8 +168,22 @@ func (l *Locker) Options() Options { return l.opts }
 // TTL is the time-to-live the lock objects carry, whole seconds.
 func (l *Locker) TTL() time.Duration { return time.Duration(l.d.ttlSeconds) * time.Second }
 
-// Close releases nothing: leases stop their own extenders on Unlock.
-func (l *Locker) Close() error { return nil }
+// Close stops the extenders of every lease not yet unlocked, as the end of
+// the process would, and waits for them. It deletes nothing: the locks stay
+// until they expire. Use no lease of l after Close.
+func (l *Locker) Close() error {
+	l.leasesMu.Lock()
+	live := make([]*lease, 0, len(l.leases))
+	for s := range l.leases {
+		live = append(live, s)
+	}
+	l.leasesMu.Unlock()
+	for _, s := range live {
+		s.halt()
+		<-s.extender
+	}
+	return nil
+}
 
 // Lock is the library's LockData with no data, on a Mutex whose object is
 // key; once it holds the lock it starts the extender.

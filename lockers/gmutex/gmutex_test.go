@@ -497,3 +497,42 @@ func TestExtendOutageSilent(t *testing.T) {
 		}
 	})
 }
+
+// TestCloseStopsExtenders: Close ends a held lease's extender as a crash
+// would, without deleting: the lock then expires on server time and another
+// client takes it over.
+func TestCloseStopsExtenders(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend(t)
+		a := newClient(t, b, offsetClock{}, gmutex.Options{})
+		w := newClient(t, b, offsetClock{}, gmutex.Options{})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := a.locker.Lock(ctx, "k"); err != nil {
+			t.Fatalf("Lock: %v", err)
+		}
+		// Between two extends (one a second), so none is in flight.
+		time.Sleep(3500 * time.Millisecond)
+		extends := a.j.count(http.MethodPut, "compose")
+		if extends == 0 {
+			t.Fatal("no extend before Close")
+		}
+		a.locker.Close()
+		closed := time.Now()
+		lease, err := w.locker.Lock(ctx, "k")
+		if err != nil {
+			t.Fatalf("waiter Lock after the holder's Close: %v", err)
+		}
+		if after := time.Since(closed); after < 4*time.Second {
+			// The last extend was 0.5 s before Close; expiry is 5 to 6 s after it.
+			t.Errorf("taken %v after Close, want past the TTL from the last extend", after)
+		}
+		if n := a.j.count(http.MethodPut, "compose"); n != extends {
+			t.Errorf("%d extends after Close, want none", n-extends)
+		}
+		if a.j.count(http.MethodDelete, "") != 0 {
+			t.Error("Close deleted the lock")
+		}
+		lease.Unlock(ctx)
+	})
+}

@@ -33,15 +33,29 @@ func (l *Locker) hold(m mutex, gen string) *lease {
 	m.generation = gen
 	ctx, abort := context.WithCancel(context.Background())
 	s := &lease{l: l, m: m, lost: make(chan struct{}), quit: make(chan struct{}), abort: abort, extender: make(chan struct{})}
+	l.leasesMu.Lock()
+	l.leases[s] = struct{}{}
+	l.leasesMu.Unlock()
 	go s.extendLoop(ctx)
 	return s
+}
+
+// halt stops the extender and cancels an Extend in flight.
+func (s *lease) halt() {
+	s.once.Do(func() { close(s.quit) })
+	s.abort()
 }
 
 func (s *lease) Token() uint64         { return 0 }
 func (s *lease) Lost() <-chan struct{} { return s.lost }
 
 func (s *lease) extendLoop(ctx context.Context) {
-	defer close(s.extender)
+	defer func() {
+		s.l.leasesMu.Lock()
+		delete(s.l.leases, s)
+		s.l.leasesMu.Unlock()
+		close(s.extender)
+	}()
 	for {
 		select {
 		case <-s.l.env.Clock.After(s.l.d.extend):
