@@ -77,7 +77,10 @@
 //     connectTimeout), no read/write timeout (ioredis has no command
 //     timeout), the caller's context bounding each call. ioredis queues
 //     commands while reconnecting and resends unanswered ones, up to 20
-//     times per request; go-redis's retries are turned off (MaxRetries -1),
+//     times per request (DEFAULT_REDIS_OPTIONS in redis/ioredis
+//     lib/redis/RedisOptions.ts: connectTimeout 10000, no commandTimeout,
+//     retryStrategy min(times·50, 2000), maxRetriesPerRequest 20,
+//     autoResendUnfulfilledCommands and autoResubscribe true); go-redis's retries are turned off (MaxRetries -1),
 //     because a resent SET NX that finds our own first write answers nil,
 //     which cannot be told from a lost race and would make the port's
 //     ErrNoEffect claims false. A command whose connection breaks fails at
