@@ -415,3 +415,43 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
+
+// TestLoopbackServer: the URLs derived from the embedded backend's socket
+// endpoint reach it: a held key refuses a second client, Unlock frees it.
+func TestLoopbackServer(t *testing.T) {
+	srv, err := gcs.Start(context.Background(), gcs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	newLocker := func() *gcslock.Locker {
+		env := lockers.Env{Clock: lockers.SystemClock{}, HTTP: &http.Client{}}
+		l, err := gcslock.New(context.Background(), gcslock.Config{Endpoint: srv.Endpoint(), Bucket: srv.Bucket()}, env, gcslock.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	a, b := newLocker(), newLocker()
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	held, err := a.Lock(ctx, "k")
+	if err != nil {
+		t.Fatalf("Lock: %v", err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancelShort()
+	if _, err := b.Lock(short, "k"); !errors.Is(err, lockers.ErrNoEffect) {
+		t.Fatalf("second client's Lock on a held key: %v, want a timeout with no effect", err)
+	}
+	if err := held.Unlock(ctx); err != nil {
+		t.Fatalf("Unlock: %v", err)
+	}
+	lease, err := b.Lock(ctx, "k")
+	if err != nil {
+		t.Fatalf("Lock after Unlock: %v", err)
+	}
+	if err := lease.Unlock(ctx); err != nil {
+		t.Errorf("Unlock: %v", err)
+	}
+}

@@ -536,3 +536,46 @@ func TestCloseStopsExtenders(t *testing.T) {
 		lease.Unlock(ctx)
 	})
 }
+
+// TestLoopbackServer: the port works against the embedded backend on a real
+// socket, whose endpoint carries a path the library ignores: a held key
+// refuses a second client (its Lock times out with no effect), and Unlock
+// frees it for that client.
+func TestLoopbackServer(t *testing.T) {
+	srv, err := gcs.Start(context.Background(), gcs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	newLocker := func() *gmutex.Locker {
+		env := lockers.Env{Clock: lockers.SystemClock{}, HTTP: &http.Client{}}
+		l, err := gmutex.New(context.Background(), gmutex.Config{Endpoint: srv.Endpoint(), Bucket: srv.Bucket()}, env, gmutex.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		return l
+	}
+	a, b := newLocker(), newLocker()
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	held, err := a.Lock(ctx, "k")
+	if err != nil {
+		t.Fatalf("Lock: %v", err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancelShort()
+	if _, err := b.Lock(short, "k"); !errors.Is(err, lockers.ErrNoEffect) {
+		t.Fatalf("second client's Lock on a held key: %v, want a timeout with no effect", err)
+	}
+	if err := held.Unlock(ctx); err != nil {
+		t.Fatalf("Unlock: %v", err)
+	}
+	lease, err := b.Lock(ctx, "k")
+	if err != nil {
+		t.Fatalf("Lock after Unlock: %v", err)
+	}
+	if err := lease.Unlock(ctx); err != nil {
+		t.Errorf("Unlock: %v", err)
+	}
+}
