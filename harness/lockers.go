@@ -10,8 +10,13 @@ import (
 	"github.com/lockcheck/lockcheck/harness/gcs"
 	"github.com/lockcheck/lockcheck/internal/redisserver"
 	"github.com/lockcheck/lockcheck/lockers"
+	"github.com/lockcheck/lockcheck/lockers/gcslock"
+	"github.com/lockcheck/lockcheck/lockers/gmutex"
 	"github.com/lockcheck/lockcheck/lockers/memory"
 	"github.com/lockcheck/lockcheck/lockers/mutants"
+	"github.com/lockcheck/lockcheck/lockers/redis"
+	"github.com/lockcheck/lockcheck/lockers/redislock"
+	"github.com/lockcheck/lockcheck/lockers/redsync"
 	"github.com/lockcheck/lockcheck/lockers/tus616"
 )
 
@@ -31,6 +36,53 @@ func Lockers() []LockerSpec {
 			Summary: "tus-node-server PR #616 GCS locker, faithful (12 s TTL, 10 s watcher, 30 s acquire timeout; scaled by -time-scale), on the embedded GCS",
 			Setup: withGCS(func(ctx context.Context, t gcsTarget, p Params, env lockers.Env) (lockers.Locker, error) {
 				return tus616.New(ctx, tus616.Config{Endpoint: t.endpoint, Bucket: t.bucket}, env, tus616.Options{TimeScale: p.TimeScale})
+			}),
+		},
+		{
+			Name:    gcslock.Name,
+			Summary: "mco-gh/gcslock, faithful: create-if-absent, doubling backoff without cap, unconditional delete; no TTL, no owner",
+			Setup: withGCS(func(ctx context.Context, t gcsTarget, p Params, env lockers.Env) (lockers.Locker, error) {
+				return gcslock.New(ctx, gcslock.Config{Endpoint: t.endpoint, Bucket: t.bucket}, env, gcslock.Options{TimeScale: p.TimeScale})
+			}),
+		},
+		{
+			Name:    gmutex.Name,
+			Summary: "ncruces/go-gcp gmutex, faithful: takeover by generation, expiry on server time, compose extend (5 s TTL)",
+			TTL:     gmutex.DefaultTTL,
+			Setup: withGCS(func(ctx context.Context, t gcsTarget, p Params, env lockers.Env) (lockers.Locker, error) {
+				return gmutex.New(ctx, gmutex.Config{Endpoint: t.endpoint, Bucket: t.bucket}, env, gmutex.Options{TimeScale: p.TimeScale})
+			}),
+		},
+		{
+			Name:    redis.Name,
+			Summary: "tus-node-server PR #846 Redis locker, faithful: SET NX PX, Lua compare-and-delete/extend, watchdog, pub/sub release requests (30 s TTL)",
+			TTL:     redis.DefaultRedisLockTimeout,
+			Setup: withRedis(1, func(addrs []string, p Params, env lockers.Env) (lockers.Locker, error) {
+				return redis.New(redis.Config{Addr: addrs[0]}, env, redis.Options{TimeScale: p.TimeScale})
+			}),
+		},
+		{
+			Name:    redislock.Name,
+			Summary: "github.com/bsm/redislock as it is, with the refresh loop its README suggests (30 s TTL)",
+			TTL:     redislock.DefaultTTL,
+			Setup: withRedis(1, func(addrs []string, p Params, env lockers.Env) (lockers.Locker, error) {
+				return redislock.New(redislock.Config{Addr: addrs[0]}, env, redislock.Options{TimeScale: p.TimeScale})
+			}),
+		},
+		{
+			Name:    redsync.Name,
+			Summary: "github.com/go-redsync/redsync/v4 as it is, on one Redis, auto-extended (8 s expiry)",
+			TTL:     redsync.DefaultTTL,
+			Setup: withRedis(1, func(addrs []string, p Params, env lockers.Env) (lockers.Locker, error) {
+				return redsync.New(redsync.Config{Addrs: addrs}, env, redsync.Options{TimeScale: p.TimeScale})
+			}),
+		},
+		{
+			Name:    redsync.NameRedlock,
+			Summary: "redsync as Redlock over 3 independent Redis servers, each behind its own proxy per client (8 s expiry)",
+			TTL:     redsync.DefaultTTL,
+			Setup: withRedis(3, func(addrs []string, p Params, env lockers.Env) (lockers.Locker, error) {
+				return redsync.New(redsync.Config{Addrs: addrs}, env, redsync.Options{TimeScale: p.TimeScale})
 			}),
 		},
 	}
