@@ -133,4 +133,14 @@
 // would make them, which is all the lock reads, so the lock behaves as on
 // GCS; the object's data does not. TestEmbeddedGCSComposesXML fails until
 // the backend composes.
+//
+// Inside a testing/synctest bubble the in-memory backend gives every write
+// made at the same virtual instant the same generation (the emulator's
+// generations are time.Now in microseconds, and bubble time stands still
+// between events). gmutex trusts the generation alone, so there a stale
+// holder's delete or extend can hit a newer incarnation of its lock, which
+// GCS would refuse with 412. TestEmbeddedGCSGenerationsInBubble fails until
+// the backend gives each write a new generation; simulated-time verdicts
+// on gmutex are suspect until then. This package's own bubble tests space
+// their writes apart in virtual time.
 package gmutex

@@ -579,3 +579,40 @@ func TestLoopbackServer(t *testing.T) {
 		t.Errorf("Unlock: %v", err)
 	}
 }
+
+// TestEmbeddedGCSGenerationsInBubble shows a second gap of harness/gcs:
+// the emulator stamps generations from time.Now in microseconds, and inside
+// a testing/synctest bubble time stands still between writes, so an object
+// recreated, or overwritten, at the same virtual instant gets the generation
+// it had. On GCS every write gets a new generation. gmutex trusts its
+// generation alone: here a holder whose lock was deleted and taken by
+// another client at the same instant unlocks with success, deleting the
+// new holder's lock, where GCS would answer 412 (stale).
+func TestEmbeddedGCSGenerationsInBubble(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend(t)
+		g1 := rawPut(t, b, "g", "0", "5", "")
+		g2 := rawPut(t, b, "g", g1, "5", "")
+		if g2 == g1 {
+			t.Errorf("harness/gcs gap: an overwrite in a synctest bubble kept generation %s; GCS gives every write a new one", g1)
+		}
+
+		a := newClient(t, b, offsetClock{}, gmutex.Options{})
+		c := newClient(t, b, offsetClock{}, gmutex.Options{})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		stale, err := a.locker.Lock(ctx, "k")
+		if err != nil {
+			t.Fatalf("Lock: %v", err)
+		}
+		rawDelete(t, b, "k")
+		held, err := c.locker.Lock(ctx, "k")
+		if err != nil {
+			t.Fatalf("Lock: %v", err)
+		}
+		if err := stale.Unlock(ctx); !errors.Is(err, gmutex.ErrStale) {
+			t.Errorf("harness/gcs gap: a stale holder's Unlock in a bubble returned %v and freed the new holder's lock; on GCS it is refused (412)", err)
+		}
+		held.Unlock(ctx)
+	})
+}
