@@ -56,15 +56,6 @@ func TestConformanceEmbedded(t *testing.T) {
 		TTL:            3 * time.Second,
 		Lacks: map[lockertest.Property]string{
 			lockertest.Fencing: lacksFencing,
-			// Not a property of the locker: the suite counts every goroutine
-			// of the process, and miniredis serves each connection with two
-			// goroutines that live as long as the connection. go-redis
-			// keeps its connections pooled, so the two clients' three
-			// connections (a's commands and subscriber, b's commands) stay,
-			// and so do six server goroutines. On a real server, outside
-			// the process, TestConformanceReal/cancel passes.
-			lockertest.Cancel: "the suite counts the in-process miniredis's per-connection goroutines " +
-				"(2 per pooled connection, 6 in all); no locker goroutine is left: cancel passes on a real server",
 		},
 	})
 }
