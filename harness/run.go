@@ -305,8 +305,18 @@ func (r *run) waitForClients(ctx context.Context) []int {
 	return unfinished
 }
 
+// recoveryRetryPause spaces a client's tries in the recovery phase, and
+// maxRecoveryTries bounds them.
+const (
+	recoveryRetryPause = 50 * time.Millisecond
+	maxRecoveryTries   = 1000
+)
+
 // recover runs the recovery phase: with every fault healed, each client
-// acquires once (on keys spread over the key space) and releases.
+// tries until it has acquired once (on keys spread over the key space) and
+// released, or RecoveryTimeout has passed. A locker whose Lock fails fast
+// on a stale connection is retried, as its user would; one that stays
+// wedged is stuck.
 func (r *run) recover(ctx context.Context) {
 	r.rec.record(nemesisEvent(history.Recovery, nil))
 	var wg sync.WaitGroup
@@ -318,7 +328,18 @@ func (r *run) recover(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.cycle(inc, keyName(c.slot%r.cfg.Workload.Keys), r.cfg.RecoveryTimeout, r.cfg.Workload.HoldMin)
+			deadline := time.Now().Add(r.cfg.RecoveryTimeout)
+			for range maxRecoveryTries {
+				left := time.Until(deadline)
+				if left <= 0 || c.cycle(inc, keyName(c.slot%r.cfg.Workload.Keys), left, r.cfg.Workload.HoldMin) || inc.gate.isDead() {
+					return
+				}
+				select {
+				case <-time.After(min(recoveryRetryPause, left)):
+				case <-ctx.Done():
+					return
+				}
+			}
 		}()
 	}
 	done := make(chan struct{})

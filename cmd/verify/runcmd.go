@@ -75,8 +75,8 @@ func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
 		fmt.Fprint(stderr, `Usage: verify run [flags]
 
 Runs -clients simulated clients against -locker for -duration, with the
--faults scheduled from -seed, then heals every fault and gives each client
-one chance to acquire (the recovery phase). Every call is recorded to
+-faults scheduled from -seed, then heals every fault and lets each client
+try for -recovery-timeout to acquire once (the recovery phase). Every call is recorded to
 results/<run-id>/history.jsonl as it happens, then checked.
 
 Examples:
