@@ -1,0 +1,534 @@
+package fenced_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"cloud.google.com/go/storage"
+
+	"github.com/lockcheck/lockcheck/harness/gcs"
+	"github.com/lockcheck/lockcheck/lockers"
+	"github.com/lockcheck/lockcheck/lockers/fenced"
+	"github.com/lockcheck/lockcheck/lockers/lockertest"
+)
+
+const (
+	ttl    = fenced.DefaultTTL
+	margin = fenced.DefaultMargin
+)
+
+// backend is an in-memory GCS (usable inside a synctest bubble) with a
+// storage client for the test's own reads and writes.
+type backend struct {
+	m      *gcs.InMemory
+	client *storage.Client
+}
+
+func newBackend(t testing.TB, wrap func(http.Handler) http.Handler) *backend {
+	t.Helper()
+	m, err := gcs.NewInMemory(gcs.Options{Wrap: wrap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	c, err := gcs.NewClient(context.Background(), m.Endpoint(), m.HTTPClient(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &backend{m: m, client: c}
+}
+
+func (b *backend) object(key string) *storage.ObjectHandle {
+	return b.client.Bucket(b.m.Bucket()).Object(key + ".lock").Retryer(storage.WithPolicy(storage.RetryNever))
+}
+
+func (b *backend) attrs(t testing.TB, key string) *storage.ObjectAttrs {
+	t.Helper()
+	a, err := b.object(key).Attrs(context.Background())
+	if err != nil {
+		t.Fatalf("read %s.lock: %v", key, err)
+	}
+	return a
+}
+
+// request is what a journal keeps of one HTTP request.
+type request struct {
+	method string
+	query  map[string]string
+	status int
+}
+
+// netClient is one client's network: a journal of its requests and a
+// switch that cuts it off (every request fails before reaching the server).
+type netClient struct {
+	base http.RoundTripper
+	cut  atomic.Bool
+
+	mu   sync.Mutex
+	reqs []request
+}
+
+func (n *netClient) RoundTrip(r *http.Request) (*http.Response, error) {
+	if n.cut.Load() {
+		return nil, errors.New("network cut")
+	}
+	resp, err := n.base.RoundTrip(r)
+	rec := request{method: r.Method, query: map[string]string{}}
+	for k, v := range r.URL.Query() {
+		rec.query[k] = v[0]
+	}
+	if err == nil {
+		rec.status = resp.StatusCode
+	}
+	n.mu.Lock()
+	n.reqs = append(n.reqs, rec)
+	n.mu.Unlock()
+	return resp, err
+}
+
+func (n *netClient) requests() []request {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]request(nil), n.reqs...)
+}
+
+// offsetClock is the bubble's clock shifted by a constant offset.
+type offsetClock struct{ off time.Duration }
+
+func (c offsetClock) Now() time.Time                         { return time.Now().Add(c.off) }
+func (c offsetClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// pauseClock models a process pause: time goes on, but no timer of the
+// paused process fires until it resumes.
+type pauseClock struct {
+	mu     sync.Mutex
+	paused bool
+	held   []chan time.Time // came due while paused
+}
+
+func (c *pauseClock) Now() time.Time { return time.Now() }
+
+func (c *pauseClock) After(d time.Duration) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	// AfterFunc, not a goroutine: a timer nobody waits for must not keep
+	// the bubble busy.
+	time.AfterFunc(d, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.paused {
+			c.held = append(c.held, ch)
+			return
+		}
+		ch <- time.Now()
+	})
+	return ch
+}
+
+func (c *pauseClock) pause() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.paused = true
+}
+
+func (c *pauseClock) resume() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.paused = false
+	for _, ch := range c.held {
+		ch <- time.Now()
+	}
+	c.held = nil
+}
+
+type client struct {
+	locker *fenced.Locker
+	net    *netClient
+}
+
+func newClient(t testing.TB, b *backend, id string, clock lockers.Clock) *client {
+	t.Helper()
+	n := &netClient{}
+	env := lockers.Env{
+		Clock:    clock,
+		HTTP:     b.m.HTTPClient(func(rt http.RoundTripper) http.RoundTripper { n.base = rt; return n }),
+		Identity: id,
+		Seed:     uint64(len(id)) + 7,
+	}
+	l, err := fenced.New(context.Background(), fenced.Config{Endpoint: b.m.Endpoint(), Bucket: b.m.Bucket()}, env, fenced.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return &client{locker: l, net: n}
+}
+
+func mustLock(t testing.TB, c *client, key string) lockers.Lease {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*ttl)
+	defer cancel()
+	lease, err := c.locker.Lock(ctx, key)
+	if err != nil {
+		t.Fatalf("Lock(%q): %v", key, err)
+	}
+	return lease
+}
+
+func mustUnlock(t testing.TB, lease lockers.Lease) {
+	t.Helper()
+	if err := lease.Unlock(context.Background()); err != nil {
+		t.Fatalf("Unlock: %v", err)
+	}
+}
+
+// tryLock tries for d and reports the lease, or nil when kept out.
+func tryLock(t testing.TB, c *client, key string, d time.Duration) lockers.Lease {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	lease, err := c.locker.Lock(ctx, key)
+	if err != nil {
+		if !errors.Is(err, lockers.ErrNoEffect) {
+			t.Fatalf("Lock(%q) kept out with an indeterminate error: %v", key, err)
+		}
+		return nil
+	}
+	return lease
+}
+
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+func TestOptions(t *testing.T) {
+	env := lockers.Env{Clock: lockers.SystemClock{}, HTTP: &http.Client{}}
+	l, err := fenced.New(context.Background(), fenced.Config{Bucket: "b"}, env, fenced.Options{TimeScale: 0.1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	o := l.Options()
+	if o.TTL != 1200*time.Millisecond || o.Refresh != 400*time.Millisecond || o.Margin != 300*time.Millisecond ||
+		o.CallTimeout != 200*time.Millisecond || o.MinBackoff != 10*time.Millisecond || o.MaxBackoff != 200*time.Millisecond {
+		t.Errorf("TimeScale 0.1: %+v", o)
+	}
+	_, err = fenced.New(context.Background(), fenced.Config{Bucket: "b"}, env, fenced.Options{Refresh: 10 * time.Second})
+	if !errors.Is(err, fenced.ErrBadOptions) {
+		t.Errorf("refresh 10 s with TTL−margin 9 s: %v, want ErrBadOptions", err)
+	}
+}
+
+// TestTakeoverExpired: a holder that crashed leaves its object; a waiter is
+// kept out until the server judges it expired, then writes the next
+// generation over it with ifGenerationMatch=<old> and
+// ifMetagenerationMatch=<old>, deleting nothing.
+func TestTakeoverExpired(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend(t, nil)
+		crashed := newClient(t, b, "crashed", lockers.SystemClock{})
+		old := mustLock(t, crashed, "k")
+		crashed.net.cut.Store(true) // its refreshes never arrive
+		start := time.Now()
+		oldAttrs := b.attrs(t, "k")
+
+		w := newClient(t, b, "waiter", lockers.SystemClock{})
+		if got := tryLock(t, w, "k", ttl-margin); got != nil {
+			t.Fatalf("took a live lease %v after its creation", time.Since(start))
+		}
+		lease := mustLock(t, w, "k")
+		defer mustUnlock(t, lease)
+		if took := time.Since(start); took <= ttl {
+			t.Errorf("took over %v after the crashed holder's write, TTL %v", took, ttl)
+		}
+		if lease.Token() <= old.Token() || lease.Token() != uint64(b.attrs(t, "k").Generation) {
+			t.Errorf("token %d after %d; object generation %d", lease.Token(), old.Token(), b.attrs(t, "k").Generation)
+		}
+		var takeover *request
+		for _, r := range w.net.requests() {
+			if r.method == http.MethodDelete {
+				t.Errorf("the waiter deleted: %v", r)
+			}
+			if r.method == http.MethodPost && r.status == http.StatusOK {
+				takeover = &r
+			}
+		}
+		if takeover == nil {
+			t.Fatal("no successful upload in the waiter's journal")
+		}
+		if g := takeover.query["ifGenerationMatch"]; g != itoa(oldAttrs.Generation) || takeover.query["ifMetagenerationMatch"] != itoa(oldAttrs.Metageneration) {
+			t.Errorf("takeover preconditions %v, want generation %d and metageneration %d", takeover.query, oldAttrs.Generation, oldAttrs.Metageneration)
+		}
+		if !closed(old.Lost()) {
+			t.Errorf("the crashed holder's lease is not Lost")
+		}
+	})
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestClockOffset: clients whose clocks are off by more than a TTL either
+// way neither steal a live lease nor keep theirs past the server's expiry.
+func TestClockOffset(t *testing.T) {
+	for _, off := range []time.Duration{time.Hour, -time.Hour} {
+		t.Run(off.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newBackend(t, nil)
+				honest := newClient(t, b, "honest", lockers.SystemClock{})
+				skewed := newClient(t, b, "skewed", offsetClock{off})
+
+				held := mustLock(t, honest, "k")
+				if got := tryLock(t, skewed, "k", 3*ttl); got != nil {
+					t.Fatalf("skewed client took a refreshed lease")
+				}
+				mustUnlock(t, held)
+
+				held = mustLock(t, skewed, "k")
+				if got := tryLock(t, honest, "k", 3*ttl); got != nil {
+					t.Fatalf("honest client took the skewed client's refreshed lease")
+				}
+				// Now the skewed holder loses the network: it must give up
+				// TTL−margin after its last confirmed refresh, before the
+				// server lets anyone in.
+				start := time.Now()
+				skewed.net.cut.Store(true)
+				<-held.Lost()
+				lostAfter := time.Since(start)
+				if lostAfter > ttl-margin {
+					t.Errorf("Lost %v after the cut, want at most TTL−margin %v", lostAfter, ttl-margin)
+				}
+				lease := mustLock(t, honest, "k")
+				if took := time.Since(start); took < lostAfter+margin {
+					t.Errorf("honest client took it %v after the cut, the holder gave up at %v: less than the margin", took, lostAfter)
+				}
+				mustUnlock(t, lease)
+			})
+		})
+	}
+}
+
+// TestLostCreateReply: the create commits but the client gets a 503. The
+// check-own-token read finds its nonce: a win with the object's
+// generation as token. When that read fails too, Lock must not claim it
+// had no effect.
+func TestLostCreateReply(t *testing.T) {
+	for _, readFails := range []bool{false, true} {
+		name := map[bool]string{false: "resolved", true: "unresolved"}[readFails]
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var lostUploads, failedReads atomic.Int32
+				lostUploads.Store(1)
+				if readFails {
+					failedReads.Store(1)
+				}
+				wrap := func(next http.Handler) http.Handler {
+					return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						if r.Method == http.MethodPost && lostUploads.Add(-1) >= 0 {
+							rec := httptest.NewRecorder()
+							next.ServeHTTP(rec, r) // commits
+							http.Error(w, `{"error":{"code":503,"message":"lost reply"}}`, http.StatusServiceUnavailable)
+							return
+						}
+						if r.Method == http.MethodGet && failedReads.Load() > 0 && failedReads.Add(-1) >= 0 {
+							http.Error(w, `{"error":{"code":503,"message":"read failed"}}`, http.StatusServiceUnavailable)
+							return
+						}
+						next.ServeHTTP(w, r)
+					})
+				}
+				b := newBackend(t, wrap)
+				c := newClient(t, b, "c", lockers.SystemClock{})
+				lease, err := c.locker.Lock(context.Background(), "k")
+				if readFails {
+					if err == nil {
+						t.Fatalf("Lock won though nothing confirmed it")
+					}
+					if errors.Is(err, lockers.ErrNoEffect) {
+						t.Errorf("Lock claims no effect after a committed create: %v", err)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("Lock: %v", err)
+				}
+				defer mustUnlock(t, lease)
+				if g := b.attrs(t, "k").Generation; lease.Token() != uint64(g) {
+					t.Errorf("token %d, object generation %d", lease.Token(), g)
+				}
+				var posts int
+				for _, r := range c.net.requests() {
+					if r.method == http.MethodPost {
+						posts++
+					}
+				}
+				if posts != 1 {
+					t.Errorf("%d uploads, want 1: no retry of a conditional write", posts)
+				}
+			})
+		})
+	}
+}
+
+// TestRefreshRefusedLosesAtOnce: a refresh answered 412 closes Lost at the
+// refresh, long before the deadline. The pair: untouched, a lease is kept
+// for five TTLs.
+func TestRefreshRefusedLosesAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend(t, nil)
+		c := newClient(t, b, "c", lockers.SystemClock{})
+		kept := mustLock(t, c, "kept")
+		lease := mustLock(t, c, "k")
+		start := time.Now()
+		// Someone else's metadata update: the holder's metageneration is
+		// stale now.
+		if _, err := b.object("k").Update(context.Background(), storage.ObjectAttrsToUpdate{Metadata: map[string]string{"x": "y"}}); err != nil {
+			t.Fatal(err)
+		}
+		<-lease.Lost()
+		if got := time.Since(start); got != fenced.DefaultRefresh {
+			t.Errorf("Lost %v after the foreign update, want at the first refresh, %v", got, fenced.DefaultRefresh)
+		}
+		time.Sleep(5 * ttl)
+		if closed(kept.Lost()) {
+			t.Errorf("an untouched lease was lost")
+		}
+		mustUnlock(t, kept)
+		_ = lease.Unlock(context.Background())
+	})
+}
+
+// TestUnlockAfterTakeover: a holder cut off loses its lease, another
+// client takes it over; the first one's Unlock then reports no effect and
+// leaves the new holder alone.
+func TestUnlockAfterTakeover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend(t, nil)
+		a := newClient(t, b, "a", lockers.SystemClock{})
+		c := newClient(t, b, "c", lockers.SystemClock{})
+		stale := mustLock(t, a, "k")
+		a.net.cut.Store(true)
+		<-stale.Lost()
+		held := mustLock(t, c, "k")
+		a.net.cut.Store(false)
+		err := stale.Unlock(context.Background())
+		if !errors.Is(err, lockers.ErrNoEffect) {
+			t.Errorf("stale Unlock: %v, want ErrNoEffect", err)
+		}
+		if g := b.attrs(t, "k").Generation; uint64(g) != held.Token() {
+			t.Errorf("lock generation %d after the stale Unlock, the holder's is %d", g, held.Token())
+		}
+		mustUnlock(t, held)
+	})
+}
+
+// TestTokensIncrease: 50 acquisitions of one key by three clients, in
+// real time (generations are the emulator's wall-clock microseconds, which
+// stand still inside a bubble).
+func TestTokensIncrease(t *testing.T) {
+	b := newBackend(t, nil)
+	clients := []*client{
+		newClient(t, b, "a", lockers.SystemClock{}),
+		newClient(t, b, "bb", lockers.SystemClock{}),
+		newClient(t, b, "ccc", lockers.SystemClock{}),
+	}
+	var last uint64
+	for i := range 50 {
+		lease := mustLock(t, clients[i%3], "k")
+		if lease.Token() <= last {
+			t.Fatalf("acquisition %d: token %d after %d", i, lease.Token(), last)
+		}
+		last = lease.Token()
+		mustUnlock(t, lease)
+	}
+}
+
+// fencedStore is protected data that refuses a token lower than the
+// highest it has accepted.
+type fencedStore struct {
+	mu      sync.Mutex
+	highest uint64
+}
+
+func (s *fencedStore) write(token uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if token < s.highest {
+		return false
+	}
+	s.highest = token
+	return true
+}
+
+// TestPauseLongerThanTTL is the predicted counterexample: a holder that
+// checked Lost and then stalls for two TTLs is still inside its section
+// when the next holder enters (mutual exclusion broken), and learns of the
+// loss only after it resumes; the fenced store refuses its stale token.
+func TestPauseLongerThanTTL(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend(t, nil)
+		clock := &pauseClock{}
+		a := newClient(t, b, "a", clock)
+		c := newClient(t, b, "c", lockers.SystemClock{})
+		store := &fencedStore{}
+
+		first := mustLock(t, a, "k")
+		if closed(first.Lost()) {
+			t.Fatal("lost at once")
+		}
+		// a checked Lost; now its process stops.
+		clock.pause()
+		second := mustLock(t, c, "k")
+		if closed(first.Lost()) {
+			t.Errorf("the paused holder was told before it resumed")
+		}
+		if !store.write(second.Token()) {
+			t.Fatalf("the new holder's write was refused")
+		}
+		// a resumes inside its section, which overlaps the new holder's.
+		clock.resume()
+		if store.write(first.Token()) {
+			t.Errorf("the fenced store took the paused holder's stale token %d after %d", first.Token(), second.Token())
+		}
+		<-first.Lost()
+		if err := first.Unlock(context.Background()); !errors.Is(err, lockers.ErrNoEffect) {
+			t.Errorf("paused holder's Unlock: %v, want ErrNoEffect", err)
+		}
+		mustUnlock(t, second)
+	})
+}
+
+func TestConformance(t *testing.T) {
+	lockertest.Run(t, lockertest.Suite{
+		New: func(tb testing.TB) func(lockers.Env) lockers.Locker {
+			m, err := gcs.NewInMemory(gcs.Options{})
+			if err != nil {
+				tb.Fatal(err)
+			}
+			tb.Cleanup(m.Close)
+			return func(env lockers.Env) lockers.Locker {
+				env.HTTP = m.HTTPClient(nil)
+				l, err := fenced.New(context.Background(), fenced.Config{Endpoint: m.Endpoint(), Bucket: m.Bucket()}, env, fenced.Options{})
+				if err != nil {
+					tb.Fatalf("New: %v", err)
+				}
+				tb.Cleanup(func() { l.Close() })
+				return l
+			}
+		},
+		Fencing:    true,
+		OwnerCheck: true,
+		TTL:        ttl,
+	})
+}
