@@ -409,18 +409,26 @@ func TestRefreshRefusedLosesAtOnce(t *testing.T) {
 	})
 }
 
-// TestUnlockAfterTakeover: a holder cut off loses its lease, another
-// client takes it over; the first one's Unlock then reports no effect and
-// leaves the new holder alone.
+// TestUnlockAfterTakeover: a holder cut off from the server reports Lost at
+// its deadline, TTL − margin after its last confirmed write, before the
+// server-side expiry lets another client take it over; the first holder's
+// Unlock then reports no effect and leaves the new holder alone.
 func TestUnlockAfterTakeover(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBackend(t, nil)
 		a := newClient(t, b, "a", lockers.SystemClock{})
 		c := newClient(t, b, "c", lockers.SystemClock{})
 		stale := mustLock(t, a, "k")
+		start := time.Now()
 		a.net.cut.Store(true)
 		<-stale.Lost()
+		if lost := time.Since(start); lost != ttl-margin {
+			t.Errorf("cut-off holder reported Lost %v after taking the lock, want at its deadline, TTL−margin = %v", lost, ttl-margin)
+		}
 		held := mustLock(t, c, "k")
+		if took := time.Since(start); took <= ttl {
+			t.Errorf("taken over %v after the first holder's create: before the server-side expiry (TTL %v)", took, ttl)
+		}
 		a.net.cut.Store(false)
 		err := stale.Unlock(context.Background())
 		if !errors.Is(err, lockers.ErrNoEffect) {
@@ -530,5 +538,56 @@ func TestConformance(t *testing.T) {
 		Fencing:    true,
 		OwnerCheck: true,
 		TTL:        ttl,
+	})
+}
+
+// TestLateRefreshBeatsTakeover: the holder's refresh, sent in time, lands
+// after a waiter judged the lease expired but before its takeover. The
+// takeover's metageneration condition makes it fail: the refreshed lease
+// stands. With ifGenerationMatch alone both would succeed, and both clients
+// would believe they held the lock.
+func TestLateRefreshBeatsTakeover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var b *backend
+		var refreshed atomic.Bool
+		wrap := func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				g := r.URL.Query().Get("ifGenerationMatch")
+				if r.Method == http.MethodPost && g != "" && g != "0" && refreshed.CompareAndSwap(false, true) {
+					// The late refresh: through the full chain, before
+					// the takeover.
+					if _, err := b.object("k").Update(context.Background(), storage.ObjectAttrsToUpdate{Metadata: map[string]string{"ttl_ms": "12000"}}); err != nil {
+						t.Errorf("late refresh: %v", err)
+					}
+				}
+				next.ServeHTTP(w, r)
+			})
+		}
+		b = newBackend(t, wrap)
+		holder := newClient(t, b, "holder", lockers.SystemClock{})
+		old := mustLock(t, holder, "k")
+		holder.net.cut.Store(true)
+		<-old.Lost()
+		gen := b.attrs(t, "k").Generation
+
+		w := newClient(t, b, "waiter", lockers.SystemClock{})
+		if got := tryLock(t, w, "k", ttl/2); got != nil {
+			t.Fatalf("took a lease refreshed after the waiter's read")
+		}
+		if !refreshed.Load() {
+			t.Fatalf("no takeover was attempted")
+		}
+		if now := b.attrs(t, "k").Generation; now != gen {
+			t.Errorf("generation %d after the refused takeover, want %d", now, gen)
+		}
+		var refused bool
+		for _, r := range w.net.requests() {
+			if r.method == http.MethodPost && r.query["ifGenerationMatch"] == itoa(gen) {
+				refused = r.status == http.StatusPreconditionFailed
+			}
+		}
+		if !refused {
+			t.Errorf("the takeover was not answered 412: %v", w.net.requests())
+		}
 	})
 }
