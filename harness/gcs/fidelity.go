@@ -3,6 +3,7 @@ package gcs
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -87,9 +88,13 @@ type fidelity struct {
 
 	locks keyedMutex
 
-	mu      sync.Mutex // guards objects and uploads
+	mu      sync.Mutex // guards objects, uploads and lastGen
 	objects map[string]objState
 	uploads map[string]upload
+	// lastGen is the newest generation each name ever had, deleted or
+	// not: the emulator's generations are its clock in microseconds, and
+	// a new one must never repeat an old one (see freshGeneration).
+	lastGen map[string]int64
 }
 
 func newFidelity(fake *fakestorage.Server, next http.Handler) *fidelity {
@@ -98,6 +103,7 @@ func newFidelity(fake *fakestorage.Server, next http.Handler) *fidelity {
 		next:    next,
 		objects: make(map[string]objState),
 		uploads: make(map[string]upload),
+		lastGen: make(map[string]int64),
 	}
 }
 
@@ -148,6 +154,13 @@ func (f *fidelity) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(body) > maxBody {
 		writeJSONError(w, r, http.StatusRequestEntityTooLarge, "uploadTooLarge", "request body too large", "", "")
 		return
+	}
+
+	if t.xml && t.compose {
+		if body, err = xmlComposeToJSON(r, body); err != nil {
+			writeError(w, r, t, http.StatusBadRequest, "invalid", err.Error())
+			return
+		}
 	}
 
 	var c conds
@@ -201,6 +214,17 @@ func (f *fidelity) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		keys = append(keys, objKey(src.bucket, src.object))
 	}
 	unlock := f.locks.lockAll(keys)
+	// A write that makes a generation waits, outside the lock, until the
+	// clock has moved past the name's newest generation. On a real clock
+	// that is at most a microsecond, and rare; inside a synctest bubble,
+	// where time stands still between events, it is what keeps a
+	// lock-unlock-lock sequence from reusing a generation (and a stale
+	// ifGenerationMatch from matching a new lock).
+	for wait := 0; makesGeneration(t, commit) && !f.freshGeneration(key) && wait < maxGenerationWaits; wait++ {
+		unlock()
+		time.Sleep(time.Microsecond)
+		unlock = f.locks.lockAll(keys)
+	}
 	status := f.checkSources(sources)
 	var rec *gcsapi.Reply
 	if status == 0 {
@@ -272,6 +296,9 @@ func (f *fidelity) serveLocked(r *http.Request, t target, c conds, commit bool, 
 	f.next.ServeHTTP(rec, r)
 	ok := rec.Code >= 200 && rec.Code < 300
 
+	if ok && makesGeneration(t, commit) {
+		f.recordGeneration(t.bucket, t.object, key)
+	}
 	switch t.kind {
 	case opUpdate:
 		if ok && live {
@@ -338,6 +365,37 @@ func (f *fidelity) checkSources(sources []source) int {
 		}
 	}
 	return 0
+}
+
+// maxGenerationWaits bounds the microsecond waits for a fresh generation.
+const maxGenerationWaits = 1000
+
+func makesGeneration(t target, commit bool) bool {
+	return t.kind == opWrite || (t.kind == opResumeChunk && commit)
+}
+
+// freshGeneration says the emulator's clock is past key's newest
+// generation, so a write now gets a new one.
+func (f *fidelity) freshGeneration(key string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return time.Now().UnixMicro() > f.lastGen[key]
+}
+
+// recordGeneration notes the generation a write just made: it starts at
+// metageneration 1 and is updated now. The emulator's compose keeps an
+// existing destination's timestamps, where GCS stamps the new generation.
+func (f *fidelity) recordGeneration(bucket, object, key string) {
+	obj, err := f.fake.GetObjectStreaming(bucket, object)
+	if err != nil {
+		return
+	}
+	gen := obj.Generation
+	obj.Close()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.objects[key] = objState{gen: gen, meta: 1, updated: time.Now()}
+	f.lastGen[key] = max(f.lastGen[key], gen)
 }
 
 // current reads the live object from the emulator and pairs it with the
@@ -561,6 +619,9 @@ func parseTarget(r *http.Request) (target, error) {
 		t.kind = opDownload
 	case http.MethodPut:
 		t.kind = opWrite
+		// PUT ?compose concatenates the components named in an XML
+		// ComposeRequest body into the object: a new generation.
+		_, t.compose = r.URL.Query()["compose"]
 	case http.MethodDelete:
 		t.kind = opDelete
 	default:
@@ -702,6 +763,14 @@ func forwardRequest(r *http.Request, t target, body []byte) *http.Request {
 			u.Path = "/storage/v1/b/" + t.bucket + "/o/" + t.object
 			u.RawPath = "/storage/v1/b/" + eb + "/o/" + eo
 		case opWrite:
+			if t.compose {
+				// The body is already the JSON compose request.
+				u.Path = "/storage/v1/b/" + t.bucket + "/o/" + t.object + "/compose"
+				u.RawPath = "/storage/v1/b/" + eb + "/o/" + eo + "/compose"
+				q = url.Values{}
+				method, ctype = http.MethodPost, "application/json"
+				break
+			}
 			u.Path = "/upload/storage/v1/b/" + t.bucket + "/o"
 			u.RawPath = ""
 			q = url.Values{"uploadType": {"multipart"}}
@@ -725,6 +794,59 @@ func forwardRequest(r *http.Request, t target, body []byte) *http.Request {
 	fwd.Body = io.NopCloser(bytes.NewReader(body))
 	fwd.ContentLength = int64(len(body))
 	return fwd
+}
+
+// xmlComposeToJSON rewrites an XML API compose (components in an XML
+// ComposeRequest, the destination's metadata in x-goog-meta-* and standard
+// headers) as the JSON API compose request with the same meaning.
+func xmlComposeToJSON(r *http.Request, body []byte) ([]byte, error) {
+	var req struct {
+		Components []struct {
+			Name       string `xml:"Name"`
+			Generation string `xml:"Generation"`
+			Match      *struct {
+				IfGenerationMatch string `xml:"IfGenerationMatch"`
+			} `xml:"IfGenerationMatch"`
+		} `xml:"Component"`
+	}
+	if err := xml.Unmarshal(body, &req); err != nil {
+		return nil, fmt.Errorf("XML compose body: %w", err)
+	}
+	if len(req.Components) == 0 {
+		return nil, errors.New("XML compose body names no component")
+	}
+	type precond struct {
+		IfGenerationMatch string `json:"ifGenerationMatch,omitempty"`
+	}
+	type sourceObject struct {
+		Name                string   `json:"name"`
+		Generation          string   `json:"generation,omitempty"`
+		ObjectPreconditions *precond `json:"objectPreconditions,omitempty"`
+	}
+	var sources []sourceObject
+	for _, c := range req.Components {
+		so := sourceObject{Name: c.Name, Generation: c.Generation}
+		if c.Match != nil && c.Match.IfGenerationMatch != "" {
+			so.ObjectPreconditions = &precond{IfGenerationMatch: c.Match.IfGenerationMatch}
+		}
+		sources = append(sources, so)
+	}
+	dest := map[string]any{}
+	custom := map[string]string{}
+	for k, v := range r.Header {
+		if name, ok := strings.CutPrefix(http.CanonicalHeaderKey(k), "X-Goog-Meta-"); ok && len(v) > 0 {
+			custom[strings.ToLower(name)] = v[0]
+		}
+	}
+	if len(custom) > 0 {
+		dest["metadata"] = custom
+	}
+	for h, field := range map[string]string{"Cache-Control": "cacheControl", "Content-Type": "contentType"} {
+		if v := r.Header.Get(h); v != "" {
+			dest[field] = v
+		}
+	}
+	return json.Marshal(map[string]any{"sourceObjects": sources, "destination": dest})
 }
 
 // xmlPutToMultipart rewrites an XML API PUT (metadata in x-goog-meta-* and

@@ -125,22 +125,15 @@
 //
 // # The embedded backend
 //
-// harness/gcs serves the XML PUT, HEAD and DELETE gmutex needs, with its
-// x-goog-if-generation-match judged as GCS does, and Date on every reply.
-// It does not implement XML compose: it takes PUT ?compose for a plain PUT
-// and stores the ComposeRequest as the object's data. The precondition,
-// the new generation, Last-Modified and the ttl metadata come out as GCS
-// would make them, which is all the lock reads, so the lock behaves as on
-// GCS; the object's data does not. TestEmbeddedGCSComposesXML fails until
-// the backend composes.
+// harness/gcs serves the XML PUT, HEAD, DELETE and PUT ?compose gmutex
+// needs, with x-goog-if-generation-match judged as GCS does, Date on every
+// reply, and a composed object stamped (Last-Modified) at its new
+// generation. TestEmbeddedGCSComposesXML pins the compose.
 //
-// Inside a testing/synctest bubble the in-memory backend gives every write
-// made at the same virtual instant the same generation (the emulator's
-// generations are time.Now in microseconds, and bubble time stands still
-// between events). gmutex trusts the generation alone, so there a stale
-// holder's delete or extend can hit a newer incarnation of its lock, which
-// GCS would refuse with 412. TestEmbeddedGCSGenerationsInBubble fails until
-// the backend gives each write a new generation; simulated-time verdicts
-// on gmutex are suspect until then. This package's own bubble tests space
-// their writes apart in virtual time.
+// Inside a testing/synctest bubble, where time stands still between
+// events, the backend still gives every write a new generation (it waits
+// for the clock to pass the name's newest one);
+// TestEmbeddedGCSGenerationsInBubble pins that, since gmutex trusts the
+// generation alone and a repeated one would let a stale holder's delete
+// hit a newer incarnation of its lock.
 package gmutex
