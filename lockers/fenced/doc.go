@@ -146,10 +146,10 @@
 //
 // # In this harness
 //
-// The embedded backend's generations are the emulator's wall-clock
-// microseconds. Inside a synctest bubble the clock stands still between
-// timer firings, so two acquisitions at one virtual instant (an unlock and
-// the next lock with no wait between) get the same generation and the same
-// token there; on real GCS and on a real-time backend they differ
-// (TestTokensIncrease runs in real time for that reason).
+// Tokens are only as monotonic as the backend's generations. The embedded
+// backend's are the emulator's wall-clock microseconds; inside a synctest
+// bubble that clock stands still between timer firings, so a lock, unlock
+// and lock at one virtual instant need the backend itself to keep a name's
+// generations strictly increasing. TestTokensIncrease runs in real time so
+// that it tests the locker, not that.
 package fenced

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -590,4 +591,113 @@ func TestLateRefreshBeatsTakeover(t *testing.T) {
 			t.Errorf("the takeover was not answered 412: %v", w.net.requests())
 		}
 	})
+}
+
+// faultPatch fails metadata updates of k.lock: after committing them when
+// commit is set (a lost reply), before reaching the emulator otherwise.
+func faultPatch(commit bool, on *atomic.Bool) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPatch && on.Load() && strings.HasSuffix(r.URL.Path, "/k.lock") {
+				if commit {
+					next.ServeHTTP(httptest.NewRecorder(), r)
+				}
+				http.Error(w, `{"error":{"code":503,"message":"injected"}}`, http.StatusServiceUnavailable)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// TestAmbiguousRefresh: a refresh whose reply is lost after it committed is
+// confirmed by the read that follows (the metageneration moved), so the
+// lease lives on; one that never reached the server extends nothing, and
+// the holder reports Lost at its deadline.
+func TestAmbiguousRefresh(t *testing.T) {
+	for _, commit := range []bool{true, false} {
+		name := map[bool]string{true: "landed", false: "not-landed"}[commit]
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var on atomic.Bool
+				b := newBackend(t, faultPatch(commit, &on))
+				c := newClient(t, b, "c", lockers.SystemClock{})
+				lease := mustLock(t, c, "k")
+				start := time.Now()
+				on.Store(true)
+				select {
+				case <-lease.Lost():
+					if commit {
+						t.Errorf("Lost %v in, though every refresh landed", time.Since(start))
+					} else if got := time.Since(start); got != ttl-margin {
+						t.Errorf("Lost %v in, want at the deadline %v", got, ttl-margin)
+					}
+				case <-time.After(5 * ttl):
+					if !commit {
+						t.Errorf("no Lost in %v though no refresh landed", 5*ttl)
+					}
+				}
+				on.Store(false)
+				err := lease.Unlock(context.Background())
+				if commit && err != nil {
+					t.Errorf("Unlock: %v", err)
+				}
+			})
+		})
+	}
+}
+
+// TestAmbiguousUnlock: a delete whose reply is lost after it committed is
+// reported indeterminate (the read finds the lock gone, which may be our
+// delete or an expiry); one that never reached the server is sent again,
+// once the read shows our generation still there, and succeeds.
+func TestAmbiguousUnlock(t *testing.T) {
+	for _, commit := range []bool{true, false} {
+		name := map[bool]string{true: "landed", false: "not-landed"}[commit]
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var failed atomic.Bool
+				wrap := func(next http.Handler) http.Handler {
+					return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						if r.Method == http.MethodDelete && failed.CompareAndSwap(false, true) {
+							if commit {
+								next.ServeHTTP(httptest.NewRecorder(), r)
+							}
+							http.Error(w, `{"error":{"code":503,"message":"injected"}}`, http.StatusServiceUnavailable)
+							return
+						}
+						next.ServeHTTP(w, r)
+					})
+				}
+				b := newBackend(t, wrap)
+				c := newClient(t, b, "c", lockers.SystemClock{})
+				lease := mustLock(t, c, "k")
+				err := lease.Unlock(context.Background())
+				var deletes int
+				for _, r := range c.net.requests() {
+					if r.method == http.MethodDelete {
+						deletes++
+					}
+				}
+				if commit {
+					if err == nil || errors.Is(err, lockers.ErrNoEffect) {
+						t.Errorf("Unlock after a lost delete reply: %v, want an indeterminate error", err)
+					}
+					if deletes != 1 {
+						t.Errorf("%d deletes, want 1: the lock was gone", deletes)
+					}
+				} else {
+					if err != nil {
+						t.Errorf("Unlock after a failed delete: %v, want success on the second", err)
+					}
+					if deletes != 2 {
+						t.Errorf("%d deletes, want 2", deletes)
+					}
+				}
+				if _, err := b.object("k").Attrs(context.Background()); !errors.Is(err, storage.ErrObjectNotExist) {
+					t.Errorf("k.lock after Unlock: %v, want gone", err)
+				}
+			})
+		})
+	}
 }
