@@ -84,20 +84,26 @@
 // # The guarantee
 //
 // Two holders that respect Lost (stop acting on the protected resource when
-// it closes) are never both inside their critical sections if
+// it closes) are never both inside their critical sections if, for every
+// lease,
 //
-//	(a) over any one TTL, each client's clock and the server's clock
-//	    measure elapsed time within the margin of each other (rate, not
-//	    offset), and
-//	(b) no holder is stalled between checking Lost and acting for longer
-//	    than the margin's unspent part.
+//	(a) the rate difference between the holder's clock and the server's:
+//	    how much less elapsed time the holder's clock measures than the
+//	    server's over one TTL, plus
+//	(b) the longest the holder stalls between checking Lost and acting
+//	    on the protected resource
+//
+// stay below the margin together. Clock offsets play no part.
 //
 // Why: the lease's server-side expiry is at least updated + TTL, where
 // updated is the commit instant of the holder's last confirmed write, and
 // that write was sent at t0 on the holder's clock, before it committed. The
-// holder's deadline t0 + TTL − margin therefore comes at least a margin
-// before the server can judge the lease expired, in real time, as long as
-// the two clocks agree on elapsed time to within the margin. The waiter's
+// holder's deadline t0 + TTL − margin therefore comes a margin, less the
+// rate difference (a), before the server can judge the lease expired, in
+// real time; what is left covers the stall (b). A waiter's takeover is
+// conditional on the generation and metageneration it judged, so a refresh
+// that lands after that judgement defeats the takeover, and a takeover that
+// lands first defeats the refresh (TestLateRefreshBeatsTakeover). The waiter's
 // judgement uses the server's updated and the server's Date only, so clock
 // offsets of any size, between clients or with the server, are harmless:
 // a client an hour ahead or behind neither steals a live lease nor keeps
@@ -130,6 +136,20 @@
 //   - Real GCS allows about one write per second per object: the defaults
 //     (a refresh every 4 s) respect it; a TimeScale below ~0.25 does not,
 //     and 429s then count as ambiguous replies.
+//
+// # Refinements of the first design, and why
+//
+//   - Takeover conditions on the metageneration as well as the generation.
+//     With ifGenerationMatch alone, a refresh sent before the holder's
+//     deadline but delayed past the waiter's expiry judgement would land
+//     (it does not change the generation), the takeover would land too,
+//     and the holder would extend a lease another client now holds.
+//   - A waiter's sleep has a floor (MinBackoff/4): a lease judged to
+//     expire at this very instant would otherwise give a zero wait, a spin
+//     that never lets a simulated clock move.
+//   - An ambiguous write whose caller has gone, found won, is given back
+//     rather than left to expire: it still makes Lock's error indeterminate.
+//   - The check-own-token read matches owner as well as nonce.
 //
 // # Durations
 //
