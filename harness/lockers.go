@@ -10,6 +10,7 @@ import (
 	"github.com/lockcheck/lockcheck/harness/gcs"
 	"github.com/lockcheck/lockcheck/internal/redisserver"
 	"github.com/lockcheck/lockcheck/lockers"
+	"github.com/lockcheck/lockcheck/lockers/fenced"
 	"github.com/lockcheck/lockcheck/lockers/gcslock"
 	"github.com/lockcheck/lockcheck/lockers/gmutex"
 	"github.com/lockcheck/lockcheck/lockers/memory"
@@ -51,6 +52,15 @@ func Lockers() []LockerSpec {
 			TTL:     gmutex.DefaultTTL,
 			Setup: withGCS(func(ctx context.Context, t gcsTarget, p Params, env lockers.Env) (lockers.Locker, error) {
 				return gmutex.New(ctx, gmutex.Config{Endpoint: t.endpoint, Bucket: t.bucket}, env, gmutex.Options{TimeScale: p.TimeScale})
+			}),
+		},
+		{
+			Name:    fenced.Name,
+			Summary: "lockcheck's own GCS lock: atomic takeover by generation, expiry on server time, generation as fencing token, Lost before expiry (12 s TTL)",
+			Fencing: true,
+			TTL:     fenced.DefaultTTL,
+			Setup: withGCS(func(ctx context.Context, t gcsTarget, p Params, env lockers.Env) (lockers.Locker, error) {
+				return fenced.New(ctx, fenced.Config{Endpoint: t.endpoint, Bucket: t.bucket}, env, fenced.Options{TimeScale: p.TimeScale})
 			}),
 		},
 		{
