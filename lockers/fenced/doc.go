@@ -52,7 +52,11 @@
 // env.MarkAttempt is called before every create and takeover. Every
 // earlier attempt of the call was then definitely without effect: 412s
 // and "not expired" are definite, and an ambiguous attempt ends the call.
-// Lock's errors wrap ErrNoEffect except after an ambiguous attempt.
+// A write whose context ended before its request was handed to env.HTTP's
+// transport is definite too (a wrapper around that transport counts the
+// requests of each call and sends none once the context has ended): that
+// is how a Lock cancelled while it waits normally ends. Lock's errors wrap
+// ErrNoEffect except after an ambiguous attempt.
 //
 // The lease: a refresher, every Refresh on the client's clock, notes t0
 // and updates the metadata with ifGenerationMatch=g and

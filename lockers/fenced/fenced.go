@@ -153,7 +153,7 @@ func New(ctx context.Context, cfg Config, env lockers.Env, opts Options) (*Locke
 		return nil, fmt.Errorf("%w: Env.HTTP and Env.Clock are required", ErrBadOptions)
 	}
 	copts := []option.ClientOption{
-		option.WithHTTPClient(dateClient(env.HTTP)),
+		option.WithHTTPClient(traceClient(env.HTTP)),
 		option.WithoutAuthentication(),
 	}
 	if cfg.Endpoint != "" {
@@ -228,6 +228,7 @@ type outcome int
 
 const (
 	ambiguous outcome = iota // may have committed: network error, timeout, 5xx, 408, 429
+	unsent                   // never handed to the network
 	refused                  // 412: a precondition failed, nothing written
 	missing                  // 404: nothing there, nothing written
 	rejected                 // another 4xx: nothing written
@@ -315,7 +316,8 @@ func (l *Locker) attempt(ctx context.Context, key string, obj *storage.ObjectHan
 	l.env.MarkAttempt()
 	nonce := l.nonce()
 	t0 := l.env.Clock.Now()
-	cctx, cancel := l.callContext(ctx)
+	tr := &trace{}
+	cctx, cancel := l.callContext(context.WithValue(ctx, traceKey{}, tr))
 	w := obj.If(cond).NewWriter(cctx)
 	// One multipart request; a zero ChunkSize also turns off the writer's
 	// own retries.
@@ -327,6 +329,10 @@ func (l *Locker) attempt(ctx context.Context, key string, obj *storage.ObjectHan
 	if err == nil {
 		a := w.Attrs()
 		return l.startLease(key, obj, a.Generation, a.Metageneration, nonce, t0), 0, nil
+	}
+	if tr.requests() == 0 {
+		// Cancelled before a request left: surely no effect.
+		return nil, unsent, nil
 	}
 	switch o := classify(err); o {
 	case refused, missing:
@@ -364,24 +370,33 @@ func (l *Locker) checkOwn(ctx context.Context, key string, obj *storage.ObjectHa
 	return l.startLease(key, obj, attrs.Generation, attrs.Metageneration, nonce, t0), nil
 }
 
-// dateKey carries, in a request's context, where to record the reply's Date.
-type dateKey struct{}
+// traceKey carries, in a request's context, the trace of one storage call.
+type traceKey struct{}
 
-type dateSlot struct {
-	mu sync.Mutex
-	t  time.Time
+// trace is what the transport saw of one storage call: how many requests
+// went to the network, and the last reply's Date.
+type trace struct {
+	mu   sync.Mutex
+	sent int
+	date time.Time
+}
+
+func (t *trace) requests() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.sent
 }
 
 // read reads the object's attributes and the server's Date header of the
 // reply (zero when the reply had none).
 func (l *Locker) read(ctx context.Context, obj *storage.ObjectHandle) (*storage.ObjectAttrs, time.Time, error) {
-	slot := &dateSlot{}
-	cctx, cancel := l.callContext(context.WithValue(ctx, dateKey{}, slot))
+	tr := &trace{}
+	cctx, cancel := l.callContext(context.WithValue(ctx, traceKey{}, tr))
 	defer cancel()
 	attrs, err := obj.Attrs(cctx)
-	slot.mu.Lock()
-	defer slot.mu.Unlock()
-	return attrs, slot.t, err
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return attrs, tr.date, err
 }
 
 // remaining is how long the lease in attrs may still live by the server's
@@ -418,36 +433,47 @@ func clockContext(parent context.Context, clock lockers.Clock, d time.Duration) 
 	return ctx, cancel
 }
 
-// dateTransport records each reply's Date header in the slot its request's
-// context carries, then hands the request to the transport of the client
-// the harness gave, read at each request so a harness that swaps it keeps
-// its faults.
-type dateTransport struct{ env *http.Client }
+// traceTransport fills in the trace its request's context carries, then
+// hands the request to the transport of the client the harness gave, read
+// at each request so a harness that swaps it keeps its faults. A request
+// whose context has already ended is not sent: the trace can then tell a
+// write that surely never left from one that may have.
+type traceTransport struct{ env *http.Client }
 
-func (t dateTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+func (t traceTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	tr, _ := r.Context().Value(traceKey{}).(*trace)
+	if err := r.Context().Err(); err != nil {
+		if r.Body != nil {
+			r.Body.Close()
+		}
+		return nil, err
+	}
+	if tr != nil {
+		tr.mu.Lock()
+		tr.sent++
+		tr.mu.Unlock()
+	}
 	base := t.env.Transport
 	if base == nil {
 		base = http.DefaultTransport
 	}
 	resp, err := base.RoundTrip(r)
-	if err != nil {
+	if err != nil || tr == nil {
 		return resp, err
 	}
-	if slot, ok := r.Context().Value(dateKey{}).(*dateSlot); ok {
-		if d, perr := http.ParseTime(resp.Header.Get("Date")); perr == nil {
-			slot.mu.Lock()
-			slot.t = d
-			slot.mu.Unlock()
-		}
+	if d, perr := http.ParseTime(resp.Header.Get("Date")); perr == nil {
+		tr.mu.Lock()
+		tr.date = d
+		tr.mu.Unlock()
 	}
 	return resp, nil
 }
 
-// dateClient is a copy of c (timeout, redirects, cookies) whose transport
-// records Date headers.
-func dateClient(c *http.Client) *http.Client {
+// traceClient is a copy of c (timeout, redirects, cookies) whose transport
+// traces storage calls.
+func traceClient(c *http.Client) *http.Client {
 	cc := *c
-	cc.Transport = dateTransport{env: c}
+	cc.Transport = traceTransport{env: c}
 	return &cc
 }
 
