@@ -167,6 +167,9 @@
 // 2 s. TimeScale 0.1 gives TTL 1.2 s, refresh 400 ms, margin 300 ms, calls
 // 200 ms, backoff 10–200 ms. Explicit overrides are taken unscaled; New
 // refuses a margin not below the TTL and a refresh not below TTL − margin.
+// The Date header's one-second resolution is not scaled: a waiter takes
+// over an abandoned lease between TTL + 1 s and TTL + 2 s after its last
+// write (plus its backoff), which at TimeScale 0.1 is two to three TTLs.
 //
 // # In this harness
 //
