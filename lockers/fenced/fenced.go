@@ -264,9 +264,12 @@ func (l *Locker) Lock(ctx context.Context, key string) (lockers.Lease, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("%s: lock %q: %w: %w", Name, key, context.Cause(ctx), lockers.ErrNoEffect)
 		}
-		ls, _, err := l.attempt(ctx, key, obj, storage.Conditions{DoesNotExist: true})
+		ls, o, err := l.attempt(ctx, key, obj, storage.Conditions{DoesNotExist: true})
 		if ls != nil || err != nil {
 			return ls, err
+		}
+		if o == unsent {
+			continue // the context ended
 		}
 		// Held (412): judge the lease on the server's clock.
 		wait := l.backoff(n)
@@ -331,8 +334,13 @@ func (l *Locker) attempt(ctx context.Context, key string, obj *storage.ObjectHan
 		return l.startLease(key, obj, a.Generation, a.Metageneration, nonce, t0), 0, nil
 	}
 	if tr.requests() == 0 {
-		// Cancelled before a request left: surely no effect.
-		return nil, unsent, nil
+		// No request left: surely no effect. Cancelled, the caller's
+		// loop ends; otherwise the failure is local and ends it too,
+		// rather than spin on it.
+		if ctx.Err() != nil {
+			return nil, unsent, nil
+		}
+		return nil, unsent, fmt.Errorf("%s: lock %q: write never sent: %w: %w", Name, key, err, lockers.ErrNoEffect)
 	}
 	switch o := classify(err); o {
 	case refused, missing:
