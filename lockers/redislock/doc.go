@@ -58,7 +58,10 @@
 //     leaves the key set, unrefreshed, until its TTL runs out, exactly as a
 //     user of the library would.
 //   - go-redis keeps its default timeouts (3 s reads and writes, real
-//     time); a command is not interrupted by a cancelled context.
+//     time); a command is not interrupted by a cancelled context. Its
+//     maintenance notifications (a Redis Enterprise feature) are off: they
+//     resolve the server's host name when the client is built, outside
+//     Env.Dial, and the library uses none of it.
 //   - The owner check on Release is the library's: it deletes the key only
 //     while it still holds this lease's token.
 //

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bsm/redislock"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/lockcheck/lockcheck/lockers"
 )
@@ -111,9 +112,16 @@ func New(cfg Config, env lockers.Env, opts Options) (*Locker, error) {
 	h := fnv.New64a()
 	h.Write([]byte(env.Identity))
 	return &Locker{
-		env:    env,
-		set:    set,
-		client: redis.NewClient(&redis.Options{Addr: cfg.Addr, Dialer: env.Dial}),
+		env: env,
+		set: set,
+		client: redis.NewClient(&redis.Options{
+			Addr:   cfg.Addr,
+			Dialer: env.Dial,
+			// Maintenance notifications (a Redis Enterprise feature) resolve
+			// the address's host name at construction, outside Env.Dial;
+			// the library needs none of it.
+			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+		}),
 		closed: make(chan struct{}),
 		rng:    rand.New(rand.NewPCG(env.Seed, h.Sum64())),
 	}, nil

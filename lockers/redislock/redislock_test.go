@@ -5,11 +5,13 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/lockcheck/lockcheck/internal/redisserver"
 	"github.com/lockcheck/lockcheck/lockers"
@@ -157,7 +159,7 @@ func TestRefreshKeepsLeaseReal(t *testing.T) {
 	}
 
 	// No refresher: a key as a crashed holder leaves it.
-	raw := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	raw := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaintNotificationsConfig: noMaint()})
 	defer raw.Close()
 	if ok, err := raw.SetNX(ctx, "unkept", "crashed", ttl).Result(); err != nil || !ok {
 		t.Fatalf("SET NX: %v %v", ok, err)
@@ -171,6 +173,12 @@ func TestRefreshKeepsLeaseReal(t *testing.T) {
 	taken.Unlock(ctx)
 }
 
+// noMaint keeps the test's own clients from resolving their address's
+// host name, which a synctest bubble forbids (see the adapters' clients).
+func noMaint() *maintnotifications.Config {
+	return &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+}
+
 func isClosed(c <-chan struct{}) bool {
 	select {
 	case <-c:
@@ -182,7 +190,7 @@ func isClosed(c <-chan struct{}) bool {
 
 // rawClient reaches srv beside the lockers, to play another holder.
 func rawClient(t testing.TB, srv *redisserver.Server) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Dialer: srv.Dial})
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Dialer: srv.Dial, MaintNotificationsConfig: noMaint()})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -342,4 +350,82 @@ func TestOptions(t *testing.T) {
 	if _, err := redislock.New(redislock.Config{}, env, redislock.Options{}); !errors.Is(err, redislock.ErrBadOptions) {
 		t.Errorf("empty Addr: %v; want ErrBadOptions", err)
 	}
+}
+
+// cutter dials a server until cut, then closes the connections it made
+// and refuses new ones: the server is gone for this client. (Closing an
+// in-memory miniredis is not enough: its Dial still serves.)
+type cutter struct {
+	srv *redisserver.Server
+
+	mu    sync.Mutex
+	cut   bool
+	conns []net.Conn
+}
+
+func (c *cutter) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cut {
+		return nil, errors.New("server gone")
+	}
+	conn, err := c.srv.Dial(ctx, network, addr)
+	if err == nil {
+		c.conns = append(c.conns, conn)
+	}
+	return conn, err
+}
+
+func (c *cutter) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cut = true
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+}
+
+// TestServerGoneLost: when the server stops answering, refreshes fail
+// without a verdict, and Lost closes once a full TTL has passed since the
+// last one that succeeded, not at the first failure; a lease on a server
+// that stays up is not lost meanwhile.
+func TestServerGoneLost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = 2 * time.Second
+		gone := &cutter{srv: inMemory(t)}
+		ctx := context.Background()
+		l, err := redislock.New(redislock.Config{Addr: "127.0.0.1:1"}, lockers.Env{Clock: lockers.SystemClock{}, Dial: gone.dial, Identity: "a", Seed: 1}, redislock.Options{TTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		lease, err := l.Lock(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept, err := newLocker(t, inMemory(t), systemEnv("b"), redislock.Options{TTL: ttl}).Lock(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(ttl * 3 / 4) // virtual: one refresh has succeeded, at TTL/2
+		gone.stop()
+		stopped := time.Now()
+		select {
+		case <-lease.Lost():
+			// Last success sent at TTL/2; the lease runs out at 3 TTL/2.
+			if waited := time.Since(stopped); waited != ttl*3/4 {
+				t.Errorf("Lost closed %v after the server stopped; want %v, a TTL after the last refresh", waited, ttl*3/4)
+			}
+		case <-time.After(3 * ttl):
+			t.Fatal("Lost still open three TTLs after the server stopped")
+		}
+		if isClosed(kept.Lost()) {
+			t.Error("Lost closed on the lease whose server is up")
+		}
+		kept.Unlock(ctx)
+		// go-redis keeps redialling the gone server in the background for a
+		// while; the bubble's clock only runs while its main goroutine
+		// does, so give those retries (virtual) time to end.
+		time.Sleep(bound)
+	})
 }

@@ -36,7 +36,9 @@
 //     and redsync's per-node timeout would not bound a node that stopped
 //     answering: every round would then wait go-redis's 3 s read timeout and
 //     fail its validity check, and Redlock would stop working with one node
-//     cut off.
+//     cut off. Maintenance notifications (a Redis Enterprise feature) are
+//     off: they resolve each server's host name when the client is built,
+//     outside Env.Dial, and the library uses none of it.
 //   - Refresh: ExtendContext every TTL/2 of Env.Clock, counted from the
 //     sending of the last successful extension (or of the winning round).
 //     An extension that fails, for any reason (below a quorum, or redsync's

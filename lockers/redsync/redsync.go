@@ -15,6 +15,7 @@ import (
 	rsredis "github.com/go-redsync/redsync/v4/redis"
 	"github.com/go-redsync/redsync/v4/redis/goredis/v9"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/lockcheck/lockcheck/lockers"
 )
@@ -135,6 +136,10 @@ func New(cfg Config, env lockers.Env, opts Options) (*Locker, error) {
 			// (WithTimeoutFactor); go-redis ignores context deadlines on
 			// its sockets unless told.
 			ContextTimeoutEnabled: true,
+			// Maintenance notifications (a Redis Enterprise feature) resolve
+			// the address's host name at construction, outside Env.Dial;
+			// the library needs none of it.
+			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 		}))
 	}
 	return l, nil

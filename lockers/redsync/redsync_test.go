@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/lockcheck/lockcheck/internal/redisserver"
 	"github.com/lockcheck/lockcheck/lockers"
@@ -55,6 +57,12 @@ func cancelOnReal(start func(testing.TB, int) *cluster) func(testing.TB, int) *c
 type cluster struct {
 	addrs   []string
 	servers map[string]*redisserver.Server
+
+	// Closing an in-memory miniredis is not enough to make it gone: its
+	// Dial still serves. cut does, for the cluster's clients.
+	mu    sync.Mutex
+	cut   map[string]bool
+	conns map[string][]net.Conn
 }
 
 func (c *cluster) dial(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -62,7 +70,33 @@ func (c *cluster) dial(ctx context.Context, network, addr string) (net.Conn, err
 	if !ok {
 		return nil, fmt.Errorf("no server at %s", addr)
 	}
-	return s.Dial(ctx, network, addr)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cut[addr] {
+		return nil, fmt.Errorf("%s is gone", addr)
+	}
+	conn, err := s.Dial(ctx, network, addr)
+	if err == nil {
+		if c.conns == nil {
+			c.conns = map[string][]net.Conn{}
+		}
+		c.conns[addr] = append(c.conns[addr], conn)
+	}
+	return conn, err
+}
+
+// stop makes the server at addr gone: its connections close, new ones
+// are refused.
+func (c *cluster) stop(addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cut == nil {
+		c.cut = map[string]bool{}
+	}
+	c.cut[addr] = true
+	for _, conn := range c.conns[addr] {
+		conn.Close()
+	}
 }
 
 func inMemory(t testing.TB, n int) *cluster {
@@ -70,7 +104,9 @@ func inMemory(t testing.TB, n int) *cluster {
 	for i := range n {
 		s := redisserver.NewInMemory()
 		t.Cleanup(func() { s.Close() })
-		addr := fmt.Sprintf("mem%d:6379", i)
+		// IP literals: go-redis resolves a host name in some paths, which a
+		// synctest bubble forbids. Only c.dial ever sees these.
+		addr := fmt.Sprintf("127.0.0.%d:1", i+1)
 		c.addrs = append(c.addrs, addr)
 		c.servers[addr] = s
 	}
@@ -206,7 +242,7 @@ func TestRefreshKeepsLeaseReal(t *testing.T) {
 
 	// A crashed holder's keys, on every server, unrefreshed.
 	for _, addr := range c.addrs {
-		raw := redis.NewClient(&redis.Options{Addr: addr})
+		raw := redis.NewClient(&redis.Options{Addr: addr, MaintNotificationsConfig: noMaint()})
 		err := raw.SetNX(ctx, "unkept", "crashed", ttl).Err()
 		raw.Close()
 		if err != nil {
@@ -220,6 +256,12 @@ func TestRefreshKeepsLeaseReal(t *testing.T) {
 		t.Fatalf("rival did not take an unrefreshed lock within 2.5 TTLs: %v", err)
 	}
 	taken.Unlock(ctx)
+}
+
+// noMaint keeps the test's own clients from resolving their address's
+// host name, which a synctest bubble forbids (see the adapters' clients).
+func noMaint() *maintnotifications.Config {
+	return &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 }
 
 func isClosed(c <-chan struct{}) bool {
@@ -320,7 +362,7 @@ func TestTakeoverLost(t *testing.T) {
 		ctx := context.Background()
 		raw := make([]*redis.Client, 3)
 		for i, addr := range c.addrs {
-			raw[i] = redis.NewClient(&redis.Options{Addr: addr, Dialer: c.dial})
+			raw[i] = redis.NewClient(&redis.Options{Addr: addr, Dialer: c.dial, MaintNotificationsConfig: noMaint()})
 			defer raw[i].Close()
 		}
 
@@ -381,7 +423,7 @@ func TestLockRefused(t *testing.T) {
 				env.AttemptStarted = func() { attempts++ }
 				l := newLocker(t, c, env, redsync.Options{TTL: time.Minute})
 				for _, addr := range c.addrs {
-					raw := redis.NewClient(&redis.Options{Addr: addr, Dialer: c.dial})
+					raw := redis.NewClient(&redis.Options{Addr: addr, Dialer: c.dial, MaintNotificationsConfig: noMaint()})
 					err := raw.Set(context.Background(), "held", "other", time.Hour).Err()
 					raw.Close()
 					if err != nil {
@@ -431,4 +473,38 @@ func TestOptions(t *testing.T) {
 	if _, err := redsync.New(redsync.Config{}, env, redsync.Options{}); !errors.Is(err, redsync.ErrBadOptions) {
 		t.Errorf("no Addrs: %v; want ErrBadOptions", err)
 	}
+}
+
+// TestServersGoneLost: Redlock over three keeps its lease, refreshing it,
+// with one server stopped; once a second one stops, Lost closes within a
+// TTL.
+func TestServersGoneLost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = 2 * time.Second
+		c := inMemory(t, 3)
+		ctx := context.Background()
+		lease, err := newLocker(t, c, systemEnv("a"), redsync.Options{TTL: ttl}).Lock(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.stop(c.addrs[0])
+		time.Sleep(3 * ttl) // virtual: six refreshes on two of three
+		if isClosed(lease.Lost()) {
+			t.Fatal("Lost closed with two of three servers up")
+		}
+		c.stop(c.addrs[1])
+		stopped := time.Now()
+		select {
+		case <-lease.Lost():
+			if waited := time.Since(stopped); waited > ttl {
+				t.Errorf("Lost closed %v after the second server stopped; want within the TTL, %v", waited, ttl)
+			}
+		case <-time.After(3 * ttl):
+			t.Fatal("Lost still open three TTLs after two of three servers stopped")
+		}
+		// go-redis keeps redialling the gone server in the background for a
+		// while; the bubble's clock only runs while its main goroutine
+		// does, so give those retries (virtual) time to end.
+		time.Sleep(bound)
+	})
 }
