@@ -33,9 +33,9 @@
 //  4. Not expired, or the read failed: sleep a full jitter (uniform in
 //     [0, w)) where w = min(MinBackoff·2ⁿ capped at MaxBackoff, the
 //     lease's server-judged remaining life), w at least MinBackoff, the
-//     sleep at least MinBackoff/4; then go to 1. A 412 on a takeover (the
-//     holder refreshed, or someone else took it first) and a lock found gone
-//     wait MinBackoff.
+//     sleep at least MinBackoff/4; then go to 1. After a 412 on a takeover
+//     (the holder refreshed, or someone else took it first) and after a
+//     lock found gone, w is MinBackoff.
 //
 // An ambiguous reply to a create or a takeover (network error, timeout,
 // 5xx, 408, 429) is settled by the check-own-token read: if the object
@@ -55,8 +55,10 @@
 // A write whose context ended before its request was handed to env.HTTP's
 // transport is definite too (a wrapper around that transport counts the
 // requests of each call and sends none once the context has ended): that
-// is how a Lock cancelled while it waits normally ends. Lock's errors wrap
-// ErrNoEffect except after an ambiguous attempt.
+// is how a Lock cancelled while it waits normally ends. A write that fails
+// with no request sent and its context alive (a local failure) ends Lock
+// with a definite error rather than be retried in a loop. Lock's errors
+// wrap ErrNoEffect except after an ambiguous attempt.
 //
 // The lease: a refresher, every Refresh on the client's clock, notes t0
 // and updates the metadata with ifGenerationMatch=g and
