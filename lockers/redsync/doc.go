@@ -62,6 +62,17 @@
 //     context.WithTimeout), not on Env.Clock: a client whose harness clock
 //     is skewed, jumps or pauses keeps the library's timing unchanged. Only
 //     the adapter's refresh schedule and its Lost deadline follow Env.Clock.
+//   - WithFailFast stays off, the library's default: every round and every
+//     extension waits for all nodes. A round is bounded by the per-node
+//     timeout, but ExtendContext has none but its context, and the
+//     adapter's carries no deadline (a deadline is real time, and go-redis
+//     honours nothing else on a socket). A node that stops answering
+//     without refusing (a partition that drops packets) therefore holds an
+//     extension up to go-redis's own limits (5 dial attempts of up to 5 s,
+//     3 s reads), longer than a scaled TTL, and the lease is reported Lost
+//     by the adapter's TTL deadline although a majority answered. A node
+//     that refuses connections costs go-redis's dial retries, 4 × 100 ms,
+//     until its pool starts failing fast.
 //   - A round that fails after taking some nodes leaves their keys if the
 //     compare-and-delete does not arrive; they expire unrefreshed, as for
 //     any user of the library.
