@@ -352,7 +352,25 @@ func (l *Locker) attempt(ctx context.Context, key string, obj *storage.ObjectHan
 	if ls != nil {
 		return ls, ambiguous, nil
 	}
+	if refusedUnread(err) && (errors.Is(rerr, errNotOurs) || classify(rerr) == missing) && ctx.Err() == nil {
+		// The server turned the write away before reading it (rate
+		// limit, request timeout) and the object is not ours: nothing is
+		// in flight, so this attempt is as definite as a 412.
+		return nil, refused, nil
+	}
 	return nil, ambiguous, fmt.Errorf("%s: lock %q: write %v (indeterminate: it may still commit): %w", Name, key, err, rerr)
+}
+
+// errNotOurs: the check-own-token read found another write's lock.
+var errNotOurs = errors.New("the lock carries another nonce")
+
+// refusedUnread says the server answered 429 or 408: it refused the request
+// without acting on it. Other 5xx replies stay ambiguous even when the
+// read-back shows another lock, since a front end may answer for a write
+// its back end has yet to commit.
+func refusedUnread(err error) bool {
+	var gerr *googleapi.Error
+	return errors.As(err, &gerr) && (gerr.Code == http.StatusTooManyRequests || gerr.Code == http.StatusRequestTimeout)
 }
 
 // checkOwn settles an ambiguous write by reading the object: if it carries
@@ -367,7 +385,7 @@ func (l *Locker) checkOwn(ctx context.Context, key string, obj *storage.ObjectHa
 		return nil, fmt.Errorf("check-own-token read: %w", err)
 	}
 	if attrs.Metadata[metaNonce] != nonce || attrs.Metadata[metaOwner] != l.env.Identity {
-		return nil, errors.New("the lock carries another nonce")
+		return nil, errNotOurs
 	}
 	if ctx.Err() != nil {
 		dctx, cancel := l.callContext(rctx)

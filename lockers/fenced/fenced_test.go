@@ -3,6 +3,7 @@ package fenced_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -760,5 +761,53 @@ func TestLoopbackServer(t *testing.T) {
 	}
 	if err := next.Unlock(ctx); err != nil {
 		t.Errorf("Unlock: %v", err)
+	}
+}
+
+// TestRefusedUnreadRetries: a create the server turns away unread (429)
+// and a read-back that finds no lock of ours is a definite loss, so Lock
+// tries again and wins, with every attempt reported. The pair: the same
+// refusal as a 503, which a front end may send for a write still to
+// commit, ends Lock with an indeterminate error.
+func TestRefusedUnreadRetries(t *testing.T) {
+	for _, code := range []int{http.StatusTooManyRequests, http.StatusServiceUnavailable} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var refuse atomic.Int32
+				refuse.Store(1)
+				wrap := func(next http.Handler) http.Handler {
+					return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						if r.Method == http.MethodPost && refuse.Add(-1) >= 0 {
+							http.Error(w, fmt.Sprintf(`{"error":{"code":%d,"message":"refused"}}`, code), code)
+							return
+						}
+						next.ServeHTTP(w, r)
+					})
+				}
+				b := newBackend(t, wrap)
+				var attempts int
+				env := lockers.Env{Clock: lockers.SystemClock{}, HTTP: b.m.HTTPClient(nil), Identity: "c", Seed: 1,
+					AttemptStarted: func() { attempts++ }}
+				l, err := fenced.New(context.Background(), fenced.Config{Endpoint: b.m.Endpoint(), Bucket: b.m.Bucket()}, env, fenced.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Close()
+				lease, err := l.Lock(context.Background(), "k")
+				if code == http.StatusServiceUnavailable {
+					if err == nil || errors.Is(err, lockers.ErrNoEffect) {
+						t.Fatalf("after a 503 and no lock of ours: %v, want an indeterminate error", err)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("after a 429 and no lock of ours: %v, want Lock to try again and win", err)
+				}
+				defer mustUnlock(t, lease)
+				if attempts != 2 {
+					t.Errorf("%d attempts reported, want 2", attempts)
+				}
+			})
+		})
 	}
 }
