@@ -462,12 +462,14 @@ func (l *Locker) stale(attrs *storage.ObjectAttrs) bool {
 
 // deleteLockObject is delete_lock_object: delete with
 // ifMetagenerationMatch; true if it deleted, false on 404 or 412, an
-// error otherwise. It also returns how many HTTP requests it took.
+// error otherwise.
 func deleteLockObject(ctx context.Context, obj *storage.ObjectHandle, metageneration int64) (bool, error) {
 	deleted, _, err := deleteCounted(ctx, obj, metageneration)
 	return deleted, err
 }
 
+// deleteCounted is deleteLockObject that also returns how many HTTP
+// requests the delete took.
 func deleteCounted(ctx context.Context, obj *storage.ObjectHandle, metageneration int64) (bool, int64, error) {
 	ctx, done := counted(ctx)
 	sent, err := done(obj.If(storage.Conditions{MetagenerationMatch: metageneration}).Delete(ctx))

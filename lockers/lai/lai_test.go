@@ -290,6 +290,48 @@ func TestStaleByClientClock(t *testing.T) {
 	})
 }
 
+// TestRefreshWithoutGeneration: a client whose clock runs a TTL ahead
+// deletes the holder's lock as stale and creates its own, metageneration 1
+// again. The holder's refresh (ifMetagenerationMatch=1, no generation)
+// succeeds on the newcomer's object, so the holder is never told; the
+// newcomer's refresh then gets 412 and it is the one that loses; the
+// holder's Unlock deletes the newcomer's lock.
+func TestRefreshWithoutGeneration(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend(t)
+		holder := newClient(t, b, "holder", skewClock{}, lai.Options{})
+		held, err := holder.locker.Lock(context.Background(), "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ahead := newClient(t, b, "ahead", skewClock{offset: lai.DefaultTTL + time.Second}, lai.Options{})
+		taken, err := ahead.locker.Lock(context.Background(), "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(holder.locker.Options().RefreshInterval + 2*time.Second)
+		a, err := b.attrs("k")
+		if err != nil || a.Metadata["identity"] != "ahead" || a.Metageneration != 2 {
+			t.Fatalf("lock object %v, %v: want the newcomer's, refreshed once by the old holder", a, err)
+		}
+		if closed(held.Lost()) {
+			t.Error("the old holder was told its lease was lost; its refresh matched the newcomer's metageneration")
+		}
+		if !closed(taken.Lost()) {
+			t.Error("the newcomer's refresh met metageneration 2 and was not declared lost")
+		}
+		if err := held.Unlock(context.Background()); err != nil {
+			t.Fatalf("old holder's Unlock: %v", err)
+		}
+		if _, err := b.attrs("k"); !errors.Is(err, storage.ErrObjectNotExist) {
+			t.Fatalf("after the old holder's Unlock: %v, want the newcomer's lock deleted", err)
+		}
+		if err := taken.Unlock(context.Background()); !errors.Is(err, lai.ErrWasNotHeld) {
+			t.Fatalf("newcomer's Unlock = %v, want ErrWasNotHeld", err)
+		}
+	})
+}
+
 // TestRefresh: every refresh interval (300 s / 9) the refresher moves
 // expires_at on with ifMetagenerationMatch; once another writer bumps the
 // metageneration, the next refresh gets 412 and the lease is lost.
