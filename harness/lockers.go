@@ -13,6 +13,7 @@ import (
 	"github.com/lockcheck/lockcheck/lockers/fenced"
 	"github.com/lockcheck/lockcheck/lockers/gcslock"
 	"github.com/lockcheck/lockcheck/lockers/gmutex"
+	"github.com/lockcheck/lockcheck/lockers/lai"
 	"github.com/lockcheck/lockcheck/lockers/memory"
 	"github.com/lockcheck/lockcheck/lockers/mutants"
 	"github.com/lockcheck/lockcheck/lockers/redis"
@@ -37,6 +38,14 @@ func Lockers() []LockerSpec {
 			Summary: "tus-node-server PR #616 GCS locker, faithful (12 s TTL, 10 s watcher, 30 s acquire timeout; scaled by -time-scale), on the embedded GCS",
 			Setup: withGCS(func(ctx context.Context, t gcsTarget, p Params, env lockers.Env) (lockers.Locker, error) {
 				return tus616.New(ctx, tus616.Config{Endpoint: t.endpoint, Bucket: t.bucket}, env, tus616.Options{TimeScale: p.TimeScale})
+			}),
+		},
+		{
+			Name:    lai.Name,
+			Summary: "Hongli Lai's GCS lock, faithful: identity, instant recovery, refresher with a failure budget, expiry on the client's clock (300 s TTL)",
+			TTL:     lai.DefaultTTL,
+			Setup: withGCS(func(ctx context.Context, t gcsTarget, p Params, env lockers.Env) (lockers.Locker, error) {
+				return lai.New(ctx, lai.Config{Endpoint: t.endpoint, Bucket: t.bucket}, env, lai.Options{TimeScale: p.TimeScale})
 			}),
 		},
 		{

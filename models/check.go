@@ -157,7 +157,11 @@ func (r *Report) Summary() string {
 			fmt.Fprintf(&b, "  hand-off to a waiting client: %d, p50 %v, p99 %v, max %v; %d never happened\n", ho.Count, ho.P50, ho.P99, ho.Max, ho.Missed)
 		}
 		if hc := l.HolderCrashes; hc.Crashes > 0 {
-			fmt.Fprintf(&b, "  holder crashes: %d; lock taken again after p50 %v, max %v; %d never (stuck at least %v)\n", hc.Crashes, hc.P50, hc.Max, hc.Never, hc.NeverFor)
+			fmt.Fprintf(&b, "  holder crashes: %d; lock taken again after p50 %v, max %v", hc.Crashes, hc.P50, hc.Max)
+			if hc.Never > 0 {
+				fmt.Fprintf(&b, "; %d never (stuck at least %v)", hc.Never, hc.NeverFor)
+			}
+			b.WriteString("\n")
 		}
 	}
 	c := r.Counts
