@@ -12,9 +12,9 @@ import (
 
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/googleapi"
-	"google.golang.org/api/option"
 
 	"github.com/lockcheck/lockcheck/lockers"
+	"github.com/lockcheck/lockcheck/lockers/internal/gcsclient"
 )
 
 // Name is the locker's name in the harness's list.
@@ -152,14 +152,7 @@ func New(ctx context.Context, cfg Config, env lockers.Env, opts Options) (*Locke
 	if env.HTTP == nil || env.Clock == nil {
 		return nil, fmt.Errorf("%w: Env.HTTP and Env.Clock are required", ErrBadOptions)
 	}
-	copts := []option.ClientOption{
-		option.WithHTTPClient(traceClient(env.HTTP)),
-		option.WithoutAuthentication(),
-	}
-	if cfg.Endpoint != "" {
-		copts = append(copts, option.WithEndpoint(cfg.Endpoint))
-	}
-	client, err := storage.NewClient(ctx, copts...)
+	client, err := gcsclient.New(ctx, cfg.Endpoint, traceClient(env.HTTP))
 	if err != nil {
 		return nil, fmt.Errorf("%s: storage client: %w", Name, err)
 	}
