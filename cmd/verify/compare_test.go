@@ -1,0 +1,78 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A comparison with a planted bug exits 1, writes both tables, and the
+// Markdown copy asked for; the control's cell stays valid.
+func TestCompareWritesTablesAndExitsOnTheWorstVerdict(t *testing.T) {
+	out := t.TempDir()
+	md := filepath.Join(t.TempDir(), "table.md")
+	code, stdout, stderr := verify(t, "compare", "-lockers", "lease,mutant-double-grant", "-scenarios", "none,latency",
+		"-seeds", "3", "-duration", "1500ms", "-recovery-timeout", "3s", "-clients", "4", "-keys", "1", "-rate", "50", "-out", out, "-markdown", md)
+	if code != exitInvalid {
+		t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(out, "compare-*"))
+	if len(dirs) != 1 {
+		t.Fatalf("want one comparison directory in %s, got %v", out, dirs)
+	}
+	b, err := os.ReadFile(filepath.Join(dirs[0], "compare.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table struct {
+		Runs  []struct{ Locker, Scenario, Verdict, Dir string }
+		Cells []struct {
+			Locker, Scenario        string
+			Valid, Invalid, Unknown int
+			NotApplicable           int `json:"not_applicable"`
+		}
+	}
+	if err := json.Unmarshal(b, &table); err != nil {
+		t.Fatal(err)
+	}
+	if len(table.Runs) != 4 || len(table.Cells) != 4 {
+		t.Fatalf("%d runs and %d cells, want 4 and 4", len(table.Runs), len(table.Cells))
+	}
+	for _, c := range table.Cells {
+		switch {
+		case c.Scenario == "latency" && c.NotApplicable != 1:
+			t.Errorf("%s / latency: %+v, want n/a", c.Locker, c)
+		case c.Scenario == "none" && c.Locker == "lease" && c.Valid != 1:
+			t.Errorf("lease / none: %+v, want valid", c)
+		case c.Scenario == "none" && c.Locker == "mutant-double-grant" && c.Invalid != 1:
+			t.Errorf("mutant-double-grant / none: %+v, want invalid", c)
+		}
+	}
+	for _, r := range table.Runs {
+		if r.Scenario == "none" {
+			if _, err := os.Stat(filepath.Join(r.Dir, "result.json")); err != nil {
+				t.Errorf("%s / none: no result.json in its run directory: %v", r.Locker, err)
+			}
+		}
+	}
+	copied, err := os.ReadFile(md)
+	if err != nil || !strings.Contains(string(copied), "| mutant-double-grant | **invalid** 1/1 | n/a |") {
+		t.Errorf("-markdown copy: %v\n%s", err, copied)
+	}
+	if !strings.Contains(stderr, "[4/4]") {
+		t.Errorf("no progress lines on stderr:\n%s", stderr)
+	}
+}
+
+func TestCompareRefusesBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-seeds", "x"}, {"-seeds", "0"}, {"-lockers", "nope"}, {"-scenarios", "nope"}, {"-parallel", "0"}, {"-ttl", "-1s"}, {"extra"},
+	} {
+		code, _, stderr := verify(t, append([]string{"compare", "-out", t.TempDir()}, args...)...)
+		if code != exitCouldNot || stderr == "" {
+			t.Errorf("compare %v: exit %d, stderr %q; want 3 and a message", args, code, stderr)
+		}
+	}
+}
