@@ -118,3 +118,27 @@ func TestGatedConnHoldsTrafficWhilePausedAndDiesWithTheClient(t *testing.T) {
 		t.Fatalf("read after kill: %v, want errKilled", err)
 	}
 }
+
+// A killed client's dials fail at once, whatever their context: a
+// background reconnect must not hang its locker's Close.
+func TestDeadClientsDialFailsAtOnce(t *testing.T) {
+	r := &run{}
+	g := newGate()
+	dial := r.dialerFor(0, g)
+	g.kill()
+	if _, err := dial(context.Background(), "tcp", "127.0.0.1:1"); !errors.Is(err, errKilled) {
+		t.Fatalf("dial after kill: %v, want errKilled", err)
+	}
+	g2 := newGate()
+	dial2 := r.dialerFor(0, g2)
+	g2.pause()
+	done := make(chan error, 1)
+	go func() {
+		_, err := dial2(context.Background(), "tcp", "127.0.0.1:1")
+		done <- err
+	}()
+	g2.kill() // killed while paused: the waiting dial fails too
+	if err := <-done; !errors.Is(err, errKilled) {
+		t.Fatalf("dial paused then killed: %v, want errKilled", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/faults/netfault"
@@ -38,8 +39,18 @@ func (r *run) attachNetwork(ctx context.Context, inst *Instance, target *faults.
 func (r *run) dialerFor(slot int, g *gate) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	var d net.Dialer
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		// A killed client's dial fails at once, as its connections do:
+		// a library reconnecting in the background (a pub/sub
+		// subscriber) would otherwise wait forever, holding its own
+		// locks, and the locker's Close with it.
+		if g.isDead() {
+			return nil, errKilled
+		}
 		if err := g.pass(ctx); err != nil {
 			return nil, err
+		}
+		if g.isDead() {
+			return nil, errKilled
 		}
 		if r.plane != nil {
 			addr = r.plane.Redirect(slot, addr)
@@ -89,10 +100,25 @@ func (r *run) closeLockers() {
 	closers := r.closers
 	r.closers = nil
 	r.mu.Unlock()
-	for _, c := range closers {
-		c.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, c := range closers {
+			c.Close()
+		}
+	}()
+	// A locker library that hangs in Close must not hang the run: its
+	// history is complete by now.
+	select {
+	case <-done:
+	case <-time.After(closeLockersWithin):
+		r.log.Logf("lockers still closing after %v; the run goes on without them", closeLockersWithin)
 	}
 }
+
+// closeLockersWithin bounds the wait for every locker's Close at the end
+// of a run.
+const closeLockersWithin = 10 * time.Second
 
 func (r *run) closeTransports() {
 	r.mu.Lock()
