@@ -5,7 +5,7 @@
 // Source: github.com/mco-gh/gcslock, mutex.go at commit
 // 5782a95db7e207c634ebf85ca8fcd970b7a27ac5 (Feb 2018, the repository's
 // last; mutex.go last changed in 7a80ee9a52bbf195e663c260239e386002883d51,
-// Nov 2016). shared/docs/lockers.md §3.
+// Nov 2016).
 //
 // # The algorithm
 //

@@ -6,7 +6,6 @@
 // Source: github.com/ncruces/go-gcp, gmutex/{gmutex.go,backoff.go,init.go}
 // at commit dca29097ea5c57de7010f9d9aa3297bcf7a213f8 (Jul 2026; gmutex/
 // last changed in 3d3fb92df093bf0e371b589cabaa5e20be856ede, Oct 2024).
-// shared/docs/lockers.md §4.
 //
 // # The algorithm
 //

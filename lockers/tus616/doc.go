@@ -6,10 +6,9 @@
 //
 // Source: github.com/tus/tus-node-server, packages/gcs-store/src/locker/
 // {GCSLocker,GCSLock,GCSLockFile}.ts. The PR head is commit e627065 (Jan
-// 2025) per shared/docs/lockers.md §1; the stored copies available to the
-// porter carry no PR-head commit id, so the port follows §1 and the latest
-// stored revision of each file, the one that matches §1: GCSLockFile.ts
-// with custom metadata `{metadata: {exp}}`, a metadata read after the
+// 2025); the copies the port was made from carry no PR-head commit id, so
+// the port follows the latest revision of each file that matches the PR's
+// final description: GCSLockFile.ts with custom metadata `{metadata: {exp}}`, a metadata read after the
 // create, and a requestRelease that ignores only 412; GCSLock.ts with the
 // `debug` logger and `Number.parseInt(meta.metadata.exp, 10)`; GCSLocker.ts
 // at 05772bd26d0ad5103a3299f5af45d9bffdf4c135. Older stored revisions set

@@ -28,8 +28,8 @@ var start = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 const bound = 10 * time.Second
 
 // newFake starts an in-process fake-gcs-server without a listener, with
-// the lock bucket. The raw fake ignores most preconditions (see
-// shared/docs/dependencies.md); tests below say which of their checks
+// the lock bucket. The raw fake ignores most preconditions (harness/gcs's
+// known-gaps test lists them); tests below say which of their checks
 // it makes meaningless.
 func newFake(t testing.TB) *fakestorage.Server {
 	t.Helper()
