@@ -8,8 +8,8 @@
 // {GCSLocker,GCSLock,GCSLockFile}.ts. The PR head is commit e627065 (Jan
 // 2025); the copies the port was made from carry no PR-head commit id, so
 // the port follows the latest revision of each file that matches the PR's
-// final description: GCSLockFile.ts with custom metadata `{metadata: {exp}}`, a metadata read after the
-// create, and a requestRelease that ignores only 412; GCSLock.ts with the
+// final description: GCSLockFile.ts with custom metadata
+// `{metadata: {exp}}`, a metadata read after the create, and a requestRelease that ignores only 412; GCSLock.ts with the
 // `debug` logger and `Number.parseInt(meta.metadata.exp, 10)`; GCSLocker.ts
 // at 05772bd26d0ad5103a3299f5af45d9bffdf4c135. Older stored revisions set
 // the remembered metageneration to 0 after the create, wrote exp as a
