@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"sync"
@@ -301,5 +302,42 @@ func TestLockerBugsTakeDownOnlyTheirClient(t *testing.T) {
 	}
 	if noLease != 4 {
 		t.Errorf("%d nil-lease calls recorded as indeterminate, want 4", noLease)
+	}
+}
+
+// A fault aimed at a holder waits for one: with locks held a few
+// milliseconds a few times a second, a random instant almost never finds
+// a holder, yet every pause-holder here starts on a client that holds a
+// lock, and says so.
+func TestHolderFaultsWaitForAHolder(t *testing.T) {
+	cfg := testConfig(t, "pause-holder")
+	cfg.Clients, cfg.Duration = 2, 3*time.Second
+	cfg.Workload.Rate, cfg.Workload.HoldMin, cfg.Workload.HoldMax = 3, 20*time.Millisecond, 30*time.Millisecond
+	cfg.FaultInterval, cfg.FaultMin, cfg.FaultMax = 300*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond
+	_, h := runAndRead(t, cfg)
+	holding := map[int]bool{}
+	var faults, atHolder int
+	for _, e := range h.Events {
+		switch {
+		case e.F == history.Acquire && e.Type == history.OK:
+			holding[e.Client] = true
+		case e.F == history.Release && e.Type == history.Invoke:
+			holding[e.Client] = false
+		case e.F == history.FaultStart:
+			var f history.Fault
+			if err := json.Unmarshal(e.Value, &f); err != nil {
+				t.Fatal(err)
+			}
+			faults++
+			if f.AtHolder {
+				atHolder++
+				if !holding[f.Clients[0]] {
+					t.Errorf("fault %d says it hit a holder, but client %d held nothing at %v", f.ID, f.Clients[0], time.Duration(e.Time))
+				}
+			}
+		}
+	}
+	if faults < 3 || atHolder < faults-1 {
+		t.Errorf("%d of %d pause-holder faults hit a holder; want all (or all but one) of at least 3", atHolder, faults)
 	}
 }

@@ -165,6 +165,10 @@ type Fault struct {
 	Clients []int  `json:"clients,omitempty"`
 	// Duration is the planned length, on FaultStart.
 	Duration Duration `json:"duration,omitempty"`
+	// AtHolder, on FaultStart of a fault aimed at a holder, says its
+	// target held a lock when it started (false: nobody did in time, and
+	// the planned client was hit instead).
+	AtHolder bool `json:"at_holder,omitempty"`
 }
 
 // Duration is a time.Duration that reads and writes as a Go duration string
