@@ -741,8 +741,13 @@ func TestLoopbackServer(t *testing.T) {
 			t.Fatalf("second client took the lease and the holder was not told")
 		}
 		// Real time on a loaded machine: refreshes can miss a 0.9 s
-		// deadline. Allowed, since the holder was told; nothing more to see.
-		t.Skipf("the holder's refreshes fell behind (Lost closed): %v", err)
+		// deadline. Allowed, since the holder was told; the takeover
+		// must still carry the larger token.
+		if got.Token() <= held.Token() {
+			t.Errorf("takeover token %d after %d", got.Token(), held.Token())
+		}
+		t.Logf("the holder's refreshes fell behind and it was told (Lost closed) before the takeover")
+		return
 	}
 	if !errors.Is(err, lockers.ErrNoEffect) {
 		t.Errorf("kept-out Lock: %v, want ErrNoEffect", err)
