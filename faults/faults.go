@@ -28,7 +28,14 @@ type Target struct {
 	// Server faults single requests in front of the backend; nil when the
 	// backend has no HTTP front.
 	Server ServerFaults
+	// ClockStep is how far a clock jump moves a client's clock: a few of
+	// the locker's leases, so that a skewed client misjudges expiry.
+	ClockStep time.Duration
 }
+
+// ClockDriftRate is how fast a drifting clock runs: twice real speed, so
+// that a fault of a few leases' length leaves it a few leases ahead.
+const ClockDriftRate = 1.0
 
 // ServerFaults switches server-side fault rules on; *serverfault.Middleware
 // is one.
@@ -61,6 +68,12 @@ type Clients interface {
 	// Holders lists the clients that hold a lock right now, for faults
 	// aimed at a holder.
 	Holders() []int
+	// ShiftClock steps a client's machine clock by delta; DriftClock makes
+	// it gain rate seconds per real second (negative: lose). Both last
+	// across the client's restarts, as a machine's clock does.
+	// Each returns how far the clock is ahead of real time afterwards.
+	ShiftClock(client int, delta time.Duration) (time.Duration, error)
+	DriftClock(client int, rate float64) (time.Duration, error)
 }
 
 // A Kind is one sort of fault.
@@ -226,6 +239,48 @@ func Kinds() []Kind {
 				return each(targets, t.Clients.Crash, t.Clients.Restart)
 			},
 		},
+		{
+			Name:    "clock-jump-forward",
+			Summary: "step one client's clock forward by -clock-step (a few leases), and back at the heal",
+			Min:     500 * time.Millisecond, Max: 3 * time.Second,
+			Inject: func(t Target, targets []int) (func() error, error) {
+				return clockStep(t, targets, t.ClockStep)
+			},
+		},
+		{
+			Name:    "clock-jump-back",
+			Summary: "step one client's clock back by -clock-step (a few leases), and forward at the heal",
+			Min:     500 * time.Millisecond, Max: 3 * time.Second,
+			Inject: func(t Target, targets []int) (func() error, error) {
+				return clockStep(t, targets, -t.ClockStep)
+			},
+		},
+		{
+			Name:    "clock-drift",
+			Summary: "one client's clock runs at twice real speed, then is stepped back at the heal (as NTP would)",
+			Min:     500 * time.Millisecond, Max: 3 * time.Second,
+			Inject: func(t Target, targets []int) (func() error, error) {
+				var before []time.Duration
+				for _, c := range targets {
+					s, err := t.Clients.DriftClock(c, ClockDriftRate)
+					if err != nil {
+						return nil, err
+					}
+					before = append(before, s)
+				}
+				return func() error {
+					var errs []error
+					for i, c := range targets {
+						reached, err := t.Clients.DriftClock(c, 0)
+						if err == nil {
+							_, err = t.Clients.ShiftClock(c, before[i]-reached)
+						}
+						errs = append(errs, err)
+					}
+					return errors.Join(errs...)
+				}, nil
+			},
+		},
 		netKind("latency", "100 ms ± 50 ms each way between one client and the backend", false, func(n netfault.Faults, c []int) (netfault.Heal, error) {
 			return n.Latency(c, 100*time.Millisecond, 50*time.Millisecond, netfault.Both)
 		}),
@@ -264,6 +319,17 @@ func Kinds() []Kind {
 		serverKind("server-429", "the backend refuses a second write to one object within a second (429), as GCS may", serverfault.Rule{Kind: serverfault.RateLimit}),
 		serverKind("server-latency", "the backend answers every request 100 ms ± 50 ms late", serverfault.Rule{Kind: serverfault.Latency, Ops: serverfault.AllOps, Latency: 100 * time.Millisecond, Jitter: 50 * time.Millisecond}),
 	}
+}
+
+// clockStep steps the targets' clocks by delta, and back at the heal.
+func clockStep(t Target, targets []int, delta time.Duration) (func() error, error) {
+	if delta == 0 {
+		return nil, errors.New("clock step is zero: set -clock-step")
+	}
+	shift := func(d time.Duration) func(int) error {
+		return func(c int) error { _, err := t.Clients.ShiftClock(c, d); return err }
+	}
+	return each(targets, shift(delta), shift(-delta))
 }
 
 func each(targets []int, start, stop func(int) error) (func() error, error) {

@@ -57,7 +57,13 @@ func TestLookupNamesTheKnownFaults(t *testing.T) {
 	}
 }
 
-type fakeClients struct{ log []string }
+// fakeClients logs calls and keeps one clock: a drift gains 2 s by the
+// time it is stopped, as if that much time had passed at double speed.
+type fakeClients struct {
+	log  []string
+	skew time.Duration
+	rate float64
+}
 
 func (f *fakeClients) rec(s string) error  { f.log = append(f.log, s); return nil }
 func (f *fakeClients) Pause(c int) error   { return f.rec("pause") }
@@ -65,6 +71,17 @@ func (f *fakeClients) Resume(c int) error  { return f.rec("resume") }
 func (f *fakeClients) Crash(c int) error   { return f.rec("crash") }
 func (f *fakeClients) Restart(c int) error { return f.rec("restart") }
 func (f *fakeClients) Holders() []int      { return nil }
+func (f *fakeClients) ShiftClock(c int, d time.Duration) (time.Duration, error) {
+	f.skew += d
+	return f.skew, f.rec("shift")
+}
+func (f *fakeClients) DriftClock(c int, rate float64) (time.Duration, error) {
+	if f.rate != 0 {
+		f.skew += 2 * time.Second
+	}
+	f.rate = rate
+	return f.skew, f.rec("drift")
+}
 
 func TestEveryClientKindHeals(t *testing.T) {
 	for _, k := range Kinds() {
@@ -72,15 +89,19 @@ func TestEveryClientKindHeals(t *testing.T) {
 			continue
 		}
 		f := &fakeClients{}
-		heal, err := k.Inject(Target{Clients: f}, []int{0})
+		heal, err := k.Inject(Target{Clients: f, ClockStep: 5 * time.Second}, []int{0})
 		if err != nil {
 			t.Fatal(err)
 		}
+		moved := f.skew != 0 || f.rate != 0
 		if err := heal(); err != nil {
 			t.Fatal(err)
 		}
-		if len(f.log) != 2 {
+		if len(f.log) < 2 {
 			t.Errorf("%s: calls %v, want a start and a heal", k.Name, f.log)
+		}
+		if strings.HasPrefix(k.Name, "clock-") && (!moved || f.skew != 0 || f.rate != 0) {
+			t.Errorf("%s: clock moved %v, and after the heal is %v ahead at rate %v; want moved, then back to 0", k.Name, moved, f.skew, f.rate)
 		}
 	}
 }
@@ -135,7 +156,7 @@ func TestNetworkAndServerKindsReachTheirPlaneAndHeal(t *testing.T) {
 			continue // TestBackendKindsCutTheirShare
 		}
 		plane, server := &fakePlane{}, &fakeServer{}
-		full := Target{Clients: &fakeClients{}, Network: plane, Server: server}
+		full := Target{Clients: &fakeClients{}, Network: plane, Server: server, ClockStep: time.Second}
 		heal, err := k.Inject(full, []int{0})
 		if err != nil {
 			t.Fatalf("%s: %v", k.Name, err)

@@ -33,7 +33,8 @@ type client struct {
 	inc *incarnation
 	// generation counts incarnations, to seed each one differently.
 	generation uint64
-	offset     atomic.Int64 // clock offset of the client's machine, kept across restarts
+	// machine is the clock of the client's machine, kept across restarts.
+	machine *machineClock
 }
 
 // incarnation is one life of a client, like one OS process.
@@ -60,8 +61,7 @@ func (c *client) start() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	g := newGate()
-	clock := &clientClock{gate: g}
-	clock.offset.Store(c.offset.Load())
+	clock := &clientClock{gate: g, machine: c.machine}
 	c.generation++
 	seed := c.run.cfg.Seed ^ uint64(c.slot)<<32 ^ c.generation<<48
 	ictx, cancel := context.WithCancel(c.run.ctx)

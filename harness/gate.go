@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/lockcheck/lockcheck/lockers"
@@ -119,22 +118,23 @@ func (g *gate) pass(ctx context.Context) error {
 	}
 }
 
-// clientClock is the clock a client's locker sees: real time plus an offset
-// (for clock faults), with timers that wait for the client's gate.
+// clientClock is the clock a client's locker sees: its machine's clock
+// (skewed and drifting under clock faults; real time when nil), with
+// timers that wait for the client's gate.
 type clientClock struct {
-	gate   *gate
-	offset atomic.Int64 // nanoseconds added to real time
+	gate    *gate
+	machine *machineClock
 }
 
 var _ lockers.Clock = (*clientClock)(nil)
 
 func (c *clientClock) Now() time.Time {
-	return time.Now().Add(time.Duration(c.offset.Load()))
+	return c.machine.now()
 }
 
 func (c *clientClock) After(d time.Duration) <-chan time.Time {
 	ch := make(chan time.Time, 1)
-	time.AfterFunc(d, func() {
+	time.AfterFunc(c.machine.realWait(d), func() {
 		c.gate.deliver(func() { ch <- c.Now() })
 	})
 	return ch

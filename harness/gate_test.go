@@ -68,11 +68,39 @@ func TestPassWaitsForResume(t *testing.T) {
 	}
 }
 
-func TestClockOffset(t *testing.T) {
-	c := &clientClock{gate: newGate()}
-	c.offset.Store(int64(time.Hour))
-	if d := time.Until(c.Now()); d < 59*time.Minute {
-		t.Fatalf("offset clock is only %v ahead", d)
+// A machine clock steps by a shift, runs fast or slow by its drift rate,
+// keeps the skew it reached when the drift stops, and shortens or
+// lengthens timers by its rate.
+func TestMachineClockShiftsAndDrifts(t *testing.T) {
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	real := base
+	m := &machineClock{real: func() time.Time { return real }}
+	skew := func() time.Duration { return m.now().Sub(real) }
+	if skew() != 0 {
+		t.Fatalf("fresh clock skewed by %v", skew())
+	}
+	if got := m.shift(time.Hour); got != time.Hour || skew() != time.Hour {
+		t.Fatalf("after a 1h step: shift says %v, clock %v ahead", got, skew())
+	}
+	m.drift(0.5)
+	real = real.Add(10 * time.Second)
+	if skew() != time.Hour+5*time.Second {
+		t.Fatalf("10 s at +50%%: %v ahead, want 1h5s", skew())
+	}
+	if w := m.realWait(3 * time.Second); w != 2*time.Second {
+		t.Fatalf("3 s on a 1.5× clock takes %v of real time, want 2s", w)
+	}
+	if got := m.drift(0); got != time.Hour+5*time.Second {
+		t.Fatalf("drift stopped at %v, want the 1h5s reached", got)
+	}
+	real = real.Add(time.Minute)
+	m.shift(-time.Hour - 5*time.Second)
+	if skew() != 0 || m.realWait(time.Second) != time.Second {
+		t.Fatalf("after stepping back: %v ahead, 1 s wait takes %v", skew(), m.realWait(time.Second))
+	}
+	var none *machineClock
+	if d := time.Until(none.now()); d > time.Second || d < -time.Second {
+		t.Fatalf("a client without a machine clock is %v off real time", d)
 	}
 }
 

@@ -161,6 +161,26 @@ func (n *nemesis) Resume(slot int) error {
 	return nil
 }
 
+func (n *nemesis) ShiftClock(slot int, delta time.Duration) (time.Duration, error) {
+	c, err := n.client(slot)
+	if err != nil {
+		return 0, err
+	}
+	skew := c.machine.shift(delta)
+	n.run.recordClock(c)
+	return skew, nil
+}
+
+func (n *nemesis) DriftClock(slot int, rate float64) (time.Duration, error) {
+	c, err := n.client(slot)
+	if err != nil {
+		return 0, err
+	}
+	skew := c.machine.drift(rate)
+	n.run.recordClock(c)
+	return skew, nil
+}
+
 func (n *nemesis) Crash(slot int) error {
 	c, err := n.client(slot)
 	if err != nil {

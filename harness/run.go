@@ -53,6 +53,14 @@ type Config struct {
 	// FaultMin and FaultMax, when positive, bound how long each fault
 	// lasts instead of its kind's own bounds.
 	FaultMin, FaultMax time.Duration
+	// ClockStep is how far a clock jump moves a client's clock; zero
+	// means three of the locker's (scaled) leases, or 5 s for a locker
+	// without one.
+	ClockStep time.Duration
+	// ClockSpread, when positive, sets every client's clock off real time
+	// for the whole run by a constant drawn from the seed in
+	// [-ClockSpread, +ClockSpread]: machines whose clocks disagree.
+	ClockSpread time.Duration
 	// Proxy puts a proxy per client between it and a networked backend
 	// even when no network fault is scheduled, so runs with and without
 	// network faults pay the same hop.
@@ -94,8 +102,26 @@ func (c Config) Validate() error {
 	check(len(c.Faults) == 0 || c.FaultInterval > 0, "fault interval must be positive when faults are on, got %v", c.FaultInterval)
 	check(c.TimeScale > 0 && c.TimeScale <= 100, "time scale must be in (0, 100], got %v", c.TimeScale)
 	check(c.FaultMin >= 0 && (c.FaultMax == 0 || c.FaultMax >= c.FaultMin), "fault duration range %v..%v is empty or negative", c.FaultMin, c.FaultMax)
+	check(c.ClockStep >= 0 && c.ClockSpread >= 0, "clock step %v and clock spread %v must not be negative", c.ClockStep, c.ClockSpread)
 	check(c.Dir != "", "no output directory")
 	return errors.Join(errs...)
+}
+
+// clockStep is ClockStep, or its default: three leases.
+func (c Config) clockStep() time.Duration {
+	switch {
+	case c.ClockStep > 0:
+		return c.ClockStep
+	case c.Locker.TTL > 0:
+		return 3 * time.Duration(float64(c.Locker.TTL)*c.TimeScale)
+	}
+	return 5 * time.Second
+}
+
+// recordClock puts where c's clock stands into the history.
+func (r *run) recordClock(c *client) {
+	skew, rate := c.machine.state()
+	r.rec.record(nemesisEvent(history.Clock, history.ClockChange{Client: c.slot, Skew: history.Duration(skew), Drift: rate}))
 }
 
 // ErrFaultNotApplicable refuses a run whose faults need something the
@@ -168,7 +194,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		return nil, fmt.Errorf("locker %s: setup: %w", cfg.Locker.Name, err)
 	}
 	defer inst.Close()
-	target := faults.Target{}
+	target := faults.Target{ClockStep: cfg.clockStep()}
 	if inst.ServerFront {
 		target.Server = server
 	}
@@ -240,7 +266,15 @@ func (r *run) execute(ctx context.Context, out *Outcome) {
 	r.ctx, stopClients = context.WithCancel(context.Background())
 	defer stopClients() // ends every incarnation's context, last of all
 	for slot := range r.cfg.Clients {
-		r.clients = append(r.clients, &client{slot: slot, run: r})
+		r.clients = append(r.clients, &client{slot: slot, run: r, machine: newMachineClock()})
+	}
+	if spread := r.cfg.ClockSpread; spread > 0 {
+		// Each machine keeps its own constant offset all run long.
+		rng := rand.New(rand.NewPCG(r.cfg.Seed, 0xc10c))
+		for _, c := range r.clients {
+			c.machine.shift(time.Duration(rng.Int64N(int64(2*spread)+1)) - spread)
+			r.recordClock(c)
+		}
 	}
 	for _, c := range r.clients {
 		if err := c.start(); err != nil {

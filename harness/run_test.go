@@ -341,3 +341,50 @@ func TestHolderFaultsWaitForAHolder(t *testing.T) {
 		t.Errorf("%d of %d pause-holder faults hit a holder; want all (or all but one) of at least 3", atHolder, faults)
 	}
 }
+
+// Clock faults and a clock spread reach the clients' clocks and are
+// recorded: every client starts off real time by its constant, each jump
+// or drift is a clock event, and each heal puts the clock back where the
+// client's constant left it.
+func TestClockFaultsAreRecordedAndHealed(t *testing.T) {
+	cfg := testConfig(t, "clock-jump-forward", "clock-jump-back", "clock-drift")
+	cfg.Duration, cfg.ClockSpread, cfg.ClockStep = 3*time.Second, 10*time.Second, time.Minute
+	cfg.FaultMin, cfg.FaultMax = 200*time.Millisecond, 300*time.Millisecond
+	_, h := runAndRead(t, cfg)
+	constant := map[int]time.Duration{}
+	last := map[int]history.ClockChange{}
+	var changes, faults int
+	for _, e := range h.Events {
+		switch e.F {
+		case history.Clock:
+			var c history.ClockChange
+			if err := json.Unmarshal(e.Value, &c); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := constant[c.Client]; !ok {
+				constant[c.Client] = time.Duration(c.Skew)
+				if d := time.Duration(c.Skew); d < -cfg.ClockSpread || d > cfg.ClockSpread {
+					t.Errorf("client %d set %v off, outside ±%v", c.Client, d, cfg.ClockSpread)
+				}
+				continue
+			}
+			changes++
+			last[c.Client] = c
+		case history.FaultStart:
+			faults++
+		}
+	}
+	if len(constant) != cfg.Clients {
+		t.Fatalf("%d clients got their constant offset, want %d", len(constant), cfg.Clients)
+	}
+	if faults < 2 || changes < 2*faults {
+		t.Fatalf("%d clock faults made %d clock changes; want at least 2 faults, 2 changes each", faults, changes)
+	}
+	for c, ch := range last {
+		// A drift's heal stops the drift and steps back; rounding of the
+		// stop instant leaves nanoseconds at most.
+		if d := time.Duration(ch.Skew) - constant[c]; ch.Drift != 0 || d < -time.Millisecond || d > time.Millisecond {
+			t.Errorf("client %d after its last heal: %v off its constant %v, drift %v", c, time.Duration(ch.Skew), constant[c], ch.Drift)
+		}
+	}
+}

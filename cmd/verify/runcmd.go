@@ -43,6 +43,8 @@ type runFlags struct {
 	ttl             time.Duration
 	faultDuration   string
 	redisAddrs      string
+	clockStep       time.Duration
+	clockSpread     time.Duration
 }
 
 func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
@@ -70,6 +72,8 @@ func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
 	fs.Float64Var(&f.timeScale, "time-scale", 1, "multiply the locker's own durations (TTL, timeouts, intervals) by this, keeping their ratios; 0.1 runs tus616's 12 s TTL as 1.2 s")
 	fs.DurationVar(&f.ttl, "ttl", 0, "scale the locker's durations so its lease lasts this long (instead of -time-scale); lockers without a lease run as published")
 	fs.StringVar(&f.faultDuration, "fault-duration", "", "how long each fault lasts, `D` or `MIN-MAX` (e.g. 3s, 500ms-2s); default: each fault's own range (see `verify list`)")
+	fs.DurationVar(&f.clockStep, "clock-step", 0, "how far clock-jump faults move a client's clock (default: three of the locker's leases, or 5s without one)")
+	fs.DurationVar(&f.clockSpread, "clock-spread", 0, "set every client's clock off real time for the whole run by a constant from the seed in [-D, +D]")
 	fs.StringVar(&f.redisAddrs, "redis-addr", "", "run Redis lockers against these real servers, `host:port[,host:port,...]` (redlock takes three); default: embedded Redis servers on loopback")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: verify run [flags]
@@ -85,6 +89,7 @@ Examples:
   verify run -locker tus616 -time-scale 0.1 -duration 20s -keys 1
   verify run -locker tus616 -time-scale 0.1 -faults partition-holder,server-429 -seed 3
   verify run -locker fenced -ttl 1.2s -faults pause-holder -fault-duration 3s
+  verify run -locker lai -ttl 1s -faults clock-jump-forward -clock-step 3s
   verify run -locker redlock -ttl 1s -faults partition-majority -redis-addr 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
 
 Flags:
@@ -195,6 +200,8 @@ func (f *runFlags) config() (harness.Config, error) {
 		FaultMin:        faultMin,
 		FaultMax:        faultMax,
 		RedisAddrs:      redisAddrs,
+		ClockStep:       f.clockStep,
+		ClockSpread:     f.clockSpread,
 		Proxy:           f.proxy,
 		GCSBucket:       f.gcsBucket,
 		Dir:             filepath.Join(f.out, harness.NewRunID(time.Now(), locker.Name, seed)),

@@ -53,6 +53,9 @@ const (
 	// Restart: a crashed client is back under a new process. Value is a
 	// ClientRef.
 	Restart = "restart"
+	// Clock: a client's machine clock changed (a step or a new drift
+	// rate). Value is a ClockChange.
+	Clock = "clock"
 	// FaultStart / FaultStop bracket one fault. Value is a Fault.
 	FaultStart = "fault-start"
 	FaultStop  = "fault-stop"
@@ -155,6 +158,17 @@ type RunInfo struct {
 type ClientRef struct {
 	Client  int     `json:"client"`
 	Process Process `json:"process"`
+}
+
+// ClockChange is the value of Clock events: where a client's clock stands
+// after the change.
+type ClockChange struct {
+	Client int `json:"client"`
+	// Skew is how far the client's clock is ahead of real time (negative:
+	// behind).
+	Skew Duration `json:"skew"`
+	// Drift is the rate it gains (or, negative, loses) per real second.
+	Drift float64 `json:"drift,omitempty"`
 }
 
 // Fault is the value of FaultStart and FaultStop events.
