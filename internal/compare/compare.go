@@ -35,7 +35,7 @@ type Scenario struct {
 }
 
 // Scenarios are the standard columns: no faults, then one fault family
-// each.
+// each. DefaultScenarios names the ones a comparison runs unless told.
 func Scenarios() []Scenario {
 	return []Scenario{
 		{Name: "none", Summary: "no faults"},
@@ -45,8 +45,12 @@ func Scenarios() []Scenario {
 		{Name: "429", Summary: "the backend refuses a second write to one object within a second (GCS only)", Faults: []string{"server-429"}},
 		{Name: "pause", Summary: "a lock holder frozen, timers and network included, for 2.5 leases", Faults: []string{"pause-holder"}, LeaseMultiple: 2.5},
 		{Name: "crash", Summary: "a lock holder killed, restarted later under a new process", Faults: []string{"crash-holder"}},
+		{Name: "clock", Summary: "one client's clock stepped three leases forward or back, or run at twice real speed", Faults: []string{"clock-jump-forward", "clock-jump-back", "clock-drift"}},
 	}
 }
+
+// DefaultScenarios are the columns of the standard comparison table.
+var DefaultScenarios = []string{"none", "latency", "partition", "lost-reply", "429", "pause", "crash"}
 
 // LookupScenarios finds scenarios by name.
 func LookupScenarios(names []string) ([]Scenario, error) {
