@@ -432,26 +432,5 @@ func TestLoopbackServer(t *testing.T) {
 		}
 		return l
 	}
-	a, b := newLocker(), newLocker()
-	ctx, cancel := context.WithTimeout(context.Background(), bound)
-	defer cancel()
-	held, err := a.Lock(ctx, "k")
-	if err != nil {
-		t.Fatalf("Lock: %v", err)
-	}
-	short, cancelShort := context.WithTimeout(ctx, 100*time.Millisecond)
-	defer cancelShort()
-	if _, err := b.Lock(short, "k"); !errors.Is(err, lockers.ErrNoEffect) {
-		t.Fatalf("second client's Lock on a held key: %v, want a timeout with no effect", err)
-	}
-	if err := held.Unlock(ctx); err != nil {
-		t.Fatalf("Unlock: %v", err)
-	}
-	lease, err := b.Lock(ctx, "k")
-	if err != nil {
-		t.Fatalf("Lock after Unlock: %v", err)
-	}
-	if err := lease.Unlock(ctx); err != nil {
-		t.Errorf("Unlock: %v", err)
-	}
+	lockertest.HandOver(t, newLocker(), newLocker(), 100*time.Millisecond, bound)
 }

@@ -410,13 +410,10 @@ func (discard) Header() http.Header         { return http.Header{} }
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 func (discard) WriteHeader(int)             {}
 
-// TestEmbeddedGCSComposesXML shows a gap of harness/gcs that gmutex's
-// extend runs into: real GCS answers an XML "PUT /BUCKET/OBJECT?compose"
-// by composing the components named in the body, so composing an object
-// onto itself keeps its data. The embedded backend's fidelity layer takes
-// the request for a plain PUT and stores the ComposeRequest XML as the
-// object's data. The precondition, the new generation and the ttl metadata
-// come out as on GCS, which is all the lock depends on; the data does not.
+// TestEmbeddedGCSComposesXML pins what gmutex's extend relies on in the
+// embedded backend: an XML "PUT /BUCKET/OBJECT?compose" composes the
+// components named in the body, as GCS does, so composing an object onto
+// itself keeps its data and makes a new generation.
 func TestEmbeddedGCSComposesXML(t *testing.T) {
 	b := newBackend(t)
 	gen := rawPut(t, b, "k", "0", "5", "payload")
@@ -438,7 +435,7 @@ func TestEmbeddedGCSComposesXML(t *testing.T) {
 	data, _ := io.ReadAll(get.Body)
 	get.Body.Close()
 	if string(data) != "payload" {
-		t.Errorf("harness/gcs gap: after composing the object onto itself its data is %q, want %q (GCS keeps the component's data)", data, "payload")
+		t.Errorf("after composing the object onto itself its data is %q, want %q (GCS keeps the component's data)", data, "payload")
 	}
 }
 
@@ -556,45 +553,23 @@ func TestLoopbackServer(t *testing.T) {
 		t.Cleanup(func() { l.Close() })
 		return l
 	}
-	a, b := newLocker(), newLocker()
-	ctx, cancel := context.WithTimeout(context.Background(), bound)
-	defer cancel()
-	held, err := a.Lock(ctx, "k")
-	if err != nil {
-		t.Fatalf("Lock: %v", err)
-	}
-	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
-	defer cancelShort()
-	if _, err := b.Lock(short, "k"); !errors.Is(err, lockers.ErrNoEffect) {
-		t.Fatalf("second client's Lock on a held key: %v, want a timeout with no effect", err)
-	}
-	if err := held.Unlock(ctx); err != nil {
-		t.Fatalf("Unlock: %v", err)
-	}
-	lease, err := b.Lock(ctx, "k")
-	if err != nil {
-		t.Fatalf("Lock after Unlock: %v", err)
-	}
-	if err := lease.Unlock(ctx); err != nil {
-		t.Errorf("Unlock: %v", err)
-	}
+	lockertest.HandOver(t, newLocker(), newLocker(), 300*time.Millisecond, bound)
 }
 
-// TestEmbeddedGCSGenerationsInBubble shows a second gap of harness/gcs:
-// the emulator stamps generations from time.Now in microseconds, and inside
-// a testing/synctest bubble time stands still between writes, so an object
-// recreated, or overwritten, at the same virtual instant gets the generation
-// it had. On GCS every write gets a new generation. gmutex trusts its
-// generation alone: here a holder whose lock was deleted and taken by
-// another client at the same instant unlocks with success, deleting the
-// new holder's lock, where GCS would answer 412 (stale).
+// TestEmbeddedGCSGenerationsInBubble pins that the embedded backend gives
+// every write a new generation even inside a testing/synctest bubble,
+// where time stands still between writes and the emulator's generations
+// (time.Now in microseconds) would repeat. gmutex trusts its generation
+// alone: a repeated one would let a holder whose lock was deleted and taken
+// by another client at the same instant unlock with success, deleting the
+// new holder's lock, where GCS answers 412 (stale).
 func TestEmbeddedGCSGenerationsInBubble(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBackend(t)
 		g1 := rawPut(t, b, "g", "0", "5", "")
 		g2 := rawPut(t, b, "g", g1, "5", "")
 		if g2 == g1 {
-			t.Errorf("harness/gcs gap: an overwrite in a synctest bubble kept generation %s; GCS gives every write a new one", g1)
+			t.Errorf("an overwrite in a synctest bubble kept generation %s; GCS gives every write a new one", g1)
 		}
 
 		a := newClient(t, b, offsetClock{}, gmutex.Options{})
@@ -611,7 +586,7 @@ func TestEmbeddedGCSGenerationsInBubble(t *testing.T) {
 			t.Fatalf("Lock: %v", err)
 		}
 		if err := stale.Unlock(ctx); !errors.Is(err, gmutex.ErrStale) {
-			t.Errorf("harness/gcs gap: a stale holder's Unlock in a bubble returned %v and freed the new holder's lock; on GCS it is refused (412)", err)
+			t.Errorf("a stale holder's Unlock in a bubble returned %v and freed the new holder's lock; on GCS it is refused (412)", err)
 		}
 		held.Unlock(ctx)
 	})

@@ -1,0 +1,39 @@
+package lockertest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/lockcheck/lockcheck/lockers"
+)
+
+// HandOver checks the plainest exchange between two clients on one key, as
+// a smoke test over a real network: a holds the key, b's Lock gives up
+// after kept with no effect, a unlocks, and b then takes the key. bound
+// limits the whole exchange.
+func HandOver(t testing.TB, a, b lockers.Locker, kept, bound time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	held, err := a.Lock(ctx, "k")
+	if err != nil {
+		t.Fatalf("Lock: %v", err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, kept)
+	defer cancelShort()
+	if _, err := b.Lock(short, "k"); !errors.Is(err, lockers.ErrNoEffect) {
+		t.Fatalf("second client's Lock on a held key: %v, want a timeout with no effect", err)
+	}
+	if err := held.Unlock(ctx); err != nil {
+		t.Fatalf("Unlock: %v", err)
+	}
+	lease, err := b.Lock(ctx, "k")
+	if err != nil {
+		t.Fatalf("Lock after Unlock: %v", err)
+	}
+	if err := lease.Unlock(ctx); err != nil {
+		t.Errorf("Unlock: %v", err)
+	}
+}
