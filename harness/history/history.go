@@ -47,6 +47,25 @@ const (
 	Release = "release"
 	Lost    = "lost"
 
+	// ReleaseRequested is a single info event by a holder's process: it
+	// was asked to let go of Key (the request-release workload), and
+	// stops its work to unlock.
+	ReleaseRequested = "release-requested"
+
+	// ReadOp and WriteOp are the data calls of the register workloads: inside
+	// its critical section a client reads Key's register and writes it
+	// back incremented. On both invokes Token is the lease's fencing
+	// token (0 when the locker has none). A read's ok carries the value
+	// read in Value; a write's invoke and ok carry the value written.
+	// A fail is a store's definite refusal (a fenced store refusing a
+	// stale token, Error says so); an info, as ever, an unknown outcome.
+	ReadOp  = "read"
+	WriteOp = "write"
+	// Final is the register's value read by the harness itself once the
+	// recovery phase is over, one nemesis info event per key: Key, and
+	// Value the number.
+	Final = "final"
+
 	// Crash: a client died; its process never acts again and any lock it
 	// held is abandoned. Value is a ClientRef.
 	Crash = "crash"
@@ -139,14 +158,18 @@ type Header struct {
 
 // RunInfo describes the run that produced a history, enough to re-run it.
 type RunInfo struct {
-	ID       string   `json:"id"`
-	Locker   string   `json:"locker"`
-	Workload string   `json:"workload"`
-	Seed     uint64   `json:"seed"`
-	Clients  int      `json:"clients"`
-	Keys     int      `json:"keys"`
-	Duration Duration `json:"duration"`
-	Faults   []string `json:"faults"`
+	ID     string `json:"id"`
+	Locker string `json:"locker"`
+	// Workload is one of the Workload* names.
+	Workload string `json:"workload"`
+	// ClientsAs is "goroutine" or "process"; empty in older histories
+	// (goroutines).
+	ClientsAs string   `json:"clients_as,omitempty"`
+	Seed      uint64   `json:"seed"`
+	Clients   int      `json:"clients"`
+	Keys      int      `json:"keys"`
+	Duration  Duration `json:"duration"`
+	Faults    []string `json:"faults"`
 	// Fencing says whether the locker claims its tokens increase.
 	Fencing bool `json:"fencing"`
 	// TimeScale multiplied the locker's published durations; 0 in
@@ -154,10 +177,28 @@ type RunInfo struct {
 	TimeScale float64 `json:"time_scale,omitempty"`
 }
 
+// The workloads a run can drive, named in RunInfo.Workload.
+const (
+	// WorkloadMutex: acquire, hold, release.
+	WorkloadMutex = "mutex"
+	// WorkloadRegister: the critical section increments an unprotected
+	// register (ReadOp, then WriteOp of the value plus one).
+	WorkloadRegister = "register"
+	// WorkloadFencedRegister: as WorkloadRegister, on a store that refuses
+	// a token lower than the highest it has accepted, reads included.
+	WorkloadFencedRegister = "fenced-register"
+	// WorkloadRequestRelease: long holds that end early when another
+	// client asks for the lock (ReleaseRequested).
+	WorkloadRequestRelease = "request-release"
+)
+
 // ClientRef is the value of Crash and Restart events.
 type ClientRef struct {
 	Client  int     `json:"client"`
 	Process Process `json:"process"`
+	// PID is the operating-system process of a process client (0 for a
+	// goroutine client): a restart has a new one.
+	PID int `json:"pid,omitempty"`
 }
 
 // ClockChange is the value of Clock events: where a client's clock stands
