@@ -26,6 +26,12 @@ import (
 var ErrStale = fmt.Errorf("register: token is lower than one the store has accepted: %w", lockers.ErrNoEffect)
 
 // Store holds one register per key. Values start at 0.
+//
+// An error wrapping ErrStale is a fenced store's refusal; one wrapping only
+// lockers.ErrNoEffect is another definite no-effect (a fenced GCS store
+// that lost every round of its compare-and-swap). Any other error leaves the
+// outcome unknown: the call may have taken effect. A store sends each
+// request that could take effect once and never resends it.
 type Store interface {
 	// Read returns key's value. token is the caller's fencing token; a
 	// plain store ignores it.
@@ -39,3 +45,8 @@ type Store interface {
 
 // IsStale reports whether err is a fenced store's refusal.
 func IsStale(err error) bool { return errors.Is(err, ErrStale) }
+
+// staleError is the refusal of a call whose token is below the key's fence.
+func staleError(op, key string, token, fence uint64) error {
+	return fmt.Errorf("register: %s %q with token %d, fence is %d: %w", op, key, token, fence, ErrStale)
+}
