@@ -357,6 +357,17 @@ func (d *digest) clientEvent(e *history.Event) error {
 		d.lost(e, p)
 		return nil
 	}
+	if e.F == history.ReleaseRequested {
+		// A notice, not a call: it changes nothing about the lock, and
+		// is measured by measureReleaseRequests.
+		if e.Type != history.Info {
+			return malformed(*e, "a release request must be an info event")
+		}
+		if e.Key == "" {
+			return malformed(*e, "a release request needs a key")
+		}
+		return nil
+	}
 	if e.Type == history.Invoke {
 		return d.invoke(e, p)
 	}
