@@ -85,14 +85,23 @@ type CheckerResult struct {
 
 // Report is everything the checkers found in one history.
 type Report struct {
-	// Verdict is the safety verdict: the merge of the mutual-exclusion
-	// and linearizability verdicts. Liveness is reported on its own.
+	// Verdict is the safety verdict: the merge of every safety checker's
+	// (mutual exclusion, linearizability, and on register workloads the
+	// data-level checkers). Liveness is reported on its own.
 	Verdict         Verdict                `json:"verdict"`
 	Checkers        []CheckerResult        `json:"checkers"`
 	Mutex           *MutexResult           `json:"mutual_exclusion"`
 	Linearizability *LinearizabilityResult `json:"linearizability"`
 	Liveness        *LivenessResult        `json:"liveness"`
-	Counts          Counts                 `json:"counts"`
+	// The data-level checkers and the request-release measure: nil, and
+	// absent from Checkers, when the history is not of their workload. A
+	// checker that does not apply has nothing to report, and listing it
+	// as "not applicable" would read too much like a pass.
+	LostUpdates             *LostUpdatesResult             `json:"lost_updates,omitempty"`
+	RegisterLinearizability *RegisterLinearizabilityResult `json:"register_linearizability,omitempty"`
+	Fencing                 *FencingResult                 `json:"fencing,omitempty"`
+	ReleaseRequests         *ReleaseRequests               `json:"release_requests,omitempty"`
+	Counts                  Counts                         `json:"counts"`
 	// Truncated passes on history.History.Truncated: the run died
 	// mid-write and its last line was dropped.
 	Truncated bool `json:"truncated"`
@@ -102,6 +111,10 @@ type Report struct {
 // read as a run (it wraps ErrMalformed); the verdicts are in the report.
 func Check(h *history.History, opts Options) (*Report, error) {
 	d, err := newDigest(h)
+	if err != nil {
+		return nil, err
+	}
+	data, err := readRegisterData(h)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +139,34 @@ func Check(h *history.History, opts Options) (*Report, error) {
 	}
 	live := CheckerResult{Name: LivenessName, Verdict: r.Liveness.Verdict, Summary: r.Liveness.Summary}
 	r.Checkers = []CheckerResult{mx, lin, live}
+	r.checkData(h, data, opts)
 	return r, nil
+}
+
+// checkData runs the checkers that apply only to some workloads, appends
+// their lines after the general ones, and merges the safety verdicts.
+func (r *Report) checkData(h *history.History, data *registerData, opts Options) {
+	if data.registerApplies() {
+		r.LostUpdates = checkLostUpdates(data, opts)
+		r.RegisterLinearizability = checkRegisterLinearizable(data, opts)
+		r.addSafety(LostUpdatesName, r.LostUpdates.Verdict, r.LostUpdates.Summary, r.LostUpdates.Counterexamples)
+		rl := r.RegisterLinearizability
+		r.addSafety(RegisterLinearizabilityName, rl.Verdict, rl.Summary, rl.Counterexamples)
+	}
+	if data.workload == history.WorkloadFencedRegister {
+		r.Fencing = checkFencing(data, opts)
+		r.addSafety(FencingName, r.Fencing.Verdict, r.Fencing.Summary, r.Fencing.Counterexamples)
+	}
+	if data.workload == history.WorkloadRequestRelease || data.requests > 0 {
+		r.ReleaseRequests = measureReleaseRequests(h)
+		r.Checkers = append(r.Checkers, CheckerResult{Name: ReleaseRequestsName, Verdict: r.ReleaseRequests.Verdict,
+			Summary: r.ReleaseRequests.Summary})
+	}
+}
+
+func (r *Report) addSafety(name string, v Verdict, summary string, cx []string) {
+	r.Checkers = append(r.Checkers, CheckerResult{Name: name, Safety: true, Verdict: v, Summary: summary, Counterexamples: cx})
+	r.Verdict = r.Verdict.Merge(v)
 }
 
 // WriteVisualization draws the linearizability search; see
@@ -155,6 +195,9 @@ func (r *Report) Summary() string {
 			l.LatencyP50, l.LatencyP95, l.LatencyP99, l.LatencyMax, l.AcquisitionsPerSecond, l.LongestWait)
 		if ho := l.HandOffs; ho.Count+ho.Missed > 0 {
 			fmt.Fprintf(&b, "  hand-off to a waiting client: %d, p50 %v, p99 %v, max %v; %d never happened\n", ho.Count, ho.P50, ho.P99, ho.Max, ho.Missed)
+		}
+		if rr := r.ReleaseRequests; rr != nil {
+			fmt.Fprintf(&b, "  release requests: %s — %s\n", rr.Verdict, rr.Summary)
 		}
 		if hc := l.HolderCrashes; hc.Crashes > 0 {
 			fmt.Fprintf(&b, "  holder crashes: %d; lock taken again after p50 %v, max %v", hc.Crashes, hc.P50, hc.Max)
