@@ -419,7 +419,11 @@ func (d *digest) complete(e *history.Event, p *procState) error {
 	default:
 		return malformed(*e, "unknown completion type")
 	}
-	if e.Type == history.Info {
+	// An unknown outcome of a lock call puts the process's lock state in
+	// doubt, so the client goes on under a new process. One of a read or
+	// write leaves only the data in doubt: the holder still holds its lock
+	// in this process and releases it from there.
+	if e.Type == history.Info && c.f != history.ReadOp && c.f != history.WriteOp {
 		p.gone = goneInfo
 	}
 	if c.key == nil {
