@@ -84,7 +84,7 @@ func checkFencing(r *registerData, opts Options) *FencingResult {
 			}
 		}
 	}
-	refusals := fmt.Sprintf("%d calls refused as stale", res.Refused)
+	refusals := fmt.Sprintf("%s refused as stale", nOf(res.Refused, "call"))
 	if res.UnjustifiedRefusals > 0 {
 		refusals += fmt.Sprintf(", %d of them with no higher token seen yet (unjustified)", res.UnjustifiedRefusals)
 	}
@@ -94,13 +94,13 @@ func checkFencing(r *registerData, opts Options) *FencingResult {
 		res.Summary = "no reads or writes; the check saw nothing."
 	case res.StaleAccepted > 0:
 		res.Verdict = Invalid
-		res.Summary = fmt.Sprintf("the store accepted %d stale writes of %d calls; %s.", res.StaleAccepted, res.Calls, refusals)
+		res.Summary = fmt.Sprintf("the store accepted %s of %s; %s.", nOf(res.StaleAccepted, "stale write"), nOf(res.Calls, "call"), refusals)
 	case res.NoTokens:
 		res.Verdict = Valid
-		res.Summary = fmt.Sprintf("the locker gives no tokens; the store cannot fence (%d calls, all with token 0; %s).", res.Calls, refusals)
+		res.Summary = fmt.Sprintf("the locker gives no tokens; the store cannot fence (%s, all with token 0; %s).", nOf(res.Calls, "call"), refusals)
 	default:
 		res.Verdict = Valid
-		res.Summary = fmt.Sprintf("no stale write was accepted in %d calls; %s.", res.Calls, refusals)
+		res.Summary = fmt.Sprintf("no stale write was accepted in %s; %s.", nOf(res.Calls, "call"), refusals)
 	}
 	return res
 }
@@ -137,4 +137,12 @@ func (p tokenPrefix) before(t int64, inclusive bool) *dataCall {
 		return nil
 	}
 	return p.best[n-1]
+}
+
+// nOf is "1 call", "2 calls": summaries are read by people.
+func nOf(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

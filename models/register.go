@@ -1,6 +1,7 @@
 package models
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -277,7 +278,7 @@ func checkLostUpdates(r *registerData, opts Options) *LostUpdatesResult {
 	case res.Verdict == Invalid:
 		var parts []string
 		if res.Lost > 0 {
-			parts = append(parts, fmt.Sprintf("%d of %d acknowledged increments were lost", res.Lost, res.Acknowledged))
+			parts = append(parts, fmt.Sprintf("%d of %d acknowledged increments lost", res.Lost, res.Acknowledged))
 		}
 		if len(extra) > 0 {
 			parts = append(parts, fmt.Sprintf("key %s holds more increments than were made", strings.Join(extra, ", ")))
@@ -294,7 +295,7 @@ func checkLostUpdates(r *registerData, opts Options) *LostUpdatesResult {
 		res.Verdict = Unknown
 		res.Summary = "nothing was written; the check saw nothing."
 	default:
-		res.Summary = fmt.Sprintf("every key holds all of its %d acknowledged increments (%d keys).", res.Acknowledged, len(res.Keys))
+		res.Summary = fmt.Sprintf("every key holds all of its acknowledged increments (%s on %s).", nOf(res.Acknowledged, "increment"), nOf(len(res.Keys), "key"))
 	}
 	return res
 }
@@ -302,8 +303,8 @@ func checkLostUpdates(r *registerData, opts Options) *LostUpdatesResult {
 // describeLost explains a key's lost updates with the first two sections
 // whose acknowledged writes started from the same value.
 func describeLost(k *registerKey, kc RegisterKeyCount) string {
-	s := fmt.Sprintf("key %s: the register ends at %d, but %d writes were acknowledged, so at least %d increments were lost",
-		k.name, k.final, kc.Acknowledged, kc.Lost)
+	s := fmt.Sprintf("key %s: the register ends at %d, but %d writes were acknowledged, so at least %s went missing",
+		k.name, k.final, kc.Acknowledged, nOf(int(kc.Lost), "increment"))
 	first := map[int64]*increment{}
 	var a, b *increment
 	var acked []*increment
@@ -314,7 +315,7 @@ func describeLost(k *registerKey, kc RegisterKeyCount) string {
 	}
 	// In the order the writes were acknowledged: the second of the pair is
 	// the write that overwrote the first.
-	slices.SortStableFunc(acked, func(x, y *increment) int { return int(x.write.done - y.write.done) })
+	slices.SortStableFunc(acked, func(x, y *increment) int { return cmp.Compare(x.write.done, y.write.done) })
 	for _, inc := range acked {
 		if prev, ok := first[inc.read.value]; ok {
 			a, b = prev, inc

@@ -2,6 +2,8 @@ package models
 
 import (
 	"encoding/json"
+	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -140,7 +142,7 @@ func TestFencingCounts(t *testing.T) {
 	if r.Fencing.UnjustifiedRefusals != 1 || r.Fencing.Verdict != Valid {
 		t.Errorf("fencing %+v; want the one refusal unjustified and a valid verdict", r.Fencing)
 	}
-	wantWords(t, "fencing summary", r.Fencing.Summary, []string{"1 calls refused", "1 of them with no higher token"})
+	wantWords(t, "fencing summary", r.Fencing.Summary, []string{"1 call refused as stale", "1 of them with no higher token"})
 
 	// A locker without tokens: the store cannot fence, and says so.
 	for i := range h.Events {
@@ -156,18 +158,37 @@ func TestFencingCounts(t *testing.T) {
 	wantWords(t, "fencing summary", r.Fencing.Summary, []string{"the locker gives no tokens; the store cannot fence"})
 }
 
-// A mutex history has no data checkers in its report and its verdicts are
-// what they were.
-func TestMutexHistoryHasNoDataCheckers(t *testing.T) {
-	r, err := Check(readFixture(t, "double-grant-good"), Options{})
+// Mutex histories get no data checkers and no release-request measure:
+// their reports are what they were.
+func TestMutexHistoriesHaveNoDataCheckers(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Checkers) != 3 || r.LostUpdates != nil || r.RegisterLinearizability != nil || r.Fencing != nil || r.ReleaseRequests != nil {
-		t.Errorf("a mutex history got data checkers: %+v", r.Checkers)
+	seen := 0
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".jsonl")
+		h := readFixture(t, name)
+		if h.Header.Run.Workload != history.WorkloadMutex {
+			continue
+		}
+		seen++
+		r, err := Check(h, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Checkers) != 3 || r.LostUpdates != nil || r.RegisterLinearizability != nil || r.Fencing != nil || r.ReleaseRequests != nil {
+			t.Errorf("%s: a mutex history got data checkers: %+v", name, r.Checkers)
+		}
+		if want := r.Mutex.Verdict.Merge(r.Linearizability.Verdict); r.Verdict != want {
+			t.Errorf("%s: overall %s, want %s from mutual exclusion and linearizability alone", name, r.Verdict, want)
+		}
+		if strings.Contains(r.Summary(), "release requests") {
+			t.Errorf("%s: summary mentions release requests:\n%s", name, r.Summary())
+		}
 	}
-	if strings.Contains(r.Summary(), "release requests") {
-		t.Errorf("summary of a mutex history mentions release requests:\n%s", r.Summary())
+	if seen < 10 {
+		t.Fatalf("only %d mutex fixtures found", seen)
 	}
 }
 
@@ -365,5 +386,49 @@ func TestHolderCrashWithPID(t *testing.T) {
 		if got, want := withPID.Liveness.HolderCrashes, plain.Liveness.HolderCrashes; got != want || got.Crashes != 1 {
 			t.Errorf("%s: holder crashes with pids %+v, without %+v; want the same, one crash", name, got, want)
 		}
+	}
+}
+
+func TestReleaseRequestMustBeInfo(t *testing.T) {
+	h := readFixture(t, "request-release-good")
+	for i := range h.Events {
+		if e := &h.Events[i]; e.F == history.ReleaseRequested {
+			e.Type = history.OK
+		}
+	}
+	if _, err := Check(h, Options{}); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "must be an info event") {
+		t.Fatalf("error %v, want a malformed history naming the release request", err)
+	}
+}
+
+// A holder that crashes after it was asked neither let go nor missed the
+// request.
+func TestReleaseRequestInterruptedByCrash(t *testing.T) {
+	h := readFixture(t, "request-release-good")
+	var events []history.Event
+	for _, e := range h.Events {
+		if e.Time == 18_000_000 {
+			events = append(events, history.Event{Time: e.Time, Process: history.Nemesis, Client: -1, Type: history.Info,
+				F: history.Crash, Value: json.RawMessage(`{"client":0,"process":0,"pid":4242}`)})
+			continue
+		}
+		if e.Process == 0 && e.Time > 18_000_000 {
+			continue
+		}
+		events = append(events, e)
+	}
+	for i := range events {
+		events[i].Index = int64(i)
+	}
+	h.Events = events
+	r, err := Check(h, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rr := r.ReleaseRequests; rr.Interrupted != 1 || rr.Contended != 0 || rr.Missed != 0 || rr.Verdict != Unknown {
+		t.Errorf("release requests %+v; want one interrupted hold and nothing measured", rr)
+	}
+	if hc := r.Liveness.HolderCrashes; hc.Crashes != 1 || hc.Count != 1 {
+		t.Errorf("holder crashes %+v; want one, recovered", hc)
 	}
 }

@@ -86,8 +86,8 @@ type regState []int64
 // write of unknown outcome may have taken effect or not, so the state is
 // the set of values the register may hold (a power-set construction of the
 // nondeterministic model, with hashing): such an increment leaves {r, r+1}
-// from r, and from any other value leaves that value, since had it taken
-// effect there the history would already be illegal on its own account.
+// from r, and from any other value leaves that value: taking effect there
+// is not something an atomic increment can do, so it is no legal order.
 func RegisterModel() porcupine.Model {
 	return porcupine.Model{
 		Init: func() any { return regState{0} },
@@ -266,8 +266,8 @@ func checkRegisterLinearizable(r *registerData, opts Options) *RegisterLineariza
 		res.Verdict = Unknown
 		res.Summary = "no reads or writes to order; the check saw nothing."
 	case res.Result == porcupine.Ok:
-		res.Summary = fmt.Sprintf("all %d increments and reads on %d keys have a serial order (%d calls dropped as having no effect).",
-			res.Operations, res.Keys, res.Dropped)
+		res.Summary = fmt.Sprintf("all %s (increments and reads) on %s have a serial order (%s dropped as having no effect).",
+			nOf(res.Operations, "operation"), nOf(res.Keys, "key"), nOf(res.Dropped, "call"))
 	case res.Result == porcupine.Illegal:
 		res.Summary = "increments or reads that no serial order explains; first: " + res.Counterexamples[0]
 	default:
