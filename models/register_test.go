@@ -329,7 +329,7 @@ func TestReleaseRequestFixtures(t *testing.T) {
 		{"request-release-good", ReleaseRequests{Verdict: Valid, Contended: 1, Requested: 1, Notices: 1,
 			LetGo:   Spread{Count: 1, P50: 3 * ms, P99: 3 * ms, Max: 3 * ms},
 			HandOff: Spread{Count: 1, P50: 6 * ms, P99: 6 * ms, Max: 6 * ms}},
-			[]string{"1 contended holds: 1 let go on request", "let go after p50 3ms", "handed off after p50 6ms"}},
+			[]string{"1 contended hold: 1 let go on request", "let go after p50 3ms", "handed off after p50 6ms"}},
 		{"request-release-missed", ReleaseRequests{Verdict: Invalid, Contended: 1, Missed: 1},
 			[]string{"1 held on with no request reaching the holder", "never recorded a release request"}},
 	}

@@ -166,7 +166,7 @@ func (r *ReleaseRequests) judge() {
 	default:
 		r.Verdict = Valid
 	}
-	r.Summary = fmt.Sprintf("%d contended holds: %d let go on request", r.Contended, r.Requested)
+	r.Summary = fmt.Sprintf("%s: %d let go on request", nOf(r.Contended, "contended hold"), r.Requested)
 	if r.Requested > 0 {
 		r.Summary += fmt.Sprintf(" (let go after p50 %v, max %v; handed off after p50 %v, max %v)",
 			r.LetGo.P50, r.LetGo.Max, r.HandOff.P50, r.HandOff.Max)
