@@ -1,0 +1,222 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// helloTimeout bounds how long Start waits for a worker to answer hello
+// when ctx allows longer: opening a locker is a few round trips at most.
+const helloTimeout = 30 * time.Second
+
+// stderrTailLines is how much of a worker's stderr an error quotes.
+const stderrTailLines = 20
+
+// Command is how to run a worker: typically the verify binary with the
+// argument "worker".
+type Command struct {
+	Path string
+	Args []string
+	// Env is the worker's environment; nil inherits the harness's.
+	Env []string
+
+	_ struct{}
+}
+
+// osProcess is the operating-system side of a worker run as a child.
+type osProcess struct {
+	cmd        *exec.Cmd
+	stderrDone chan struct{}
+
+	mu      sync.Mutex
+	tail    []string // the last lines of stderr
+	waitErr error    // cmd.Wait's, once reaped
+	exited  <-chan struct{}
+}
+
+// ErrNotProcess is the error of the signals of a Process that is not a
+// child process.
+var ErrNotProcess = errors.New("worker: not a child process: it cannot be signalled")
+
+// Start runs cmd as a worker, sends it hello and waits for its answer
+// (bounded by ctx and by 30 s). The child gets its own process group, so a
+// Ctrl-C in the terminal reaches only the harness, which then stops its
+// children in order; and it is killed if the harness dies (Linux's
+// parent-death signal, sent when the thread that started it ends; the Go
+// runtime does not end its threads while goroutines run on them, apart
+// from locked ones). Each line of its stderr goes to hooks.Log. A
+// goroutine reaps it as soon as it exits. If it exits or refuses hello,
+// the error quotes the end of its stderr.
+func Start(ctx context.Context, cmd Command, hello Hello, hooks Hooks) (*Process, error) {
+	var files []*os.File
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	pipe := func() (*os.File, *os.File, error) {
+		r, w, err := os.Pipe()
+		if err == nil {
+			files = append(files, r, w)
+		}
+		return r, w, err
+	}
+	inR, inW, err := pipe()
+	if err != nil {
+		return nil, fmt.Errorf("worker: making its stdin: %w", err)
+	}
+	outR, outW, err := pipe()
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("worker: making its stdout: %w", err)
+	}
+	errR, errW, err := pipe()
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("worker: making its stderr: %w", err)
+	}
+	c := exec.Command(cmd.Path, cmd.Args...)
+	c.Env = cmd.Env
+	c.Stdin, c.Stdout, c.Stderr = inR, outW, errW
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := c.Start(); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("worker: starting %s: %w", cmd.Path, err)
+	}
+	// The child has its copies; keeping ours would hide its exit from
+	// the readers.
+	inR.Close()
+	outW.Close()
+	errW.Close()
+
+	o := &osProcess{cmd: c, stderrDone: make(chan struct{})}
+	p := newProcess(outR, inW, hooks, o)
+	go o.readStderr(errR, hooks)
+	go func() {
+		err := c.Wait()
+		o.mu.Lock()
+		o.waitErr = err
+		o.mu.Unlock()
+		close(p.exited)
+		p.markGone()
+	}()
+
+	hctx, cancel := context.WithTimeout(ctx, helloTimeout)
+	defer cancel()
+	if err := p.hello(hctx, hello); err != nil {
+		_ = c.Process.Kill()
+		select {
+		case <-p.exited:
+		case <-time.After(helloTimeout):
+		}
+		// Its stderr ends when it exits; wait for the last lines.
+		select {
+		case <-o.stderrDone:
+		case <-time.After(time.Second):
+		}
+		return nil, fmt.Errorf("%w (%s %s%s)", err, cmd.Path, strings.Join(cmd.Args, " "), o.tailText())
+	}
+	return p, nil
+}
+
+func (o *osProcess) readStderr(r *os.File, hooks Hooks) {
+	defer close(o.stderrDone)
+	defer r.Close()
+	logf := func(format string, args ...any) {
+		if hooks.Log != nil {
+			hooks.Log(fmt.Sprintf("protocol: worker stderr: "+format, args...))
+		}
+	}
+	scanLines(r, logf, func(b []byte, _ time.Time) bool {
+		line := string(b)
+		o.mu.Lock()
+		o.tail = append(o.tail, line)
+		if len(o.tail) > stderrTailLines {
+			o.tail = o.tail[len(o.tail)-stderrTailLines:]
+		}
+		o.mu.Unlock()
+		if hooks.Log != nil {
+			hooks.Log(line)
+		}
+		return true
+	})
+}
+
+func (o *osProcess) tailText() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.tail) == 0 {
+		return "; its stderr was empty"
+	}
+	return "; its stderr ended with:\n\t" + strings.Join(o.tail, "\n\t")
+}
+
+// exitErr describes the reaped child's exit when it was not clean.
+func (o *osProcess) exitErr() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.waitErr != nil {
+		return fmt.Errorf("worker exited after the close request: %w", o.waitErr)
+	}
+	return nil
+}
+
+// killAndReap kills a child that did not exit when asked and waits (up to
+// wait) for it to be reaped.
+func (o *osProcess) killAndReap(wait time.Duration) error {
+	_ = o.cmd.Process.Kill()
+	select {
+	case <-o.exited:
+		return fmt.Errorf("worker did not exit within %v of the close request; killed it", wait)
+	case <-time.After(wait):
+		return fmt.Errorf("worker did not exit within %v of the close request, nor within %v of SIGKILL: pid %d is not reaped", wait, wait, o.cmd.Process.Pid)
+	}
+}
+
+func (p *Process) signal(sig os.Signal) error {
+	if p.os == nil {
+		return ErrNotProcess
+	}
+	// os.Process signals through a pidfd: a reaped pid reused by someone
+	// else is never hit.
+	if err := p.os.cmd.Process.Signal(sig); err != nil {
+		if errors.Is(err, os.ErrProcessDone) {
+			return ErrExited
+		}
+		return fmt.Errorf("worker: sending %v to pid %d: %w", sig, p.pid, err)
+	}
+	return nil
+}
+
+// Stop pauses the worker (SIGSTOP): it answers nothing until Continue.
+func (p *Process) Stop() error { return p.signal(syscall.SIGSTOP) }
+
+// Continue resumes a stopped worker (SIGCONT).
+func (p *Process) Continue() error { return p.signal(syscall.SIGCONT) }
+
+// Kill ends the worker at once (SIGKILL). Pending calls then fail with
+// ErrExited; Exited is closed once it is reaped.
+func (p *Process) Kill() error { return p.signal(syscall.SIGKILL) }
+
+// ExitError is how the child's process ended: nil for exit code 0, an
+// *exec.ExitError otherwise. It is meaningful once Exited is closed.
+func (p *Process) ExitError() error {
+	if p.os == nil {
+		return ErrNotProcess
+	}
+	select {
+	case <-p.exited:
+	default:
+		return errors.New("worker: still running")
+	}
+	p.os.mu.Lock()
+	defer p.os.mu.Unlock()
+	return p.os.waitErr
+}

@@ -1,0 +1,210 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// childEnv makes the test binary a fake worker (see TestMain).
+const childEnv = "LOCKCHECK_WORKER_TEST"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		if err := Serve(context.Background(), os.Stdin, os.Stdout, os.Stderr, (&fakeWorld{}).open); err != nil {
+			fmt.Fprintln(os.Stderr, "fake worker:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// childEnviron is the environment of a fake worker. A race-enabled binary
+// sleeps a second at exit unless told not to.
+func childEnviron() []string {
+	return append(os.Environ(), childEnv+"=1", "GORACE=atexit_sleep_ms=0")
+}
+
+// lineLog collects a worker's stderr.
+type lineLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *lineLog) add(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, s)
+}
+
+func (l *lineLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+func startChild(t *testing.T, h Hello, hooks Hooks) (*Process, *lineLog) {
+	t.Helper()
+	log := &lineLog{}
+	if hooks.Log == nil {
+		hooks.Log = log.add
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Identity == "" {
+		h.Identity = "client-0"
+	}
+	cmd := Command{Path: exe, Args: []string{"-test.run=^$"}, Env: childEnviron()}
+	p, err := Start(ctxBound(t), cmd, h, hooks)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = p.Close(bound)
+		if t.Failed() {
+			t.Logf("worker stderr:\n%s", log)
+		}
+	})
+	return p, log
+}
+
+// reaped reports whether pid is gone from the process table.
+func reaped(pid int) bool {
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+func TestChildLockUnlockClose(t *testing.T) {
+	p, _ := startChild(t, Hello{}, Hooks{})
+	if p.PID() <= 0 || p.PID() == os.Getpid() {
+		t.Fatalf("PID = %d, want the child's", p.PID())
+	}
+	a := mustLock(t, p, "k0")
+	if a.Token() != 1 {
+		t.Errorf("token = %d, want 1", a.Token())
+	}
+	if err := a.Unlock(ctxBound(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(bound); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	await(t, "Exited", p.Exited())
+	if err := p.ExitError(); err != nil {
+		t.Errorf("the worker's exit after close = %v, want status 0", err)
+	}
+	if !reaped(p.PID()) {
+		t.Errorf("pid %d is still in the process table after Exited", p.PID())
+	}
+	if err := p.Close(bound); err != nil {
+		t.Errorf("a second Close = %v, want the first's nil", err)
+	}
+}
+
+func TestChildStopHoldsAnswersUntilContinue(t *testing.T) {
+	p, _ := startChild(t, Hello{}, Hooks{})
+	mustLock(t, p, "k0") // the worker is serving
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waiting := lockAsync(ctxBound(t), p, "k1") // free: answered at once when running
+	// Not having an answer yet proves nothing about a slow machine, but
+	// having one would prove the worker ran while stopped.
+	select {
+	case r := <-waiting:
+		t.Fatalf("a stopped worker answered a Lock: %v, %v", r.lease, r.err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := p.SetClock(time.Second, 0); err != nil {
+		t.Fatalf("SetClock blocked on or failed with a stopped worker: %v", err)
+	}
+	if err := p.Continue(); err != nil {
+		t.Fatal(err)
+	}
+	r := await(t, "the Lock after Continue", waiting)
+	if r.err != nil || r.lease.Token() != 1 {
+		t.Fatalf("Lock after Continue = %v, %v; want k1's token 1", r.lease, r.err)
+	}
+}
+
+func TestChildKillFailsPendingCalls(t *testing.T) {
+	attempts := make(chan time.Time, 10)
+	p, _ := startChild(t, Hello{}, Hooks{AttemptStarted: func(at time.Time) { attempts <- at }})
+	mustLock(t, p, "k0")
+	await(t, "the first Lock's attempt", attempts)
+	waiting := lockAsync(ctxBound(t), p, "k0")
+	await(t, "the blocked Lock's attempt", attempts)
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if r := await(t, "the pending Lock", waiting); !errors.Is(r.err, ErrExited) {
+		t.Errorf("pending Lock after Kill = %v, %v; want ErrExited", r.lease, r.err)
+	}
+	await(t, "Exited", p.Exited())
+	if !reaped(p.PID()) {
+		t.Errorf("pid %d is still in the process table after Exited", p.PID())
+	}
+	if err := p.ExitError(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("ExitError after Kill = %v, want the kill", err)
+	}
+	if _, err := p.Lock(ctxBound(t), "k1"); !errors.Is(err, ErrExited) {
+		t.Errorf("Lock after Kill = %v, want ErrExited", err)
+	}
+	if err := p.Kill(); !errors.Is(err, ErrExited) {
+		t.Errorf("a second Kill = %v, want ErrExited", err)
+	}
+	if err := p.Close(bound); err != nil {
+		t.Errorf("Close of a killed worker = %v, want nil: it is already reaped", err)
+	}
+}
+
+func TestChildStoppedIsStillClosed(t *testing.T) {
+	p, _ := startChild(t, Hello{}, Hooks{})
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(bound); err != nil {
+		t.Fatalf("Close of a stopped worker: %v", err)
+	}
+	select {
+	case <-p.Exited():
+	default:
+		t.Fatal("Close returned before the worker was reaped")
+	}
+	if err := p.ExitError(); err != nil {
+		t.Errorf("a stopped worker's exit after Close = %v, want status 0", err)
+	}
+	if !reaped(p.PID()) {
+		t.Errorf("pid %d is still in the process table after Close", p.PID())
+	}
+}
+
+func TestChildRefusedHelloQuotesStderr(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &lineLog{}
+	cmd := Command{Path: exe, Args: []string{"-test.run=^$"}, Env: childEnviron()}
+	p, err := Start(ctxBound(t), cmd, Hello{Locker: keyBroken}, Hooks{Log: log.add})
+	if err == nil {
+		p.Close(bound)
+		t.Fatal("Start succeeded with a locker the worker cannot open")
+	}
+	for _, want := range []string{"refused hello", "no such locker", "fake: cannot open broken"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Start's error does not say %q:\n%v", want, err)
+		}
+	}
+	if !strings.Contains(log.String(), "fake: cannot open broken") {
+		t.Errorf("the worker's stderr did not reach Hooks.Log; it got:\n%s", log)
+	}
+}
