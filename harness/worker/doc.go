@@ -65,7 +65,8 @@
 //
 // with the worker's operating-system process id, or an error. A worker
 // that does not speak the requested protocol version answers with an error
-// naming the versions it speaks. Requests other than hello and close sent
+// naming the versions it speaks; after a refused hello, hello may be sent
+// again. Requests other than hello and close sent
 // before a successful hello are refused (no_effect).
 //
 // lock acquires a key, giving up after timeout_ns:
@@ -73,6 +74,8 @@
 //	{"id":5,"op":"lock","key":"k0","timeout_ns":5000000000}
 //	{"id":5,"ok":true,"lease":7,"token":42,"release_requests":true}
 //
+// timeout_ns, here and in unlock, read and write, bounds the call on the
+// worker's side; 0 or missing means no bound but cancel and shutdown.
 // "lease" is the worker's id for this acquisition, used by unlock and by
 // events; "token" the fencing token (0 when the locker has none);
 // "release_requests" says the lease can tell its holder that another client
@@ -118,8 +121,9 @@
 //	{"id":12,"ok":true}
 //
 // Calls still open when the worker shuts down (close, end of stdin) have
-// their contexts cancelled; the worker waits a bounded time for them and
-// does not answer them after its close answer.
+// their contexts cancelled; the worker waits a bounded time for them,
+// answers those that end in that time before it answers close, and answers
+// none after.
 //
 // # Events
 //
@@ -165,6 +169,11 @@
 //	< {"id":5,"error":"lease expired before unlock: definitely had no effect","no_effect":true}
 //	> {"id":6,"op":"close"}
 //	< {"id":6,"ok":true}
+//
+// The locker took two attempts to win k0. The harness then stepped the
+// worker's clock 30 s ahead; meanwhile another client, whose lock the
+// jump let through, read k0 with token 4, so the store refused the stale
+// write, the locker found its lease expired, and the unlock had no effect.
 //
 // # The harness's end
 //

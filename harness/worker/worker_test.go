@@ -582,3 +582,62 @@ func TestDriftingClockWaitsLessRealTime(t *testing.T) {
 	// the drift the wait would outlast the test.
 	await(t, "an hour on a very fast clock", c.After(time.Hour))
 }
+
+func TestCloseCancelsCallsAndClosesTheLocker(t *testing.T) {
+	p := startPair(t, pairOptions{})
+	f := p.world.fake()
+	mustLock(t, p.proc, "k0")
+	await(t, "the first Lock's attempt", f.attempted)
+	await(t, "the first Lock's end", f.ended)
+	waiting := lockAsync(ctxBound(t), p.proc, "k0")
+	await(t, "the blocked Lock's attempt", f.attempted)
+	if err := p.proc.Close(bound); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	// Close returns once the worker's output ended, so Serve has returned.
+	if err := await(t, "the worker's blocked Lock to end", f.ended); !errors.Is(err, context.Canceled) {
+		t.Errorf("the worker's blocked Lock ended with %v, want context.Canceled", err)
+	}
+	if !f.isClosed() {
+		t.Errorf("the locker is not closed after the close request")
+	}
+	// The worker answers the calls it cancels before it answers close, so
+	// the harness learns their real outcome.
+	if r := await(t, "the harness's pending Lock", waiting); !errors.Is(r.err, lockers.ErrNoEffect) {
+		t.Errorf("a Lock pending at close = %v, %v; want the locker's no-effect error", r.lease, r.err)
+	}
+}
+
+func TestServeReturnsWhenItsContextEnds(t *testing.T) {
+	world := &fakeWorld{}
+	reqR, reqW := io.Pipe()
+	defer reqW.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, reqR, io.Discard, io.Discard, world.open) }()
+	for _, l := range []string{rawHello, `{"id":1,"op":"lock","key":"k0"}`, `{"id":2,"op":"lock","key":"k0"}`} {
+		if _, err := io.WriteString(reqW, l+"\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Lines are taken one at a time, so the third was read only after the
+	// hello was handled.
+	f := world.fake()
+	if f == nil {
+		t.Fatal("the worker took later lines before opening its locker")
+	}
+	await(t, "the first Lock's end", f.ended)
+	await(t, "the first Lock's attempt", f.attempted)
+	await(t, "the second Lock's attempt", f.attempted)
+	cancel()
+	if err := await(t, "Serve to return", served); !errors.Is(err, context.Canceled) {
+		t.Errorf("Serve = %v, want context.Canceled", err)
+	}
+	if err := await(t, "the blocked Lock to end", f.ended); !errors.Is(err, context.Canceled) {
+		t.Errorf("the blocked Lock ended with %v, want context.Canceled", err)
+	}
+	if !f.isClosed() {
+		t.Errorf("the locker is not closed after Serve returned")
+	}
+}
