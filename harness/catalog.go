@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lockcheck/lockcheck/harness/register"
 	"github.com/lockcheck/lockcheck/lockers"
 )
 
@@ -42,7 +43,28 @@ type Instance struct {
 	// ServerFront says Params.ServerFront was installed in front of the
 	// backend, so server-side faults reach it.
 	ServerFront bool
+	// Register opens the register workloads' store on this backend, as
+	// one client reaches it (through env's network); fenced picks the
+	// store that refuses stale tokens. Nil when the backend has none.
+	Register func(ctx context.Context, env lockers.Env, fenced bool) (register.Store, error)
+	// Attach is how a worker process reaches this backend (zero for
+	// in-process backends, which no other process can reach).
+	Attach Attachment
 }
+
+// Attachment locates a running backend, so that a locker in another
+// process (a `verify worker`) can reach the backend this run started
+// instead of starting its own.
+type Attachment struct {
+	// GCSEndpoint and GCSBucket locate an embedded GCS.
+	GCSEndpoint string
+	GCSBucket   string
+	// Redis are the servers of a Redis locker, in the locker's order.
+	Redis []string
+}
+
+// networked says a locker in another process can reach the backend.
+func (a Attachment) networked() bool { return a.GCSEndpoint != "" || len(a.Redis) > 0 }
 
 // Params are the run settings a locker's setup may need.
 type Params struct {
@@ -60,6 +82,9 @@ type Params struct {
 	// RedisAddrs, when set, runs Redis lockers against these real
 	// servers (host:port) instead of embedded ones; Redlock takes three.
 	RedisAddrs []string
+	// Attach, when set, reaches a backend another process started (a
+	// worker joining the harness's run) instead of starting one.
+	Attach *Attachment
 	// RunID names the run; backends shared with others (a real bucket)
 	// keep the run's objects under it.
 	RunID string

@@ -2,15 +2,19 @@ package harness
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/harness/register"
+	"github.com/lockcheck/lockcheck/harness/worker"
 	"github.com/lockcheck/lockcheck/lockers"
 )
 
@@ -43,11 +47,17 @@ type incarnation struct {
 	gate    *gate
 	clock   *clientClock
 	locker  lockers.Locker
-	rng     *rand.Rand
-	ctx     context.Context // ends when the incarnation is killed
-	cancel  context.CancelFunc
-	dead    bool
-	open    *history.Event // the call in flight, completed as info if killed
+	// store is the register the critical section works on, nil in the
+	// workloads without one.
+	store register.Store
+	// proc is the worker process of a process client, nil for a
+	// goroutine client.
+	proc   *worker.Process
+	rng    *rand.Rand
+	ctx    context.Context // ends when the incarnation is killed
+	cancel context.CancelFunc
+	dead   bool
+	open   *history.Event // the call in flight, completed as info if killed
 	// holding is set while the client is inside a critical section, for
 	// faults aimed at a holder.
 	holding atomic.Bool
@@ -55,6 +65,8 @@ type incarnation struct {
 	// began, on the recorder's clock; 0 when it did not say.
 	attempt atomic.Int64
 	exited  chan struct{}
+	// stopWork is closed when the workload phase ends.
+	stopWork <-chan struct{}
 }
 
 func (c *client) start() error {
@@ -66,13 +78,14 @@ func (c *client) start() error {
 	seed := c.run.cfg.Seed ^ uint64(c.slot)<<32 ^ c.generation<<48
 	ictx, cancel := context.WithCancel(c.run.ctx)
 	inc := &incarnation{
-		process: c.run.newProcess(),
-		gate:    g,
-		clock:   clock,
-		rng:     rand.New(rand.NewPCG(seed, 0x10c4)),
-		ctx:     ictx,
-		cancel:  cancel,
-		exited:  make(chan struct{}),
+		process:  c.run.newProcess(),
+		gate:     g,
+		clock:    clock,
+		rng:      rand.New(rand.NewPCG(seed, 0x10c4)),
+		ctx:      ictx,
+		cancel:   cancel,
+		exited:   make(chan struct{}),
+		stopWork: c.run.stopWork,
 	}
 	env := lockers.Env{
 		Clock:          clock,
@@ -83,6 +96,17 @@ func (c *client) start() error {
 		Log:            c.run.log,
 		AttemptStarted: func() { inc.attempt.Store(c.run.rec.since()) },
 	}
+	if c.run.cfg.processes() {
+		proc, err := c.run.startWorker(c.slot, inc, env.Identity, seed)
+		if err != nil {
+			cancel()
+			return err
+		}
+		c.run.keepCloser(processCloser{proc})
+		inc.proc, inc.locker, inc.store = proc, proc, proc.Store()
+		c.inc = inc
+		return nil
+	}
 	locker, err := c.run.newLocker(env)
 	if err != nil {
 		cancel()
@@ -90,8 +114,26 @@ func (c *client) start() error {
 	}
 	c.run.keepCloser(locker)
 	inc.locker = locker
+	if c.run.registers() {
+		store, err := c.run.inst.Register(ictx, env, c.run.cfg.Workload.Name == history.WorkloadFencedRegister)
+		if err != nil {
+			cancel()
+			return fmt.Errorf("client %d: register store: %w", c.slot, err)
+		}
+		c.run.keepCloser(store)
+		inc.store = store
+	}
 	c.inc = inc
 	return nil
+}
+
+// ref names the incarnation in crash and restart events.
+func (inc *incarnation) ref(slot int) history.ClientRef {
+	ref := history.ClientRef{Client: slot, Process: inc.process}
+	if inc.proc != nil {
+		ref.PID = inc.proc.PID()
+	}
+	return ref
 }
 
 func (c *client) current() *incarnation {
@@ -147,11 +189,13 @@ func (c *client) complete(inc *incarnation, err error, lease lockers.Lease) bool
 	return e.Type == history.OK
 }
 
-func (c *client) noticeLost(inc *incarnation, key string) {
+// notice records a single info event of the holder's process: a lost
+// lease or a release request.
+func (c *client) notice(inc *incarnation, f, key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !inc.dead {
-		c.run.rec.record(history.Event{Process: inc.process, Client: c.slot, Type: history.Info, F: history.Lost, Key: key})
+		c.run.rec.record(history.Event{Process: inc.process, Client: c.slot, Type: history.Info, F: f, Key: key})
 	}
 }
 
@@ -165,18 +209,25 @@ func (c *client) crash() error {
 		return fmt.Errorf("client %d is not running", c.slot)
 	}
 	inc.gate.kill()
+	if inc.proc != nil {
+		// SIGKILL: the process and everything it was doing end now, its
+		// leases' refreshers included; the harness reaps it.
+		if err := inc.proc.Kill(); err != nil {
+			c.run.log.Logf("client %d: kill worker %d: %v", c.slot, inc.proc.PID(), err)
+		}
+	}
 	if call := inc.open; call != nil {
 		c.run.rec.record(history.Event{Process: inc.process, Client: c.slot, Type: history.Info, F: call.F, Key: call.Key, Error: errCrashed.Error()})
 		inc.open = nil
 	}
-	c.run.rec.record(nemesisEvent(history.Crash, history.ClientRef{Client: c.slot, Process: inc.process}))
+	c.run.rec.record(nemesisEvent(history.Crash, inc.ref(c.slot)))
 	inc.dead = true
 	inc.cancel()
 	return nil
 }
 
-// cycle is one acquire, hold, release on key. It reports whether the
-// acquire succeeded.
+// cycle is one acquire, critical section, release on key. It reports
+// whether the acquire succeeded.
 func (c *client) cycle(inc *incarnation, key string, acquireTimeout, hold time.Duration) bool {
 	if _, ok := c.invoke(inc, history.Acquire, key); !ok {
 		return false
@@ -191,23 +242,13 @@ func (c *client) cycle(inc *incarnation, key string, acquireTimeout, hold time.D
 		return false
 	}
 	inc.holding.Store(true)
-	// The work in the critical section is not interruptible: a holder
-	// told its lease is gone records that, and unlocks when its work is
-	// done, as code that does not poll for loss would.
-	done := inc.clock.After(hold)
-	lost := lease.Lost()
-	for waiting := true; waiting; {
-		select {
-		case <-done:
-			waiting = false
-		case <-lost:
-			c.noticeLost(inc, key)
-			lost = nil
-		case <-inc.ctx.Done():
-			return true
-		}
-	}
+	notices := c.watch(inc, key, lease)
+	alive := c.section(inc, key, lease, hold, acquireTimeout, notices.requested)
+	notices.stop()
 	inc.holding.Store(false)
+	if !alive {
+		return true
+	}
 	if _, ok := c.invoke(inc, history.Release, key); !ok {
 		return true
 	}
@@ -217,6 +258,151 @@ func (c *client) cycle(inc *incarnation, key string, acquireTimeout, hold time.D
 	c.complete(inc, err, nil)
 	return true
 }
+
+// section is the work done while holding key; false if the incarnation
+// died in it. The work is not interruptible by a lost notice: a holder
+// told its lease is gone records that, and carries on to the end of its
+// work, as code that does not poll for loss would. Only a release request
+// (the request-release workload) ends it early, because that is what the
+// holder was written to honour.
+func (c *client) section(inc *incarnation, key string, lease lockers.Lease, hold, callTimeout time.Duration, requested <-chan struct{}) bool {
+	switch c.run.cfg.Workload.Name {
+	case history.WorkloadRegister, history.WorkloadFencedRegister:
+		token := lease.Token()
+		v, ok := c.read(inc, key, token, callTimeout)
+		if !c.wait(inc, hold, nil, nil) {
+			return false
+		}
+		if ok {
+			c.write(inc, key, v+1, token, callTimeout)
+		}
+		return c.alive(inc)
+	case history.WorkloadRequestRelease:
+		// Holds are long and meant to end on request; when the workload
+		// is over nobody will ask again, so the hold ends there too.
+		return c.wait(inc, hold, requested, inc.stopWork)
+	default:
+		return c.wait(inc, hold, nil, nil)
+	}
+}
+
+// wait lets d pass on the client's clock, or until early or stop is
+// closed; false if the incarnation died first.
+func (c *client) wait(inc *incarnation, d time.Duration, early, stop <-chan struct{}) bool {
+	select {
+	case <-inc.clock.After(d):
+		return true
+	case <-early:
+		return true
+	case <-stop:
+		return true
+	case <-inc.ctx.Done():
+		return false
+	}
+}
+
+func (c *client) alive(inc *incarnation) bool { return inc.ctx.Err() == nil }
+
+// leaseNotices records what a holder hears while it holds a lease.
+type leaseNotices struct {
+	// requested is closed once a release request has been recorded.
+	requested <-chan struct{}
+	stop      func()
+}
+
+// watch records the lease's lost notice and release request as they
+// come, until stop, which returns once nothing more will be recorded: the
+// release that follows must come after every notice in the history.
+func (c *client) watch(inc *incarnation, key string, lease lockers.Lease) leaseNotices {
+	requested := make(chan struct{})
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	var asked <-chan struct{}
+	if rr, ok := lease.(lockers.ReleaseRequester); ok {
+		asked = rr.ReleaseRequested()
+	}
+	lost := lease.Lost()
+	go func() {
+		defer close(done)
+		for lost != nil || asked != nil {
+			select {
+			case <-lost:
+				c.notice(inc, history.Lost, key)
+				lost = nil
+			case <-asked:
+				c.notice(inc, history.ReleaseRequested, key)
+				close(requested)
+				asked = nil
+			case <-quit:
+				return
+			case <-inc.ctx.Done():
+				return
+			}
+		}
+	}()
+	return leaseNotices{requested: requested, stop: func() { close(quit); <-done }}
+}
+
+// read is the critical section's read of key's register.
+func (c *client) read(inc *incarnation, key string, token uint64, timeout time.Duration) (int64, bool) {
+	if !c.invokeData(inc, history.Event{F: history.ReadOp, Key: key, Token: token}) {
+		return 0, false
+	}
+	ctx, cancel := context.WithTimeout(inc.ctx, timeout)
+	v, err := inc.store.Read(ctx, key, token)
+	cancel()
+	return v, c.completeData(inc, err, v)
+}
+
+// write is the critical section's write of value to key's register.
+func (c *client) write(inc *incarnation, key string, value int64, token uint64, timeout time.Duration) {
+	if !c.invokeData(inc, history.Event{F: history.WriteOp, Key: key, Token: token, Value: jsonInt(value)}) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(inc.ctx, timeout)
+	err := inc.store.Write(ctx, key, value, token)
+	cancel()
+	c.completeData(inc, err, value)
+}
+
+func (c *client) invokeData(inc *incarnation, e history.Event) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if inc.dead {
+		return false
+	}
+	e.Process, e.Client, e.Type = inc.process, c.slot, history.Invoke
+	e = c.run.rec.record(e)
+	inc.open = &e
+	return true
+}
+
+// completeData records the outcome of a read or write. Unlike a lock
+// call's, an unknown outcome does not retire the process: the client
+// still holds its lock in this process and releases it from there; only
+// the data call's effect is in doubt.
+func (c *client) completeData(inc *incarnation, err error, value int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if inc.dead || inc.open == nil {
+		return false
+	}
+	call := inc.open
+	inc.open = nil
+	e := history.Event{Process: inc.process, Client: c.slot, F: call.F, Key: call.Key, Token: call.Token}
+	switch {
+	case err == nil:
+		e.Type, e.Value = history.OK, jsonInt(value)
+	case errors.Is(err, lockers.ErrNoEffect):
+		e.Type, e.Error = history.Fail, err.Error()
+	default:
+		e.Type, e.Error = history.Info, err.Error()
+	}
+	c.run.rec.record(e)
+	return e.Type == history.OK
+}
+
+func jsonInt(v int64) json.RawMessage { return strconv.AppendInt(nil, v, 10) }
 
 // work runs the workload until stop ends or the incarnation dies. A locker
 // that panics takes only its own client down, as a crash: the run, and the

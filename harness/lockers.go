@@ -2,12 +2,15 @@ package harness
 
 import (
 	"context"
-	"time"
-
+	"errors"
 	"fmt"
 	"net/url"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/lockcheck/lockcheck/harness/gcs"
+	"github.com/lockcheck/lockcheck/harness/register"
 	"github.com/lockcheck/lockcheck/internal/redisserver"
 	"github.com/lockcheck/lockcheck/lockers"
 	"github.com/lockcheck/lockcheck/lockers/fenced"
@@ -110,7 +113,8 @@ func Lockers() []LockerSpec {
 // withGCS gives a GCS locker its backend: by default one embedded GCS
 // (fake-gcs-server behind the fidelity layer) for the run, which every
 // client's locker reaches through its own HTTP client; a real bucket when
-// Params.GCSBucket is set.
+// Params.GCSBucket is set; the harness's embedded GCS when a worker
+// attaches to it.
 func withGCS(build func(context.Context, gcsTarget, Params, lockers.Env) (lockers.Locker, error)) func(context.Context, Params) (*Instance, error) {
 	return func(ctx context.Context, p Params) (*Instance, error) {
 		if p.GCSBucket != "" {
@@ -118,25 +122,39 @@ func withGCS(build func(context.Context, gcsTarget, Params, lockers.Env) (locker
 				return build(ctx, t, p, env)
 			})
 		}
+		if a := p.Attach; a != nil {
+			if a.GCSEndpoint == "" || a.GCSBucket == "" {
+				return nil, errors.New("this is a GCS locker and the backend to attach to has no GCS endpoint and bucket")
+			}
+			return gcsInstance(gcsTarget{endpoint: a.GCSEndpoint, bucket: a.GCSBucket}, p, build, func() {}), nil
+		}
 		server, err := gcs.Start(ctx, gcs.Options{Wrap: p.ServerFront})
 		if err != nil {
 			return nil, fmt.Errorf("embedded GCS: %w", err)
 		}
-		u, err := url.Parse(server.Endpoint())
-		if err != nil {
-			server.Close()
-			return nil, fmt.Errorf("embedded GCS endpoint: %w", err)
-		}
-		return &Instance{
-			New: func(env lockers.Env) (lockers.Locker, error) {
-				// The locker's client lives as long as the run; its
-				// construction is local and quick.
-				return build(context.Background(), gcsTarget{endpoint: server.Endpoint(), bucket: server.Bucket()}, p, env)
-			},
-			Close:       func() { server.Close() },
-			Upstreams:   []string{u.Host},
-			ServerFront: p.ServerFront != nil,
-		}, nil
+		inst := gcsInstance(gcsTarget{endpoint: server.Endpoint(), bucket: server.Bucket()}, p, build, func() { server.Close() })
+		inst.ServerFront = p.ServerFront != nil
+		return inst, nil
+	}
+}
+
+func gcsInstance(t gcsTarget, p Params, build func(context.Context, gcsTarget, Params, lockers.Env) (lockers.Locker, error), closeBackend func()) *Instance {
+	var upstreams []string
+	if u, err := url.Parse(t.endpoint); err == nil && u.Host != "" {
+		upstreams = []string{u.Host}
+	}
+	return &Instance{
+		New: func(env lockers.Env) (lockers.Locker, error) {
+			// The locker's client lives as long as the run; its
+			// construction is local and quick.
+			return build(context.Background(), t, p, env)
+		},
+		Register: func(ctx context.Context, env lockers.Env, fenced bool) (register.Store, error) {
+			return register.NewGCS(ctx, t.endpoint, t.bucket, env.HTTP, fenced)
+		},
+		Close:     closeBackend,
+		Upstreams: upstreams,
+		Attach:    Attachment{GCSEndpoint: t.endpoint, GCSBucket: t.bucket},
 	}
 }
 
@@ -145,8 +163,20 @@ func memorySpec(name, summary string, build func(*memory.Store, lockers.Env, mem
 		store := memory.NewStore()
 		return &Instance{New: func(env lockers.Env) (lockers.Locker, error) {
 			return build(store, env, memory.Options{}), nil
-		}, Close: func() {}}, nil
+		}, Register: memoryRegisters(), Close: func() {}}, nil
 	}}
+}
+
+// memoryRegisters gives an in-process locker in-process registers, one
+// plain and one fenced store shared by every client of the run.
+func memoryRegisters() func(context.Context, lockers.Env, bool) (register.Store, error) {
+	plain, fenced := register.NewMemory(false), register.NewMemory(true)
+	return func(_ context.Context, _ lockers.Env, wantFenced bool) (register.Store, error) {
+		if wantFenced {
+			return fenced, nil
+		}
+		return plain, nil
+	}
 }
 
 // mutantSpec scales the lease's TTL by the run's time scale; the poll
@@ -160,26 +190,27 @@ func mutantSpec(name, summary string, ttl time.Duration, build func(*mutants.Sto
 		store := mutants.NewStore(lockers.SystemClock{}, mutants.StoreOptions{})
 		return &Instance{New: func(env lockers.Env) (lockers.Locker, error) {
 			return build(store, env, opts), nil
-		}, Close: func() {}}, nil
+		}, Register: memoryRegisters(), Close: func() {}}, nil
 	}}
 }
 
 // withRedis gives a Redis locker its servers: by default n embedded Redis
 // servers (miniredis, keys expiring in real time) on loopback for the run;
-// the first n of Params.RedisAddrs when set. Clients dial them through
-// Env.Dial, so each client gets its own proxy per server.
+// the first n of Params.RedisAddrs when set (a worker attaching to the
+// harness's servers sets them too). Clients dial them through Env.Dial, so
+// each client gets its own proxy per server. The registers live on the
+// first server.
 func withRedis(n int, build func(addrs []string, p Params, env lockers.Env) (lockers.Locker, error)) func(context.Context, Params) (*Instance, error) {
 	return func(ctx context.Context, p Params) (*Instance, error) {
-		if len(p.RedisAddrs) > 0 {
-			if len(p.RedisAddrs) < n {
-				return nil, fmt.Errorf("this locker needs %d independent Redis servers and -redis-addr names %d", n, len(p.RedisAddrs))
+		given := p.RedisAddrs
+		if p.Attach != nil {
+			given = p.Attach.Redis
+		}
+		if len(given) > 0 {
+			if len(given) < n {
+				return nil, fmt.Errorf("this locker needs %d independent Redis servers and -redis-addr names %d", n, len(given))
 			}
-			addrs := p.RedisAddrs[:n]
-			return &Instance{
-				New:       func(env lockers.Env) (lockers.Locker, error) { return build(addrs, p, env) },
-				Close:     func() {},
-				Upstreams: addrs,
-			}, nil
+			return redisInstance(given[:n], p, build, func() {}), nil
 		}
 		var servers []*redisserver.Server
 		closeAll := func() {
@@ -197,10 +228,29 @@ func withRedis(n int, build func(addrs []string, p Params, env lockers.Env) (loc
 			servers = append(servers, s)
 			addrs = append(addrs, s.Addr())
 		}
-		return &Instance{
-			New:       func(env lockers.Env) (lockers.Locker, error) { return build(addrs, p, env) },
-			Close:     closeAll,
-			Upstreams: addrs,
-		}, nil
+		return redisInstance(addrs, p, build, closeAll), nil
 	}
 }
+
+func redisInstance(addrs []string, p Params, build func(addrs []string, p Params, env lockers.Env) (lockers.Locker, error), closeBackend func()) *Instance {
+	return &Instance{
+		New: func(env lockers.Env) (lockers.Locker, error) { return build(addrs, p, env) },
+		Register: func(_ context.Context, env lockers.Env, fenced bool) (register.Store, error) {
+			// No retries: a resent SET after a lost reply would make
+			// one increment look like two calls' worth of effect.
+			client := goredis.NewClient(&goredis.Options{Addr: addrs[0], Dialer: env.Dial, MaxRetries: -1})
+			return closingStore{Store: register.NewRedis(client, fenced), close: client.Close}, nil
+		},
+		Close:     closeBackend,
+		Upstreams: addrs,
+		Attach:    Attachment{Redis: addrs},
+	}
+}
+
+// closingStore closes the client a store was built on when the run ends.
+type closingStore struct {
+	register.Store
+	close func() error
+}
+
+func (s closingStore) Close() error { return s.close() }

@@ -146,6 +146,9 @@ func (n *nemesis) Pause(slot int) error {
 	}
 	if inc := c.current(); inc != nil {
 		inc.gate.pause()
+		if inc.proc != nil {
+			return inc.proc.Stop()
+		}
 	}
 	return nil
 }
@@ -156,7 +159,12 @@ func (n *nemesis) Resume(slot int) error {
 		return err
 	}
 	if inc := c.current(); inc != nil {
+		var err error
+		if inc.proc != nil {
+			err = inc.proc.Continue()
+		}
 		inc.gate.resume()
+		return err
 	}
 	return nil
 }
@@ -168,7 +176,7 @@ func (n *nemesis) ShiftClock(slot int, delta time.Duration) (time.Duration, erro
 	}
 	skew := c.machine.shift(delta)
 	n.run.recordClock(c)
-	return skew, nil
+	return skew, c.tellWorkerClock()
 }
 
 func (n *nemesis) DriftClock(slot int, rate float64) (time.Duration, error) {
@@ -178,7 +186,7 @@ func (n *nemesis) DriftClock(slot int, rate float64) (time.Duration, error) {
 	}
 	skew := c.machine.drift(rate)
 	n.run.recordClock(c)
-	return skew, nil
+	return skew, c.tellWorkerClock()
 }
 
 func (n *nemesis) Crash(slot int) error {
@@ -203,7 +211,7 @@ func (n *nemesis) Restart(slot int) error {
 		return err
 	}
 	inc := c.current()
-	n.run.rec.record(nemesisEvent(history.Restart, history.ClientRef{Client: slot, Process: inc.process}))
+	n.run.rec.record(nemesisEvent(history.Restart, inc.ref(slot)))
 	select {
 	case <-n.stopWork:
 		close(inc.exited)
@@ -211,4 +219,15 @@ func (n *nemesis) Restart(slot int) error {
 		go c.work(inc, n.stopWork)
 	}
 	return nil
+}
+
+// tellWorkerClock sets a process client's clock where its machine clock
+// now stands; goroutine clients read the machine clock directly.
+func (c *client) tellWorkerClock() error {
+	inc := c.current()
+	if inc == nil || inc.proc == nil {
+		return nil
+	}
+	skew, rate := c.machine.state()
+	return inc.proc.SetClock(skew, rate)
 }

@@ -7,20 +7,20 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/faults/netfault"
 	"github.com/lockcheck/lockcheck/faults/serverfault"
 	"github.com/lockcheck/lockcheck/harness/history"
-	"github.com/lockcheck/lockcheck/lockers"
 )
 
 // attachNetwork puts one proxy per client in front of each networked
-// backend when the run schedules network faults (or asks for proxies
-// anyway).
+// backend when the run schedules network faults, runs process clients
+// (each dials through its own proxy), or asks for proxies anyway.
 func (r *run) attachNetwork(ctx context.Context, inst *Instance, target *faults.Target) error {
-	wanted := r.cfg.Proxy || slices.ContainsFunc(r.cfg.Faults, func(k faults.Kind) bool { return k.Needs == faults.NeedsNetwork })
+	wanted := r.cfg.Proxy || r.cfg.processes() || slices.ContainsFunc(r.cfg.Faults, func(k faults.Kind) bool { return k.Needs == faults.NeedsNetwork })
 	if len(inst.Upstreams) == 0 || !wanted {
 		return nil
 	}
@@ -87,8 +87,10 @@ func (r *run) transportFor(slot int) http.RoundTripper {
 	return t
 }
 
-func (r *run) keepCloser(l lockers.Locker) {
-	if c, ok := l.(io.Closer); ok {
+// keepCloser keeps v (a locker, a store, a worker) to close when the run
+// is over, if it holds anything to close.
+func (r *run) keepCloser(v any) {
+	if c, ok := v.(io.Closer); ok {
 		r.mu.Lock()
 		r.closers = append(r.closers, c)
 		r.mu.Unlock()
@@ -100,13 +102,15 @@ func (r *run) closeLockers() {
 	closers := r.closers
 	r.closers = nil
 	r.mu.Unlock()
+	// At once, not one after another: a worker process given seconds to
+	// stop in order must not make the last one wait for all the others.
 	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for _, c := range closers {
-			c.Close()
-		}
-	}()
+	var wg sync.WaitGroup
+	for _, c := range closers {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Close() }()
+	}
+	go func() { wg.Wait(); close(done) }()
 	// A locker library that hangs in Close must not hang the run: its
 	// history is complete by now.
 	select {

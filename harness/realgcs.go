@@ -13,6 +13,7 @@ import (
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
 
+	"github.com/lockcheck/lockcheck/harness/register"
 	"github.com/lockcheck/lockcheck/lockers"
 )
 
@@ -45,6 +46,14 @@ func realGCS(ctx context.Context, p Params, build func(context.Context, gcsTarge
 				return nil, err
 			}
 			return prefixed{prefix: prefix, Locker: l}, nil
+		},
+		Register: func(ctx context.Context, env lockers.Env, fenced bool) (register.Store, error) {
+			hc := &http.Client{Transport: &oauth2.Transport{Source: creds.TokenSource, Base: env.HTTP.Transport}}
+			store, err := register.NewGCS(ctx, "", p.GCSBucket, hc, fenced)
+			if err != nil {
+				return nil, err
+			}
+			return prefixedStore{prefix: prefix, store: store}, nil
 		},
 		Close: func() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -94,4 +103,22 @@ func deletePrefix(ctx context.Context, b *storage.BucketHandle, prefix string) e
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// prefixedStore puts every register of a run under the run's own prefix.
+type prefixedStore struct {
+	prefix string
+	store  register.Store
+}
+
+func (p prefixedStore) Read(ctx context.Context, key string, token uint64) (int64, error) {
+	return p.store.Read(ctx, p.prefix+key, token)
+}
+
+func (p prefixedStore) Write(ctx context.Context, key string, value int64, token uint64) error {
+	return p.store.Write(ctx, p.prefix+key, value, token)
+}
+
+func (p prefixedStore) Final(ctx context.Context, key string) (int64, error) {
+	return p.store.Final(ctx, p.prefix+key)
 }

@@ -7,15 +7,19 @@
 package harness
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,12 +28,14 @@ import (
 	"github.com/lockcheck/lockcheck/faults/netfault"
 	"github.com/lockcheck/lockcheck/faults/serverfault"
 	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/harness/worker"
 	"github.com/lockcheck/lockcheck/lockers"
 )
 
 // Workload shapes what each client does: pick a key, acquire, hold, release,
 // think, repeat.
 type Workload struct {
+	// Name is one of history.Workload*: what the critical section does.
 	Name string
 	Keys int
 	// Rate is each client's mean number of cycles started per second; 0
@@ -75,6 +81,11 @@ type Config struct {
 	GCSBucket string
 	// RedisAddrs runs Redis lockers against these servers; see Params.
 	RedisAddrs []string
+	// ClientsAs is ClientsAsGoroutines (the default when empty) or
+	// ClientsAsProcesses.
+	ClientsAs string
+	// Worker starts one worker process; needed with ClientsAsProcesses.
+	Worker worker.Command
 	// Dir is where the run's files go; it must not exist yet.
 	Dir string
 	// Observers see every event as it is recorded (live progress).
@@ -103,9 +114,26 @@ func (c Config) Validate() error {
 	check(c.TimeScale > 0 && c.TimeScale <= 100, "time scale must be in (0, 100], got %v", c.TimeScale)
 	check(c.FaultMin >= 0 && (c.FaultMax == 0 || c.FaultMax >= c.FaultMin), "fault duration range %v..%v is empty or negative", c.FaultMin, c.FaultMax)
 	check(c.ClockStep >= 0 && c.ClockSpread >= 0, "clock step %v and clock spread %v must not be negative", c.ClockStep, c.ClockSpread)
+	check(slices.Contains(Workloads(), c.Workload.Name), "unknown workload %q; known workloads: %s", c.Workload.Name, strings.Join(Workloads(), ", "))
+	check(c.ClientsAs == "" || c.ClientsAs == ClientsAsGoroutines || c.ClientsAs == ClientsAsProcesses, "clients-as must be %q or %q, got %q", ClientsAsGoroutines, ClientsAsProcesses, c.ClientsAs)
+	check(c.ClientsAs != ClientsAsProcesses || c.Worker.Path != "", "process clients need the worker command to start")
 	check(c.Dir != "", "no output directory")
 	return errors.Join(errs...)
 }
+
+// How clients run: as goroutines in the harness, or each as a `verify
+// worker` child process that gets real signals.
+const (
+	ClientsAsGoroutines = "goroutine"
+	ClientsAsProcesses  = "process"
+)
+
+// Workloads lists the workload names a run accepts.
+func Workloads() []string {
+	return []string{history.WorkloadMutex, history.WorkloadRegister, history.WorkloadFencedRegister, history.WorkloadRequestRelease}
+}
+
+func (c Config) processes() bool { return c.ClientsAs == ClientsAsProcesses }
 
 // clockStep is ClockStep, or its default: three leases.
 func (c Config) clockStep() time.Duration {
@@ -141,17 +169,26 @@ type Outcome struct {
 	// Unfinished lists clients whose last call had not returned when the
 	// harness stopped waiting for them.
 	Unfinished []int
+	// WorkerPIDs are the operating-system processes of process clients,
+	// every incarnation's, in the order they started; all are reaped by
+	// the time Run returns.
+	WorkerPIDs []int
 }
 
 type run struct {
 	cfg       Config
 	rec       *Recorder
 	recording atomic.Bool // rec is set; server faults may be recorded
-	newLocker func(lockers.Env) (lockers.Locker, error)
-	log       lockers.Logger
-	processes atomic.Int64
-	clients   []*client
-	target    faults.Target
+	inst      *Instance
+	// stopWork is closed when the workload phase ends.
+	stopWork chan struct{}
+	// workerPIDs are every worker process started, under mu.
+	workerPIDs []int
+	newLocker  func(lockers.Env) (lockers.Locker, error)
+	log        lockers.Logger
+	processes  atomic.Int64
+	clients    []*client
+	target     faults.Target
 
 	// plane is the per-client proxy plane (a proxy per client per
 	// backend), nil when clients reach the backends directly (or they
@@ -194,6 +231,12 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		return nil, fmt.Errorf("locker %s: setup: %w", cfg.Locker.Name, err)
 	}
 	defer inst.Close()
+	if (cfg.Workload.Name == history.WorkloadRegister || cfg.Workload.Name == history.WorkloadFencedRegister) && inst.Register == nil {
+		return nil, fmt.Errorf("locker %s has no store for the %s workload; choose the mutex workload", cfg.Locker.Name, cfg.Workload.Name)
+	}
+	if cfg.processes() && !inst.Attach.networked() {
+		return nil, fmt.Errorf("%w: process clients need a backend another process can reach, and locker %s keeps its state inside the harness; choose a GCS or Redis locker, or goroutine clients", ErrFaultNotApplicable, cfg.Locker.Name)
+	}
 	target := faults.Target{ClockStep: cfg.clockStep()}
 	if inst.ServerFront {
 		target.Server = server
@@ -238,6 +281,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		Faults:    faultNames(cfg.Faults),
 		Fencing:   cfg.Locker.Fencing,
 		TimeScale: cfg.TimeScale,
+		ClientsAs: cmp.Or(cfg.ClientsAs, ClientsAsGoroutines),
 	}}
 	w, err := history.NewWriter(f, out.Header)
 	if err != nil {
@@ -249,12 +293,15 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	}
 	r.rec = newRecorder(w, start, cfg.Observers)
 	r.recording.Store(true)
+	r.inst = inst
 	r.newLocker = inst.New
 	r.log = log
 	r.target = target
 	defer r.closeTransports()
 	defer r.closeLockers()
 	r.execute(ctx, out)
+	r.closeLockers()
+	out.WorkerPIDs = r.workerPIDs
 	if err := r.rec.Err(); err != nil {
 		return out, err
 	}
@@ -265,6 +312,7 @@ func (r *run) execute(ctx context.Context, out *Outcome) {
 	var stopClients context.CancelFunc
 	r.ctx, stopClients = context.WithCancel(context.Background())
 	defer stopClients() // ends every incarnation's context, last of all
+	r.stopWork = make(chan struct{})
 	for slot := range r.cfg.Clients {
 		r.clients = append(r.clients, &client{slot: slot, run: r, machine: newMachineClock()})
 	}
@@ -283,7 +331,7 @@ func (r *run) execute(ctx context.Context, out *Outcome) {
 			continue
 		}
 	}
-	stopWork := make(chan struct{})
+	stopWork := r.stopWork
 	for _, c := range r.clients {
 		if inc := c.current(); inc != nil {
 			go c.work(inc, stopWork)
@@ -313,8 +361,53 @@ func (r *run) execute(ctx context.Context, out *Outcome) {
 		out.Interrupted = true
 		return
 	}
-	r.recover(ctx)
+	if r.recover(ctx) && len(out.Unfinished) == 0 {
+		r.readFinals(ctx)
+	} else if r.registers() {
+		r.log.Logf("a client was still inside a call when the run ended; the registers' final values would not be final, so none is recorded")
+	}
 }
+
+func (r *run) registers() bool {
+	w := r.cfg.Workload.Name
+	return w == history.WorkloadRegister || w == history.WorkloadFencedRegister
+}
+
+// readFinals records each register's value once every client is done, for
+// the lost-update check. Read by the harness itself, on a connection no
+// fault touches. A register that cannot be read gets no final event, and
+// the check then says it could not tell.
+func (r *run) readFinals(ctx context.Context) {
+	if !r.registers() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, finalReadsWithin)
+	defer cancel()
+	var d net.Dialer
+	env := lockers.Env{Clock: lockers.SystemClock{}, HTTP: &http.Client{}, Dial: d.DialContext, Identity: "harness", Log: r.log}
+	store, err := r.inst.Register(ctx, env, r.cfg.Workload.Name == history.WorkloadFencedRegister)
+	if err != nil {
+		r.log.Logf("final values: %v", err)
+		return
+	}
+	if c, ok := store.(io.Closer); ok {
+		defer c.Close()
+	}
+	for i := range r.cfg.Workload.Keys {
+		key := keyName(i)
+		v, err := store.Final(ctx, key)
+		if err != nil {
+			r.log.Logf("final value of %s: %v", key, err)
+			continue
+		}
+		e := nemesisEvent(history.Final, nil)
+		e.Key, e.Value = key, jsonInt(v)
+		r.rec.record(e)
+	}
+}
+
+// finalReadsWithin bounds reading every register's final value.
+const finalReadsWithin = 30 * time.Second
 
 // waitForClients waits for every live client to finish its current cycle,
 // for at most as long as a cycle can legitimately take.
@@ -350,8 +443,9 @@ const (
 // tries until it has acquired once (on keys spread over the key space) and
 // released, or RecoveryTimeout has passed. A locker whose Lock fails fast
 // on a stale connection is retried, as its user would; one that stays
-// wedged is stuck.
-func (r *run) recover(ctx context.Context) {
+// wedged is stuck. It reports whether every client came back from the
+// phase (false: some are still inside a call).
+func (r *run) recover(ctx context.Context) bool {
 	r.rec.record(nemesisEvent(history.Recovery, nil))
 	var wg sync.WaitGroup
 	for _, c := range r.clients {
@@ -380,10 +474,12 @@ func (r *run) recover(ctx context.Context) {
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		return true
 	case <-ctx.Done():
 	case <-time.After(2*r.cfg.RecoveryTimeout + r.cfg.Workload.HoldMin + 5*time.Second):
 		r.log.Logf("recovery phase: some clients still inside a call when the run stopped waiting")
 	}
+	return false
 }
 
 func faultNames(kinds []faults.Kind) []string {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,7 +37,7 @@ func compareCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	lockersFlag := fs.String("lockers", strings.Join(defaultCompareLockers(), ","), "comma-separated lockers to compare (see `verify list`)")
-	scenariosFlag := fs.String("scenarios", strings.Join(compare.DefaultScenarios, ","), "comma-separated scenarios, each a column (see the list above; clock is not in the default set)")
+	scenariosFlag := fs.String("scenarios", strings.Join(compare.DefaultScenarios, ","), "comma-separated scenarios, each a column (see the list above); the default is the first table's, and "+strings.Join(compare.DataScenarios, ",")+" make the second")
 	seedsFlag := fs.String("seeds", "1,2,3", "comma-separated seeds; every cell runs each")
 	ttl := fs.Duration("ttl", time.Second, "the lease every locker is scaled to; faults meant to outlast a lease last 2.5 of it")
 	duration := fs.Duration("duration", 8*time.Second, "workload phase of each run")
@@ -118,6 +119,11 @@ Flags:
 		FaultInterval: *faultInterval, RecoveryTimeout: *recoveryTimeout, RedisAddrs: redisAddrs,
 		// Validate wants these; each run sets its own.
 		Locker: specs[0], Seed: 1, TimeScale: 1, Dir: dir,
+	}
+	if slices.ContainsFunc(scenarios, func(s compare.Scenario) bool { return s.Processes }) {
+		if base.Worker, err = workerCommand(); err != nil {
+			return 0, err
+		}
 	}
 	if err := base.Validate(); err != nil {
 		return 0, fmt.Errorf("flags: %w", err)

@@ -39,4 +39,7 @@ func listCommand(args []string, stdout io.Writer) (int, error) {
 
 var workloads = []struct{ name, summary string }{
 	{"mutex", "acquire a random key, hold it a random time, release, think, repeat"},
+	{"register", "the critical section reads the key's register, holds, writes it back plus one, in a store the lock does not guard (GCS object without preconditions, Redis key, or memory): lost updates prove two holders"},
+	{"fenced-register", "as register, on a store that refuses a token lower than the highest it has accepted (reads included): does fencing save the data?"},
+	{"request-release", "holders hold for -hold-max unless another client asks for the lock, then stop their work and unlock (tus semantics): hand-off on request"},
 }

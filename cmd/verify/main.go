@@ -28,6 +28,7 @@ Usage:
                                        re-check a saved run or history
   verify compare [flags]               run lockers × fault scenarios × seeds, side by side
   verify list                          list lockers, faults and workloads
+  verify worker                        one process client (started by verify run -clients-as process)
   verify help <command>                flags of one command
 
 Examples:
@@ -72,6 +73,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		code, err = compareCommand(rest, stdout, stderr)
 	case "list":
 		code, err = listCommand(rest, stdout)
+	case "worker":
+		code, err = workerMain(rest, os.Stdin, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		if len(rest) == 1 {
 			return run([]string{rest[0], "-h"}, stdout, stderr)

@@ -45,6 +45,8 @@ type runFlags struct {
 	redisAddrs      string
 	clockStep       time.Duration
 	clockSpread     time.Duration
+	workload        string
+	clientsAs       string
 }
 
 func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
@@ -75,6 +77,8 @@ func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
 	fs.DurationVar(&f.clockStep, "clock-step", 0, "how far clock-jump faults move a client's clock (default: three of the locker's leases, or 5s without one)")
 	fs.DurationVar(&f.clockSpread, "clock-spread", 0, "set every client's clock off real time for the whole run by a constant from the seed in [-D, +D]")
 	fs.StringVar(&f.redisAddrs, "redis-addr", "", "run Redis lockers against these real servers, `host:port[,host:port,...]` (redlock takes three); default: embedded Redis servers on loopback")
+	fs.StringVar(&f.workload, "workload", "mutex", "what the critical section does: mutex, register, fenced-register or request-release (see `verify list`)")
+	fs.StringVar(&f.clientsAs, "clients-as", "goroutine", "run each client as a `goroutine` in this process, or as a `process` (a `verify worker` child that gets real SIGSTOP and SIGKILL; GCS and Redis lockers)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: verify run [flags]
 
@@ -91,6 +95,8 @@ Examples:
   verify run -locker fenced -ttl 1.2s -faults pause-holder -fault-duration 3s
   verify run -locker lai -ttl 1s -faults clock-jump-forward -clock-step 3s
   verify run -locker redlock -ttl 1s -faults partition-majority -redis-addr 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
+  verify run -locker gmutex -ttl 1s -workload register -faults pause-holder -fault-duration 2.5s
+  verify run -locker fenced -ttl 1s -workload fenced-register -clients-as process -faults pause-holder,crash-holder
 
 Flags:
 `)
@@ -189,7 +195,7 @@ func (f *runFlags) config() (harness.Config, error) {
 		Clients:  f.clients,
 		Duration: f.duration,
 		Workload: harness.Workload{
-			Name: "mutex", Keys: f.keys, Rate: f.rate,
+			Name: f.workload, Keys: f.keys, Rate: f.rate,
 			HoldMin: f.holdMin, HoldMax: f.holdMax, AcquireTimeout: f.acquireTimeout,
 		},
 		Faults:          kinds,
@@ -204,7 +210,13 @@ func (f *runFlags) config() (harness.Config, error) {
 		ClockSpread:     f.clockSpread,
 		Proxy:           f.proxy,
 		GCSBucket:       f.gcsBucket,
+		ClientsAs:       f.clientsAs,
 		Dir:             filepath.Join(f.out, harness.NewRunID(time.Now(), locker.Name, seed)),
+	}
+	if cfg.ClientsAs == harness.ClientsAsProcesses {
+		if cfg.Worker, err = workerCommand(); err != nil {
+			return cfg, err
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("flags: %w", err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/harness"
+	"github.com/lockcheck/lockcheck/harness/history"
 	"github.com/lockcheck/lockcheck/models"
 )
 
@@ -32,6 +33,17 @@ type Scenario struct {
 	// leases (Plan.TTL), so it outlasts the lease; zero keeps each
 	// fault's own duration range.
 	LeaseMultiple float64
+	// Workload, when set, replaces the base workload (history.Workload*).
+	Workload string `json:",omitempty"`
+	// Processes runs every client as a worker process, so pauses and
+	// crashes are real SIGSTOP and SIGKILL.
+	Processes bool `json:",omitempty"`
+	// HoldLeases, when positive, lets holders keep a lock up to this
+	// many leases instead of the base hold.
+	HoldLeases float64 `json:",omitempty"`
+	// ClockSpreadLeases, when positive, sets every client's clock off by
+	// a constant of up to this many leases either way for the whole run.
+	ClockSpreadLeases float64 `json:",omitempty"`
 }
 
 // Scenarios are the standard columns: no faults, then one fault family
@@ -46,11 +58,21 @@ func Scenarios() []Scenario {
 		{Name: "pause", Summary: "a lock holder frozen, timers and network included, for 2.5 leases", Faults: []string{"pause-holder"}, LeaseMultiple: 2.5},
 		{Name: "crash", Summary: "a lock holder killed, restarted later under a new process", Faults: []string{"crash-holder"}},
 		{Name: "clock", Summary: "one client's clock stepped three leases forward or back, or run at twice real speed", Faults: []string{"clock-jump-forward", "clock-jump-back", "clock-drift"}},
+		{Name: "skew", Summary: "every client's clock off by a constant of up to three leases either way, holds up to half a lease", ClockSpreadLeases: 3, HoldLeases: 0.5},
+		{Name: "register-pause", Summary: "register workload (an unguarded read-increment-write), a holder frozen for 2.5 leases", Workload: history.WorkloadRegister, Faults: []string{"pause-holder"}, LeaseMultiple: 2.5},
+		{Name: "fenced-pause", Summary: "fenced-register workload (the store refuses stale tokens), a holder frozen for 2.5 leases", Workload: history.WorkloadFencedRegister, Faults: []string{"pause-holder"}, LeaseMultiple: 2.5},
+		{Name: "sigstop", Summary: "process clients; a holder's process stopped with SIGSTOP for 2.5 leases, register workload", Workload: history.WorkloadRegister, Processes: true, Faults: []string{"pause-holder"}, LeaseMultiple: 2.5},
+		{Name: "sigkill", Summary: "process clients; a holder's process killed with SIGKILL, restarted later under a new pid", Processes: true, Faults: []string{"crash-holder"}},
+		{Name: "request-release", Summary: "holders keep a lock up to two leases unless another client asks for it", Workload: history.WorkloadRequestRelease, HoldLeases: 2},
 	}
 }
 
 // DefaultScenarios are the columns of the standard comparison table.
 var DefaultScenarios = []string{"none", "latency", "partition", "lost-reply", "429", "pause", "crash"}
+
+// DataScenarios are the columns of the second table: clocks, data, real
+// processes, release requests.
+var DataScenarios = []string{"clock", "skew", "register-pause", "fenced-pause", "sigstop", "sigkill", "request-release"}
 
 // LookupScenarios finds scenarios by name.
 func LookupScenarios(names []string) ([]Scenario, error) {
@@ -241,6 +263,18 @@ func (p Plan) runOne(ctx context.Context, l harness.LockerSpec, s Scenario, seed
 	if s.LeaseMultiple > 0 {
 		cfg.FaultMin = time.Duration(s.LeaseMultiple * float64(p.TTL))
 		cfg.FaultMax = cfg.FaultMin
+	}
+	if s.Workload != "" {
+		cfg.Workload.Name = s.Workload
+	}
+	if s.Processes {
+		cfg.ClientsAs = harness.ClientsAsProcesses
+	}
+	if s.HoldLeases > 0 {
+		cfg.Workload.HoldMax = time.Duration(s.HoldLeases * float64(p.TTL))
+	}
+	if s.ClockSpreadLeases > 0 {
+		cfg.ClockSpread = time.Duration(s.ClockSpreadLeases * float64(p.TTL))
 	}
 	cfg.Dir = filepath.Join(p.Dir, l.Name, s.Name, fmt.Sprintf("s%d", seed))
 	cfg.Observers = nil

@@ -1,0 +1,174 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lockcheck/lockcheck/faults"
+	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/harness/worker"
+)
+
+// workerEnv makes the test binary a `verify worker` (see TestMain), so the
+// harness's process clients can be tested without building the command.
+const workerEnv = "LOCKCHECK_HARNESS_TEST_WORKER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(workerEnv) == "1" {
+		if err := worker.Serve(context.Background(), os.Stdin, os.Stdout, os.Stderr, OpenWorker); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func testWorker() worker.Command {
+	return worker.Command{Path: os.Args[0], Env: append(os.Environ(), workerEnv+"=1", "GORACE=atexit_sleep_ms=0")}
+}
+
+func processConfig(t *testing.T, locker string, faultNames ...string) Config {
+	t.Helper()
+	spec, err := LookupLocker(locker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, faultNames...)
+	cfg.Locker, cfg.ClientsAs, cfg.Worker = spec, ClientsAsProcesses, testWorker()
+	cfg.TimeScale = float64(500*time.Millisecond) / float64(spec.TTL)
+	cfg.Duration = 3 * time.Second
+	cfg.FaultInterval = 300 * time.Millisecond
+	cfg.FaultMin, cfg.FaultMax = 600*time.Millisecond, 600*time.Millisecond
+	cfg.RecoveryTimeout = 5 * time.Second
+	return cfg
+}
+
+// seedPlanning finds a seed whose plan, with cfg's fault bounds, has a
+// fault of kind early enough to be followed by a restart.
+func seedPlanning(t *testing.T, cfg Config, kind string) uint64 {
+	t.Helper()
+	for seed := uint64(1); seed < 1000; seed++ {
+		plan := faults.Plan(seed, cfg.Faults, faults.PlanOptions{Clients: cfg.Clients, Window: cfg.Duration, Interval: cfg.FaultInterval, MinDuration: cfg.FaultMin, MaxDuration: cfg.FaultMax})
+		for _, p := range plan {
+			if p.Kind.Name == kind && p.At < cfg.Duration/2 {
+				return seed
+			}
+		}
+	}
+	t.Fatalf("no seed below 1000 plans %s in the first half of the run", kind)
+	return 0
+}
+
+// pidsOf lists the worker processes a history names, and checks that a
+// restart came back under a new one.
+func pidsOf(t *testing.T, h *history.History) []int {
+	t.Helper()
+	var pids []int
+	seen := map[int]bool{}
+	for _, e := range h.Events {
+		if e.F != history.Crash && e.F != history.Restart {
+			continue
+		}
+		var ref history.ClientRef
+		mustUnmarshal(t, e.Value, &ref)
+		if ref.PID <= 0 {
+			t.Fatalf("event %d: %s of a process client without its pid", e.Index, e.F)
+		}
+		if e.F == history.Restart && seen[ref.PID] {
+			t.Fatalf("event %d: client %d restarted under pid %d, which it had before", e.Index, ref.Client, ref.PID)
+		}
+		if !seen[ref.PID] {
+			seen[ref.PID] = true
+			pids = append(pids, ref.PID)
+		}
+	}
+	return pids
+}
+
+// gone fails unless no process pid exists any more: killed and reaped,
+// not left a zombie.
+func gone(t *testing.T, pids []int) {
+	t.Helper()
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("worker process %d still exists after the run (signal 0: %v)", pid, err)
+		}
+	}
+}
+
+func TestProcessClientsArePausedKilledAndReaped(t *testing.T) {
+	cfg := processConfig(t, "redis", "pause-holder", "crash-holder")
+	cfg.Workload.Name = history.WorkloadRegister
+	cfg.Seed = seedPlanning(t, cfg, "crash-holder")
+	out, h := runAndRead(t, cfg)
+	if h.Header.Run.ClientsAs != ClientsAsProcesses {
+		t.Fatalf("history says clients ran as %q", h.Header.Run.ClientsAs)
+	}
+	pids := pidsOf(t, h)
+	if len(pids) < 2 {
+		t.Fatalf("crash and restart name %d worker processes, want the killed one and its successor: %v", len(pids), pids)
+	}
+	gone(t, out.WorkerPIDs)
+	tally := tallyRegister(t, h)
+	written := 0
+	for _, n := range tally.acked {
+		written += n
+	}
+	if written == 0 || len(tally.finals) != cfg.Workload.Keys {
+		t.Fatalf("%d increments, finals %v: the worker processes did no work on their registers", written, tally.finals)
+	}
+	if out.Interrupted {
+		t.Fatal("run interrupted")
+	}
+}
+
+func TestInterruptedProcessRunStopsItsChildren(t *testing.T) {
+	cfg := processConfig(t, "redis", "pause")
+	cfg.Duration = time.Minute
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Interrupt as soon as a fault has begun, with a client stopped.
+	cfg.Observers = []func(history.Event){func(e history.Event) {
+		if e.F == history.FaultStart {
+			cancel()
+		}
+	}}
+	out, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !out.Interrupted {
+		t.Fatal("the run did not notice the interrupt")
+	}
+	h, err := history.ReadFile(out.HistoryPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stops := 0
+	for _, e := range h.Events {
+		if e.F == history.FaultStop {
+			stops++
+		}
+	}
+	if stops == 0 {
+		t.Fatal("the interrupted run did not heal its fault")
+	}
+	if len(out.WorkerPIDs) != cfg.Clients {
+		t.Fatalf("outcome names %d worker processes, want %d", len(out.WorkerPIDs), cfg.Clients)
+	}
+	gone(t, out.WorkerPIDs)
+}
+
+func TestProcessClientsNeedANetworkedBackend(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.ClientsAs, cfg.Worker = ClientsAsProcesses, testWorker()
+	_, err := Run(context.Background(), cfg)
+	if !errors.Is(err, ErrFaultNotApplicable) || !contains(err.Error(), "process clients") {
+		t.Fatalf("error %v, want a refusal naming process clients", err)
+	}
+}
