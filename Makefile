@@ -3,7 +3,7 @@ GO      ?= go
 VERIFY  := $(GO) run ./cmd/verify
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: verify test vet bench build clean tus616-table redis-server compare-table
+.PHONY: verify test vet bench build clean tus616-table redis-server compare-table compare-data-table
 
 ## verify: a quick run of the default locker through pauses and crashes, checked
 verify:
@@ -53,6 +53,11 @@ tus616-table: build
 compare-table: build
 	bin/verify compare -parallel 2 -seeds 1,2,3 -markdown results/compare-table.md > /dev/null || [ $$? -le 2 ]
 	$(GO) run ./internal/readmetable -marker compare -table results/compare-table.md README.md
+
+## compare-data-table: every locker × {clock, skew, register-pause, fenced-pause, sigstop, sigkill, request-release} on 3 seeds, 1 s leases; the second README table (about 35 min)
+compare-data-table: build
+	bin/verify compare -parallel 2 -seeds 1,2,3 -scenarios clock,skew,register-pause,fenced-pause,sigstop,sigkill,request-release -markdown results/compare-data-table.md > /dev/null || [ $$? -le 2 ]
+	$(GO) run ./internal/readmetable -marker compare-data -table results/compare-data-table.md README.md
 
 clean:
 	rm -rf bin

@@ -9,6 +9,15 @@ import (
 	"testing"
 )
 
+// TestMain lets the test binary stand in for verify when the harness starts
+// it as a worker (-clients-as process runs os.Executable() worker).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "worker" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
 func verify(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
@@ -106,6 +115,10 @@ func TestBadInputExitsThreeSayingWhatToFix(t *testing.T) {
 		{[]string{"run", "extra"}, "unexpected arguments"},
 		{[]string{"run", "-no-such-flag"}, "flag provided but not defined"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"run", "-workload", "queue"}, `unknown workload "queue"; known workloads: mutex, register`},
+		{[]string{"run", "-clients-as", "thread"}, `clients-as must be "goroutine" or "process"`},
+		{[]string{"run", "-clients-as", "process", "-locker", "memory"}, "process clients need a backend another process can reach"},
+		{[]string{"worker", "extra"}, "worker takes no arguments"},
 		{nil, "Usage:"},
 	}
 	for _, c := range cases {
@@ -129,5 +142,37 @@ func TestHelpAndListTeach(t *testing.T) {
 		if code != exitValid || !strings.Contains(stdout, want) {
 			t.Errorf("list lacks %q:\n%s", want, stdout)
 		}
+	}
+}
+
+func TestWorkerRefusesAProtocolItDoesNotSpeak(t *testing.T) {
+	var out, errb bytes.Buffer
+	code, err := workerMain(nil, strings.NewReader(`{"id":0,"op":"hello","protocol":99}`+"\n"), &out, &errb)
+	if err != nil || code != exitValid {
+		t.Fatalf("worker: exit %d, %v\n%s", code, err, errb.String())
+	}
+	if !strings.Contains(out.String(), `"id":0`) || !strings.Contains(out.String(), "protocol") || strings.Contains(out.String(), `"ok":true`) {
+		t.Fatalf("worker answered a hello of protocol 99 with %s", out.String())
+	}
+}
+
+func TestRunWithProcessClients(t *testing.T) {
+	dir, code, stdout := runOnce(t, "-locker", "redis", "-ttl", "500ms", "-clients", "3", "-keys", "1", "-workload", "register",
+		"-clients-as", "process", "-faults", "crash-holder", "-fault-interval", "300ms", "-seed", "2")
+	// A killed holder's Redis lease expires; the killed process can
+	// write nothing more, so nothing is lost.
+	if code != exitValid {
+		t.Fatalf("exit %d\n%s", code, stdout)
+	}
+	res, err := readResult(filepath.Join(dir, "result.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, c := range res.Report.Checkers {
+		names[c.Name] = true
+	}
+	if res.Run.ClientsAs != "process" || !names["lost-updates"] || !names["register-linearizability"] {
+		t.Fatalf("result.json: clients as %q, checkers %v", res.Run.ClientsAs, names)
 	}
 }

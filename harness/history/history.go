@@ -6,7 +6,10 @@
 // call is an invoke event followed by one completion (ok, fail or info) from
 // the same process. After an info completion the outcome is unknown and the
 // client continues under a new process id, as in Jepsen, so a process never
-// has more than one call open. Events of the fault plane use the process
+// has more than one call open. The exception is an info completion of a
+// read or write inside a critical section: the client still holds its lock
+// in the same process, so it carries on there; only that data call's
+// effect is in doubt. Events of the fault plane use the process
 // [Nemesis].
 package history
 

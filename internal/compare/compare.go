@@ -136,8 +136,22 @@ type Run struct {
 	CrashRecoveryP50    time.Duration  `json:"crash_recovery_p50_ns"`
 	CrashNeverRecovered int            `json:"crash_never_recovered"`
 	Stuck               int            `json:"stuck_clients"`
-	Counterexample      string         `json:"counterexample,omitempty"`
-	Elapsed             time.Duration  `json:"elapsed_ns"`
+	// Data-level figures, on register workloads: increments the store
+	// acknowledged, how many of them the final value lacks, and the
+	// calls a fenced store refused or (wrongly) accepted as stale.
+	Increments    int   `json:"increments,omitempty"`
+	LostUpdates   int64 `json:"lost_updates,omitempty"`
+	DataChecked   bool  `json:"data_checked,omitempty"`
+	StaleRefused  int   `json:"stale_refused,omitempty"`
+	StaleAccepted int   `json:"stale_accepted,omitempty"`
+	// Release requests, on the request-release workload: contended holds
+	// whose holder was asked, those that ended without honouring the
+	// request, and the median from the request to the next acquire.
+	ReleaseContended  int           `json:"release_contended,omitempty"`
+	ReleaseMissed     int           `json:"release_missed,omitempty"`
+	ReleaseHandOffP50 time.Duration `json:"release_hand_off_p50_ns,omitempty"`
+	Counterexample    string        `json:"counterexample,omitempty"`
+	Elapsed           time.Duration `json:"elapsed_ns"`
 }
 
 // Table is a finished (or interrupted) comparison.
@@ -320,6 +334,15 @@ func (r *Run) fill(rep *models.Report) {
 			r.Counterexample = c.Counterexamples[0]
 			break
 		}
+	}
+	if lu := rep.LostUpdates; lu != nil {
+		r.DataChecked, r.Increments, r.LostUpdates = true, lu.Acknowledged, lu.Lost
+	}
+	if f := rep.Fencing; f != nil {
+		r.StaleRefused, r.StaleAccepted = f.Refused, f.StaleAccepted
+	}
+	if rr := rep.ReleaseRequests; rr != nil {
+		r.ReleaseContended, r.ReleaseMissed, r.ReleaseHandOffP50 = rr.Contended, rr.Missed, rr.HandOff.P50
 	}
 	if l := rep.Liveness; l != nil {
 		r.AcquireP50, r.AcquireP99 = l.LatencyP50, l.LatencyP99

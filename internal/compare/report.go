@@ -34,12 +34,22 @@ type Summary struct {
 	NeverRecovered int `json:"crash_never_recovered"`
 	Stuck          int `json:"stuck_clients"`
 	Seeds          int `json:"seeds"`
+	// Data and release-request figures, summed over the seeds that
+	// measured them (see Run).
+	DataChecked       bool          `json:"data_checked,omitempty"`
+	Increments        int           `json:"increments,omitempty"`
+	LostUpdates       int64         `json:"lost_updates,omitempty"`
+	StaleRefused      int           `json:"stale_refused,omitempty"`
+	StaleAccepted     int           `json:"stale_accepted,omitempty"`
+	ReleaseContended  int           `json:"release_contended,omitempty"`
+	ReleaseMissed     int           `json:"release_missed,omitempty"`
+	ReleaseHandOffP50 time.Duration `json:"release_hand_off_p50_ns,omitempty"`
 }
 
 // Summarize reduces a cell.
 func (c Cell) Summarize() Summary {
 	s := Summary{Locker: c.Locker, Scenario: c.Scenario, Seeds: len(c.Runs)}
-	var p50, p99, hand, rec []time.Duration
+	var p50, p99, hand, rec, onRequest []time.Duration
 	for _, r := range c.Runs {
 		switch {
 		case r.NotApplicable != "":
@@ -60,6 +70,18 @@ func (c Cell) Summarize() Summary {
 		s.Stuck += r.Stuck
 		s.HolderCrashes += r.HolderCrashes
 		s.NeverRecovered += r.CrashNeverRecovered
+		if r.DataChecked {
+			s.DataChecked = true
+			s.Increments += r.Increments
+			s.LostUpdates += r.LostUpdates
+			s.StaleRefused += r.StaleRefused
+			s.StaleAccepted += r.StaleAccepted
+		}
+		s.ReleaseContended += r.ReleaseContended
+		s.ReleaseMissed += r.ReleaseMissed
+		if r.ReleaseHandOffP50 > 0 {
+			onRequest = append(onRequest, r.ReleaseHandOffP50)
+		}
 		p50 = append(p50, r.AcquireP50)
 		p99 = append(p99, r.AcquireP99)
 		if r.HandOffs > 0 {
@@ -71,7 +93,35 @@ func (c Cell) Summarize() Summary {
 	}
 	s.AcquireP50, s.AcquireP99 = median(p50), median(p99)
 	s.HandOffP50, s.CrashRecovery = median(hand), median(rec)
+	s.ReleaseHandOffP50 = median(onRequest)
 	return s
+}
+
+// data says what happened to the protected register, or "–" when the
+// cell had none.
+func (s Summary) data() string {
+	if !s.DataChecked {
+		return "–"
+	}
+	out := fmt.Sprintf("%d of %d lost", s.LostUpdates, s.Increments)
+	if s.StaleRefused > 0 || s.StaleAccepted > 0 {
+		out += fmt.Sprintf("; %d stale refused", s.StaleRefused)
+		if s.StaleAccepted > 0 {
+			out += fmt.Sprintf(", **%d stale accepted**", s.StaleAccepted)
+		}
+	}
+	return out
+}
+
+// onRequest says how holders answered release requests, or "–".
+func (s Summary) onRequest() string {
+	if s.ReleaseContended == 0 {
+		return "–"
+	}
+	if s.ReleaseMissed == 0 {
+		return fmt.Sprintf("%s; all %d honoured", ms(s.ReleaseHandOffP50), s.ReleaseContended)
+	}
+	return fmt.Sprintf("%s; **missed %d of %d**", ms(s.ReleaseHandOffP50), s.ReleaseMissed, s.ReleaseContended)
 }
 
 func median(ds []time.Duration) time.Duration {
@@ -150,8 +200,8 @@ func (t *Table) WriteMarkdown(w io.Writer) error {
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("\n| locker | scenario | safety | overlaps | acquire p50 / p99 | hand-off p50 | holder crash → next acquire | stuck clients |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n| locker | scenario | safety | overlaps | acquire p50 / p99 | hand-off p50 | holder crash → next acquire | stuck clients | register | release on request |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range cells {
 		s := sums[[2]string{c.Locker, c.Scenario}]
 		if s.Verdict() == "n/a" {
@@ -168,13 +218,15 @@ func (t *Table) WriteMarkdown(w io.Writer) error {
 				crash = ms(s.CrashRecovery)
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %d | %s / %s | %s | %s | %d |\n",
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %s / %s | %s | %s | %d | %s | %s |\n",
 			s.Locker, s.Scenario, s.Verdict(), s.Violations, ms(s.AcquireP50), ms(s.AcquireP99),
-			ms(s.HandOffP50), crash, s.Stuck)
+			ms(s.HandOffP50), crash, s.Stuck, s.data(), s.onRequest())
 	}
 	b.WriteString("\nsafety: seeds judged invalid (or valid) of those run; overlaps: critical sections that began while another client's was open, over all seeds; " +
 		"latencies: median over seeds of each run's figure; hand-off: from a release to the next acquire by a client that was waiting; " +
-		"holder crash: from the kill of a holder to the next acquire of its key (never: still taken when the run ended); stuck: clients that could not acquire once in the recovery phase, over all seeds.\n")
+		"holder crash: from the kill of a holder to the next acquire of its key (never: still taken when the run ended); stuck: clients that could not acquire once in the recovery phase, over all seeds; " +
+		"register: acknowledged increments the register's final value lacks, and calls a fenced store refused as stale (accepted stale calls are a fencing violation), over all seeds; " +
+		"release on request: median from a waiter's request to the next acquire, and contended holds that ended without honouring the request.\n")
 	_, err := io.WriteString(w, b.String())
 	return err
 }
