@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"syscall"
@@ -171,4 +172,54 @@ func TestProcessClientsNeedANetworkedBackend(t *testing.T) {
 	if !errors.Is(err, ErrFaultNotApplicable) || !contains(err.Error(), "process clients") {
 		t.Fatalf("error %v, want a refusal naming process clients", err)
 	}
+}
+
+// TestProcessClientsRunOnTheirMachineClock: lai judges expiry on its own
+// clock, so workers whose clocks are many leases apart take each other's
+// live locks as stale. That can only show if each worker's clock is set
+// where its machine's stands.
+func TestProcessClientsRunOnTheirMachineClock(t *testing.T) {
+	cfg := processConfig(t, "lai")
+	cfg.Workload = Workload{Name: history.WorkloadMutex, Keys: 1, Rate: 20, HoldMin: 100 * time.Millisecond, HoldMax: 250 * time.Millisecond, AcquireTimeout: 2 * time.Second}
+	cfg.ClockSpread = 20 * 500 * time.Millisecond
+	_, h := runAndRead(t, cfg)
+	skews := map[int]bool{}
+	for _, e := range h.Events {
+		if e.F == history.Clock {
+			var c history.ClockChange
+			mustUnmarshal(t, e.Value, &c)
+			skews[c.Client] = c.Skew != 0
+		}
+	}
+	if len(skews) != cfg.Clients {
+		t.Fatalf("clock events for %d clients, want %d", len(skews), cfg.Clients)
+	}
+	if overlaps := overlappingSections(h); overlaps == 0 {
+		t.Fatal("no two critical sections overlapped: the workers did not run on their skewed clocks")
+	}
+}
+
+// overlappingSections counts acquisitions of a key while another process
+// held it, from acquire ok to release invoke: enough for one key and no
+// lost notices, which lai does not give.
+func overlappingSections(h *history.History) int {
+	holders := map[history.Process]bool{}
+	n := 0
+	for _, e := range h.Events {
+		switch {
+		case e.F == history.Acquire && e.Type == history.OK:
+			if len(holders) > 0 {
+				n++
+			}
+			holders[e.Process] = true
+		case e.F == history.Release && e.Type == history.Invoke:
+			delete(holders, e.Process)
+		case e.F == history.Crash:
+			var ref history.ClientRef
+			if json.Unmarshal(e.Value, &ref) == nil {
+				delete(holders, ref.Process)
+			}
+		}
+	}
+	return n
 }
