@@ -157,7 +157,9 @@ func (r *Report) checkData(h *history.History, data *registerData, opts Options)
 		r.Fencing = checkFencing(data, opts)
 		r.addSafety(FencingName, r.Fencing.Verdict, r.Fencing.Summary, r.Fencing.Counterexamples)
 	}
-	if data.workload == history.WorkloadRequestRelease || data.requests > 0 {
+	// Only the request-release workload's holders are meant to honour a
+	// request; in the others a notice is a fact, not a promise.
+	if data.workload == history.WorkloadRequestRelease {
 		r.ReleaseRequests = measureReleaseRequests(h)
 		r.Checkers = append(r.Checkers, CheckerResult{Name: ReleaseRequestsName, Verdict: r.ReleaseRequests.Verdict,
 			Summary: r.ReleaseRequests.Summary})

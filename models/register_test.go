@@ -332,6 +332,10 @@ func TestReleaseRequestFixtures(t *testing.T) {
 			[]string{"1 contended hold: 1 let go on request", "let go after p50 3ms", "handed off after p50 6ms"}},
 		{"request-release-missed", ReleaseRequests{Verdict: Invalid, Contended: 1, Missed: 1},
 			[]string{"1 held on with no request reaching the holder", "never recorded a release request"}},
+		// The same hold, let go 37 ms after the waiter arrived: within
+		// the grace, so it did not hold on, and nothing is measured.
+		{"request-release-quick", ReleaseRequests{Verdict: Unknown, Quick: 1},
+			[]string{"no contended hold lasted past the 50ms grace", "1 hold let go as a waiter arrived"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

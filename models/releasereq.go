@@ -3,6 +3,7 @@ package models
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/lockcheck/lockcheck/harness/history"
 )
@@ -21,10 +22,13 @@ const ReleaseRequestsName = "release-requests"
 //     counts those after which nobody acquired the key again);
 //   - if not, the request never reached the holder: Missed.
 //
-// Holds that ended by a lost notice or a crash are Interrupted, and those
-// still held when the history ended Unfinished: neither says anything
-// about requests. Unprompted counts requests recorded while no other
-// client was waiting.
+// A contended hold released within ReleaseGrace of its contention, asked
+// or not, is Quick: it did not hold on, whatever the reason (a hold that
+// ended as a waiter arrived; the end of the workload). Holds that ended by
+// a lost notice or a crash are Interrupted, and those still held when the
+// history ended Unfinished: neither says anything about requests. Holds
+// taken in the recovery phase (brief by design) are not counted.
+// Unprompted counts requests recorded while no other client was waiting.
 type ReleaseRequests struct {
 	Verdict Verdict `json:"verdict"`
 	Summary string  `json:"summary"`
@@ -39,9 +43,15 @@ type ReleaseRequests struct {
 	Interrupted    int    `json:"interrupted"`
 	Unfinished     int    `json:"unfinished"`
 	Unprompted     int    `json:"unprompted"`
+	Quick          int    `json:"quick"`
 	// Notices counts release-requested events in the history.
 	Notices int `json:"notices"`
 }
+
+// ReleaseGrace is how soon after a waiter arrives a holder may let go
+// without having been asked and still not count as holding on: the time a
+// request takes to arrive is no fault of the holder's.
+const ReleaseGrace = 50 * time.Millisecond
 
 type rrHold struct {
 	start     int64
@@ -80,6 +90,8 @@ func measureReleaseRequests(h *history.History) *ReleaseRequests {
 		case hd.contended < 0:
 		case !released:
 			r.Interrupted++
+		case !hd.asked && t-hd.contended <= int64(ReleaseGrace):
+			r.Quick++
 		case hd.asked:
 			r.Contended++
 			r.Requested++
@@ -90,9 +102,13 @@ func measureReleaseRequests(h *history.History) *ReleaseRequests {
 			r.Missed++
 		}
 	}
+	recovering := false
 	for _, e := range h.Events {
 		switch {
 		case e.Process == history.Nemesis:
+			if e.F == history.Recovery {
+				recovering = true
+			}
 			if e.F != history.Crash {
 				continue
 			}
@@ -122,6 +138,9 @@ func measureReleaseRequests(h *history.History) *ReleaseRequests {
 				handOff = append(handOff, e.Time-c)
 			}
 			k.handOff = k.handOff[:0]
+			if recovering {
+				continue
+			}
 			hd := &rrHold{start: e.Time, contended: -1}
 			for p := range k.waiting {
 				if p != e.Process {
@@ -160,6 +179,9 @@ func (r *ReleaseRequests) judge() {
 	case r.Contended == 0:
 		r.Verdict = Unknown
 		r.Summary = "no hold was contended and ended by a release; nothing to measure."
+		if r.Quick > 0 {
+			r.Summary = fmt.Sprintf("no contended hold lasted past the %v grace (%s let go as a waiter arrived); nothing to measure.", ReleaseGrace, nOf(r.Quick, "hold"))
+		}
 		return
 	case r.Missed > 0:
 		r.Verdict = Invalid
