@@ -127,6 +127,18 @@ func (c *client) start() error {
 	return nil
 }
 
+// takeOpen hands over the call in flight for its completion: nil when
+// there is none, or the incarnation is dead (its call was completed at the
+// crash). The client's mu must be held.
+func (inc *incarnation) takeOpen() *history.Event {
+	if inc.dead || inc.open == nil {
+		return nil
+	}
+	call := inc.open
+	inc.open = nil
+	return call
+}
+
 // ref names the incarnation in crash and restart events.
 func (inc *incarnation) ref(slot int) history.ClientRef {
 	ref := history.ClientRef{Client: slot, Process: inc.process}
@@ -162,11 +174,10 @@ func (c *client) invoke(inc *incarnation, f, key string) (history.Event, bool) {
 func (c *client) complete(inc *incarnation, err error, lease lockers.Lease) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if inc.dead || inc.open == nil {
+	call := inc.takeOpen()
+	if call == nil {
 		return false
 	}
-	call := inc.open
-	inc.open = nil
 	e := history.Event{Process: inc.process, Client: c.slot, F: call.F, Key: call.Key}
 	switch {
 	case err == nil:
@@ -384,11 +395,10 @@ func (c *client) invokeData(inc *incarnation, e history.Event) bool {
 func (c *client) completeData(inc *incarnation, err error, value int64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if inc.dead || inc.open == nil {
+	call := inc.takeOpen()
+	if call == nil {
 		return false
 	}
-	call := inc.open
-	inc.open = nil
 	e := history.Event{Process: inc.process, Client: c.slot, F: call.F, Key: call.Key, Token: call.Token}
 	switch {
 	case err == nil:

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -77,14 +76,8 @@ Flags:
 `, scenarioHelp())
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitValid, nil
-		}
-		return 0, errUsage
-	}
-	if fs.NArg() > 0 {
-		return 0, fmt.Errorf("unexpected arguments %q; every setting is a flag (see verify help compare)", fs.Args())
+	if help, err := parseFlagsOnly(fs, args); help || err != nil {
+		return exitValid, err
 	}
 	var specs []harness.LockerSpec
 	for _, n := range splitList(*lockersFlag) {

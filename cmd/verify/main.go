@@ -7,6 +7,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -92,4 +93,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitCouldNot
 	}
 	return code
+}
+
+// parseFlagsOnly parses a command line made of flags alone. help is true
+// when -h was answered; a bad flag has been reported with the usage
+// (errUsage); a positional argument is refused, naming the command's help.
+func parseFlagsOnly(fs *flag.FlagSet, args []string) (help bool, err error) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return true, nil
+		}
+		return false, errUsage
+	}
+	if fs.NArg() > 0 {
+		return false, fmt.Errorf("unexpected arguments %q; every setting is a flag (see verify help %s)", fs.Args(), fs.Name())
+	}
+	return false, nil
 }

@@ -118,7 +118,7 @@ func TestBadInputExitsThreeSayingWhatToFix(t *testing.T) {
 		{[]string{"run", "-workload", "queue"}, `unknown workload "queue"; known workloads: mutex, register`},
 		{[]string{"run", "-clients-as", "thread"}, `clients-as must be "goroutine" or "process"`},
 		{[]string{"run", "-clients-as", "process", "-locker", "memory"}, "process clients need a backend another process can reach"},
-		{[]string{"worker", "extra"}, "worker takes no arguments"},
+		{[]string{"worker", "extra"}, "unexpected arguments"},
 		{nil, "Usage:"},
 	}
 	for _, c := range cases {

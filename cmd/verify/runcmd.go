@@ -107,14 +107,8 @@ Flags:
 
 func runCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	fs, f := newRunFlags(stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitValid, nil
-		}
-		return 0, errUsage
-	}
-	if fs.NArg() > 0 {
-		return 0, fmt.Errorf("unexpected arguments %q; every setting is a flag (see verify help run)", fs.Args())
+	if help, err := parseFlagsOnly(fs, args); help || err != nil {
+		return exitValid, err
 	}
 	cfg, err := f.config()
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -38,14 +37,8 @@ func workerMain(args []string, stdin io.Reader, stdout, stderr io.Writer) (int, 
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprintf(stderr, workerUsage, worker.Protocol) }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitValid, nil
-		}
-		return 0, errUsage
-	}
-	if fs.NArg() > 0 {
-		return 0, fmt.Errorf("worker takes no arguments, got %q", fs.Args())
+	if help, err := parseFlagsOnly(fs, args); help || err != nil {
+		return exitValid, err
 	}
 	// The harness stops its workers itself; an interrupt meant for it
 	// must not end a worker first. The worker is in a process group of
