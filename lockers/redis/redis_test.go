@@ -406,6 +406,11 @@ func (c *faultyConn) Write(p []byte) (int, error) {
 
 func (c *faultyConn) Read(p []byte) (int, error) {
 	if c.poisoned.Load() {
+		// The reply is read and thrown away, not merely cut off: its
+		// arrival proves the server carried the command out, as a
+		// lost reply means, instead of leaving it unread in a socket
+		// the server may close first.
+		c.Conn.Read(make([]byte, 512))
 		c.Conn.Close()
 		return 0, errInjected
 	}
