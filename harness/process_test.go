@@ -223,3 +223,50 @@ func overlappingSections(h *history.History) int {
 	}
 	return n
 }
+
+// TestEachWorkerDialsThroughItsOwnProxy: a partition of one process client
+// stops that client's calls and nobody else's, which can only be if each
+// worker reaches the backend through its own proxy.
+func TestEachWorkerDialsThroughItsOwnProxy(t *testing.T) {
+	cfg := processConfig(t, "redis", "partition")
+	cfg.FaultMin, cfg.FaultMax = 1500*time.Millisecond, 1500*time.Millisecond
+	cfg.Workload.AcquireTimeout = 300 * time.Millisecond
+	cfg.Seed = seedPlanning(t, cfg, "partition")
+	_, h := runAndRead(t, cfg)
+	var cut history.Fault
+	var from, to int64
+	for _, e := range h.Events {
+		if e.F == history.FaultStart && from == 0 {
+			mustUnmarshal(t, e.Value, &cut)
+			from = e.Time
+		}
+		if e.F == history.FaultStop && from != 0 && to == 0 {
+			to = e.Time
+		}
+	}
+	if from == 0 || to == 0 || len(cut.Clients) != 1 {
+		t.Fatalf("no single-client partition started and healed (fault %+v)", cut)
+	}
+	invoked := map[history.Process]int64{}
+	cutDone, othersDone := 0, 0
+	for _, e := range h.Events {
+		if e.F != history.Acquire {
+			continue
+		}
+		if e.Type == history.Invoke {
+			invoked[e.Process] = e.Time
+			continue
+		}
+		if e.Type != history.OK || invoked[e.Process] < from || e.Time > to {
+			continue
+		}
+		if e.Client == cut.Clients[0] {
+			cutDone++
+		} else {
+			othersDone++
+		}
+	}
+	if cutDone > 0 || othersDone == 0 {
+		t.Fatalf("inside the partition of client %d: it acquired %d times, the others %d; want 0 and some", cut.Clients[0], cutDone, othersDone)
+	}
+}
