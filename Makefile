@@ -25,11 +25,12 @@ redis-server:
 vet:
 	$(GO) vet ./...
 
-## bench: checker time and memory on synthetic histories, and lock/unlock cycles on the embedded GCS, raw and through the harness; the tables go into README.md
+## bench: checker time and memory on synthetic histories (the register search too), and lock/unlock cycles on the embedded GCS, raw and through the harness; the tables go into README.md
 bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkCheck' -benchtime 1x -benchmem -timeout 60m ./models/ | tee results/bench-checkers.txt
 	$(GO) run ./models/internal/benchtable < results/bench-checkers.txt > results/bench-checkers.md
 	$(GO) run ./internal/readmetable -marker bench-checkers -table results/bench-checkers.md README.md
+	$(GO) test -run '^$$' -bench 'BenchmarkRegisterCheck' -benchtime 1x -benchmem -timeout 20m ./models/ | tee results/bench-register.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkCycles' -benchtime 1x -timeout 10m ./harness/ | tee results/bench-cycles.txt
 	grep '^|' results/bench-cycles.txt > results/bench-cycles.md
 	$(GO) run ./internal/readmetable -marker bench-cycles -table results/bench-cycles.md README.md
