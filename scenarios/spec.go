@@ -1,0 +1,75 @@
+// Package scenarios holds named scenarios as data: what to run (a locker,
+// its backend, a workload, faults, clients, keys, duration, time scale,
+// seeds) and the verdict expected of it, with the reason. The files live
+// next to this package and are embedded in the binary, so `verify suite`
+// needs nothing but itself.
+package scenarios
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Spec is one scenario.
+type Spec struct {
+	// Name is "<locker>/<workload>/<fault>" for the exploratory
+	// cross-product and "regression/<defect>" for a pinned defect.
+	Name    string `json:"name"`
+	Summary string `json:"summary,omitempty"`
+
+	Locker string `json:"locker"`
+	// Backend is "" (the locker's embedded default) or "redis-server"
+	// (a real redis-server started for the run).
+	Backend   string   `json:"backend,omitempty"`
+	Workload  string   `json:"workload,omitempty"`   // default "mutex"
+	ClientsAs string   `json:"clients_as,omitempty"` // default "goroutine"
+	Faults    []string `json:"faults,omitempty"`
+	Clients   int      `json:"clients,omitempty"` // default 8
+	Keys      int      `json:"keys,omitempty"`    // default 2
+	Duration  Duration `json:"duration,omitempty"`
+	// TTL scales the locker so its lease lasts this long; zero runs it
+	// as published (or at TimeScale).
+	TTL       Duration `json:"ttl,omitempty"`
+	TimeScale float64  `json:"time_scale,omitempty"`
+
+	Rate           float64  `json:"rate,omitempty"`
+	HoldMin        Duration `json:"hold_min,omitempty"`
+	HoldMax        Duration `json:"hold_max,omitempty"`
+	AcquireTimeout Duration `json:"acquire_timeout,omitempty"`
+	FaultInterval  Duration `json:"fault_interval,omitempty"`
+	// FaultDuration is "D" or "MIN-MAX", as verify run's -fault-duration.
+	FaultDuration   string   `json:"fault_duration,omitempty"`
+	ClockStep       Duration `json:"clock_step,omitempty"`
+	ClockSpread     Duration `json:"clock_spread,omitempty"`
+	RecoveryTimeout Duration `json:"recovery_timeout,omitempty"`
+
+	Seeds  []uint64 `json:"seeds"`
+	Expect Expect   `json:"expect"`
+}
+
+// Expect is the verdict a scenario should get, and why. A locker known to
+// be unsafe under a fault is expected invalid; a scenario whose expectation
+// stops holding (an unsafe locker found safe, or any Unknown) is reported.
+type Expect struct {
+	Verdict string `json:"verdict"` // valid | invalid
+	Reason  string `json:"reason"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("1.5s").
+type Duration time.Duration
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string like \"1.5s\", got %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
