@@ -1,0 +1,167 @@
+package report
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/models"
+)
+
+// page checks a fixture and writes its page, returning the HTML.
+func page(t *testing.T, fixture string, meta Meta) (string, *models.Report) {
+	t.Helper()
+	h, err := history.ReadFile(filepath.Join("..", "..", "models", "testdata", fixture))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := models.Check(h, models.Options{LinearizabilityTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "report.html")
+	if err := Write(path, h, rep, meta); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The temporary porcupine file must not be left behind.
+	if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 1 {
+		t.Errorf("want only report.html in the directory, got %v", entries)
+	}
+	return string(b), rep
+}
+
+var externalURL = regexp.MustCompile(`(?i)(src|href)\s*=\s*["']?\s*(https?:|//)|url\(\s*["']?(https?:|//)|@import`)
+
+func assertSelfContained(t *testing.T, html string) {
+	t.Helper()
+	if m := externalURL.FindString(html); m != "" {
+		t.Errorf("page refers to something outside itself: %q", m)
+	}
+}
+
+func TestBadRunPageShowsVerdictCounterexampleAndOverlap(t *testing.T) {
+	html, rep := page(t, "crash-takeover-bad.jsonl", Meta{})
+	if rep.Verdict != models.Invalid {
+		t.Fatalf("fixture verdict %s, want invalid", rep.Verdict)
+	}
+	for _, want := range []string{
+		`class="verdict invalid"`, "INVALID", "the lock broke its promise",
+		"Counterexamples", `class="fault"`, `id="latency-plot"><svg`, `id="throughput-plot"><svg`,
+		"<iframe", "srcdoc=",
+	} {
+		if !strings.Contains(html, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	var cx string
+	for _, c := range rep.Checkers {
+		if len(c.Counterexamples) > 0 {
+			cx = c.Counterexamples[0]
+			break
+		}
+	}
+	if cx == "" || !strings.Contains(html, esc(cx)) {
+		t.Errorf("page lacks the first counterexample %q", cx)
+	}
+	if len(rep.Mutex.Overlaps) > 0 && !strings.Contains(html, `class="overlap"`) {
+		t.Error("a mutual-exclusion violation is not highlighted on the timeline")
+	}
+	if n := strings.Count(html, "<svg"); n < 3 {
+		t.Errorf("%d SVG images, want the timeline and two plots at least", n)
+	}
+	assertSelfContained(t, html)
+}
+
+func TestGoodRunPageSaysValidWithNoCounterexample(t *testing.T) {
+	html, rep := page(t, "crash-takeover-good.jsonl", Meta{Note: "a note for people"})
+	if rep.Verdict != models.Valid {
+		t.Fatalf("fixture verdict %s, want valid", rep.Verdict)
+	}
+	for _, want := range []string{`class="verdict valid"`, "VALID", "no safety checker found a violation", `class="fault"`, "a note for people", "crash<"} {
+		if !strings.Contains(html, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	for _, not := range []string{"Counterexamples", `class="overlap"`, "timeline-capped"} {
+		if strings.Contains(html, not) {
+			t.Errorf("valid page holds %q", not)
+		}
+	}
+	assertSelfContained(t, html)
+}
+
+func TestFaultLabelNamesKindAndTargets(t *testing.T) {
+	html, _ := page(t, "liveness-good.jsonl", Meta{})
+	if !strings.Contains(html, "→ clients [") {
+		t.Error("no fault label names its target clients")
+	}
+}
+
+func TestTimelineIsCappedAndKeepsTheCounterexample(t *testing.T) {
+	h, err := history.ReadFile(filepath.Join("..", "..", "models", "testdata", "crash-takeover-bad.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := models.Check(h, models.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Mutex.Overlaps) == 0 {
+		t.Fatal("fixture has no overlap to keep")
+	}
+	// A budget of four events forces a cut; the overlap must stay drawn.
+	var b strings.Builder
+	writeTimeline(&b, h, rep, 4)
+	out := b.String()
+	if !strings.Contains(out, "timeline-capped") {
+		t.Error("a capped timeline does not say so")
+	}
+	if !strings.Contains(out, `class="overlap"`) {
+		t.Error("the capped timeline lost the counterexample")
+	}
+}
+
+func TestIndexNewestFirst(t *testing.T) {
+	base := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	runs := []Run{
+		{Dir: "old", ID: "old", Start: base, Verdict: models.Valid, Report: "old/report.html"},
+		{Dir: "new", ID: "new", Start: base.Add(2 * time.Hour), Verdict: models.Invalid, Report: "new/report.html"},
+		{Dir: "mid", ID: "mid", Start: base.Add(time.Hour), Verdict: "", Problem: "no result.json"},
+	}
+	path := filepath.Join(t.TempDir(), "index.html")
+	if err := WriteIndex(path, "runs", runs); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	html := string(b)
+	iNew, iMid, iOld := strings.Index(html, ">new<"), strings.Index(html, ">mid<"), strings.Index(html, ">old<")
+	if iNew < 0 || iMid < 0 || iOld < 0 || !(iNew < iMid && iMid < iOld) {
+		t.Errorf("want new, mid, old in that order; positions %d %d %d\n%s", iNew, iMid, iOld, html)
+	}
+	if !strings.Contains(html, `<a href="new/report.html">`) || !strings.Contains(html, "1 valid, 1 invalid, 1 unknown") {
+		t.Errorf("index lacks a link or the counts:\n%s", html)
+	}
+	assertSelfContained(t, html)
+}
+
+func TestExternalURLDetectorCatchesLinks(t *testing.T) {
+	for _, bad := range []string{`<img src="http://x/y.png">`, `<a href='https://x'>`, `<script src=//cdn.x/y.js>`, `url(https://x/f.ttf)`} {
+		if !externalURL.MatchString(bad) {
+			t.Errorf("detector misses %q", bad)
+		}
+	}
+	if externalURL.MatchString(`<svg xmlns="http://www.w3.org/2000/svg"><a href="run/report.html">`) {
+		t.Error("detector flags a namespace or a relative link")
+	}
+}
