@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/internal/report"
 	"github.com/lockcheck/lockcheck/models"
 )
 
@@ -161,6 +162,10 @@ func writeResults(dir string, h *history.History, rep *models.Report, verdict mo
 	}
 	if err := rep.WriteVisualization(filepath.Join(dir, "history.html")); err != nil {
 		return fmt.Errorf("history.html: %w", err)
+	}
+	meta := report.Meta{Verdict: verdict, LivenessCounts: o.requireRecovery, Checked: res.Checked, Versions: res.Versions}
+	if err := report.Write(filepath.Join(dir, "report.html"), h, rep, meta); err != nil {
+		return fmt.Errorf("report.html: %w", err)
 	}
 	return nil
 }

@@ -28,6 +28,7 @@ Usage:
   verify check [flags] <run dir | history.jsonl>
                                        re-check a saved run or history
   verify compare [flags]               run lockers × fault scenarios × seeds, side by side
+  verify report <results dir>          an HTML index of every run under a directory
   verify list                          list lockers, faults and workloads
   verify worker                        one process client (started by verify run -clients-as process)
   verify help <command>                flags of one command
@@ -41,8 +42,9 @@ Examples:
   verify list
 
 Every run writes results/<run-id>/: history.jsonl (every call, streamed),
-result.json (verdicts, counterexamples, latency), summary.txt and
-history.html (the linearizability search, drawn by porcupine).
+result.json (verdicts, counterexamples, latency), summary.txt,
+history.html (the linearizability search, drawn by porcupine) and
+report.html (all of it on one self-contained page).
 
 A verdict is valid, invalid or unknown. Unknown means a checker ran out of
 time or memory: it is never a pass.
@@ -72,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		code, err = checkCommand(rest, stdout, stderr)
 	case "compare":
 		code, err = compareCommand(rest, stdout, stderr)
+	case "report":
+		code, err = reportCommand(rest, stdout, stderr)
 	case "list":
 		code, err = listCommand(rest, stdout)
 	case "worker":

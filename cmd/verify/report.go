@@ -1,0 +1,183 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/internal/report"
+	"github.com/lockcheck/lockcheck/models"
+)
+
+// reportDepth is how deep below the results directory run directories are
+// looked for: runs sit directly in it, compare and suite directories nest
+// them one or two levels further.
+const reportDepth = 3
+
+func reportCommand(args []string, stdout, stderr io.Writer) (int, error) {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o checkOptions
+	var rebuild bool
+	fs.DurationVar(&o.timeout, "check-timeout", time.Minute, "time limit of the linearizability search when a page has to be rebuilt from its history")
+	fs.BoolVar(&rebuild, "rebuild", false, "rebuild every run's report.html, not only the missing ones")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: verify report [flags] <results dir>
+
+Writes <results dir>/index.html: every run directory under it (runs of
+verify compare and verify suite included) with its locker, workload,
+faults, seed, verdict and start time, newest first, each linking to the
+run's report.html. A run without a report.html gets one, rebuilt from its
+history.jsonl and result.json.
+
+Examples:
+  verify report results
+  verify report -rebuild results/compare-20261124
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitValid, nil
+		}
+		return 0, errUsage
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return 0, fmt.Errorf("want exactly one results directory, got %d arguments", fs.NArg())
+	}
+	root := fs.Arg(0)
+	st, err := os.Stat(root)
+	if err != nil {
+		return 0, fmt.Errorf("results directory: %w; give the directory verify run -out wrote to (default results)", err)
+	}
+	if !st.IsDir() {
+		return 0, fmt.Errorf("%s is a file; give the directory that holds run directories", root)
+	}
+	dirs, err := findRunDirs(root)
+	if err != nil {
+		return 0, err
+	}
+	if len(dirs) == 0 {
+		return 0, fmt.Errorf("no run directories under %s (a run directory holds history.jsonl and result.json; make one with verify run -out %s)", root, root)
+	}
+	var runs []report.Run
+	for _, d := range dirs {
+		r := indexRun(root, d, rebuild, o)
+		if r.Problem != "" {
+			fmt.Fprintf(stderr, "%s: %s\n", d, r.Problem)
+		}
+		runs = append(runs, r)
+	}
+	index := filepath.Join(root, "index.html")
+	title := "lockcheck runs in " + filepath.Base(filepath.Clean(root))
+	if err := report.WriteIndex(index, title, runs); err != nil {
+		return 0, err
+	}
+	fmt.Fprintf(stdout, "index of %d runs: %s\n", len(runs), index)
+	return exitValid, nil
+}
+
+func isRunDir(dir string) bool {
+	for _, f := range []string{"history.jsonl", "result.json"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// findRunDirs lists run directories under root, root itself included when
+// it is one, without descending into a run.
+func findRunDirs(root string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("read %s: %w", path, err)
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		rel, _ := filepath.Rel(root, path)
+		depth := 0
+		if rel != "." {
+			depth = strings.Count(filepath.ToSlash(rel), "/") + 1
+			if strings.HasPrefix(d.Name(), ".") {
+				return fs.SkipDir
+			}
+		}
+		if isRunDir(path) {
+			out = append(out, path)
+			return fs.SkipDir
+		}
+		if depth >= reportDepth {
+			return fs.SkipDir
+		}
+		return nil
+	})
+	return out, err
+}
+
+// indexRun reads one run directory for the index, building its page when
+// it has none (or rebuild is set).
+func indexRun(root, dir string, rebuild bool, o checkOptions) report.Run {
+	rel, _ := filepath.Rel(root, dir)
+	r := report.Run{Dir: filepath.ToSlash(rel), ID: filepath.Base(dir)}
+	saved, err := readResult(filepath.Join(dir, "result.json"))
+	if err != nil {
+		r.Problem = fmt.Sprintf("no readable result.json (%v)", err)
+	} else {
+		r.ID, r.Locker, r.Workload, r.Faults = saved.Run.ID, saved.Run.Locker, saved.Run.Workload, saved.Run.Faults
+		r.Seed, r.Verdict, r.Start = saved.Seed, saved.Verdict, saved.Start
+	}
+	page := filepath.Join(dir, "report.html")
+	if _, err := os.Stat(page); err != nil || rebuild {
+		if err := rebuildPage(dir, page, saved, o); err != nil {
+			r.Problem = strings.TrimPrefix(r.Problem+"; ", "; ") + "no report.html: " + err.Error()
+		}
+	}
+	if _, err := os.Stat(page); err == nil {
+		r.Report = filepath.ToSlash(filepath.Join(rel, "report.html"))
+	}
+	if saved == nil {
+		if h, err := history.ReadFile(filepath.Join(dir, "history.jsonl")); err == nil {
+			run := h.Header.Run
+			r.ID, r.Locker, r.Workload, r.Faults, r.Seed, r.Start = run.ID, run.Locker, run.Workload, run.Faults, run.Seed, h.Header.Start
+		}
+	}
+	return r
+}
+
+// rebuildPage re-checks a run's history to draw its page: result.json keeps
+// the verdicts but not the search that porcupine draws.
+func rebuildPage(dir, page string, saved *resultFile, o checkOptions) error {
+	h, err := history.ReadFile(filepath.Join(dir, "history.jsonl"))
+	if err != nil {
+		return fmt.Errorf("read history: %w", err)
+	}
+	rep, err := models.Check(h, models.Options{LinearizabilityTimeout: o.timeout})
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	meta := report.Meta{Note: "Page rebuilt by verify report from history.jsonl."}
+	if saved != nil {
+		meta.Verdict, meta.LivenessCounts, meta.Checked, meta.Versions = saved.Verdict, saved.LivenessCounts, saved.Checked, saved.Versions
+		now := rep.Verdict
+		if saved.LivenessCounts && rep.Liveness != nil {
+			now = now.Merge(rep.Liveness.Verdict)
+		}
+		if now != saved.Verdict {
+			meta.Note += fmt.Sprintf(" The saved verdict is %s; the re-check for this page found %s.", saved.Verdict, now)
+		}
+	}
+	return report.Write(page, h, rep, meta)
+}
