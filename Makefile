@@ -3,7 +3,7 @@ GO      ?= go
 VERIFY  := $(GO) run ./cmd/verify
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: verify test vet bench build clean tus616-table redis-server compare-table compare-data-table
+.PHONY: verify test vet bench build clean tus616-table redis-server compare-table compare-data-table quick nightly regression
 
 ## verify: a quick run of the default locker through pauses and crashes, checked
 verify:
@@ -59,6 +59,30 @@ compare-table: build
 compare-data-table: build
 	bin/verify compare -parallel 2 -seeds 1,2,3 -scenarios clock,skew,register-pause,fenced-pause,sigstop,sigkill,request-release -markdown results/compare-data-table.md > /dev/null || [ $$? -le 2 ]
 	$(GO) run ./internal/readmetable -marker compare-data -table results/compare-data-table.md README.md
+
+# Suites: each run is judged against its scenario's expected verdict; JUnit
+# XML, a Markdown table and results.json go to results/suite-<name>-<time>/.
+# PARALLEL=N runs N at once (default half the CPUs), JUNIT=FILE copies the
+# JUnit XML where CI looks for it. Exit 0 all as expected, 1 a verdict
+# differs (an unsafe locker found safe included), 2 unknown or not run.
+SUITE_FLAGS = $(if $(PARALLEL),-parallel $(PARALLEL)) $(if $(JUNIT),-junit $(JUNIT))
+
+## quick: the quick suite, a few minutes: controls that must stay valid and cells that must stay invalid, one seed each
+quick: build
+	bin/verify suite quick $(SUITE_FLAGS)
+
+## nightly: every exploratory scenario on each of its seeds; SHARD=i/n runs shard i of n, so n CI machines share it
+SHARD ?= 1/1
+nightly: build
+	bin/verify suite nightly -shard $(SHARD) $(SUITE_FLAGS)
+
+## regression: every pinned defect in scenarios/regression/ must still reproduce
+regression: build
+	bin/verify suite regression $(SUITE_FLAGS)
+
+## regression/<defect>: one pinned defect, named after its file in scenarios/regression/ (make regression/tus616-pause-stale-delete)
+regression/%: build
+	bin/verify suite regression -only regression/$* $(SUITE_FLAGS)
 
 clean:
 	rm -rf bin

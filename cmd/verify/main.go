@@ -28,6 +28,8 @@ Usage:
   verify check [flags] <run dir | history.jsonl>
                                        re-check a saved run or history
   verify compare [flags]               run lockers × fault scenarios × seeds, side by side
+  verify suite [flags] <quick|nightly|regression>
+                                       run a suite of scenarios, each judged against its expected verdict
   verify report <results dir>          an HTML index of every run under a directory
   verify list                          list lockers, faults and workloads
   verify worker                        one process client (started by verify run -clients-as process)
@@ -74,6 +76,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		code, err = checkCommand(rest, stdout, stderr)
 	case "compare":
 		code, err = compareCommand(rest, stdout, stderr)
+	case "suite":
+		code, err = suiteCommand(rest, stdout, stderr)
 	case "report":
 		code, err = reportCommand(rest, stdout, stderr)
 	case "list":

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lockcheck/lockcheck/internal/suite"
+	"github.com/lockcheck/lockcheck/models"
+	"github.com/lockcheck/lockcheck/scenarios"
+)
+
+// withSuite makes verify suite see specs as every suite, for one test.
+func withSuite(t *testing.T, specs ...scenarios.Spec) {
+	t.Helper()
+	old := lookupSuite
+	lookupSuite = func(string) ([]scenarios.Spec, error) { return specs, nil }
+	t.Cleanup(func() { lookupSuite = old })
+}
+
+func withExec(t *testing.T, exec func(context.Context, suite.Job, string) (suite.Outcome, error)) {
+	t.Helper()
+	old := execJob
+	execJob = exec
+	t.Cleanup(func() { execJob = old })
+}
+
+// tinySpecs are two short, deterministic scenarios: a planted mutant whose
+// every hold outlasts its 30 ms lease on one key contended back to back
+// (invalid on any seed), and the correct control (valid).
+func tinySpecs() []scenarios.Spec {
+	zero := 0.0
+	return []scenarios.Spec{
+		{Name: "tiny/mutant-silent-expiry", Locker: "mutant-silent-expiry", Clients: 4, Keys: 1, Rate: &zero, TimeScale: 1,
+			HoldMin: scenarios.Duration(40 * time.Millisecond), HoldMax: scenarios.Duration(60 * time.Millisecond),
+			Duration: scenarios.Duration(1500 * time.Millisecond), RecoveryTimeout: scenarios.Duration(3 * time.Second),
+			Seeds: []uint64{1}, Expect: scenarios.Expect{Verdict: "invalid", Reason: "its lease expires under a holder that is never told"}},
+		{Name: "tiny/memory-owner", Locker: "memory-owner", Clients: 4, Keys: 2, TimeScale: 1,
+			Duration: scenarios.Duration(1500 * time.Millisecond), RecoveryTimeout: scenarios.Duration(3 * time.Second),
+			Seeds: []uint64{2}, Expect: scenarios.Expect{Verdict: "valid", Reason: "the correct control"}},
+	}
+}
+
+func TestSuiteRunsEachScenarioAndWritesEveryReport(t *testing.T) {
+	withSuite(t, tinySpecs()...)
+	out := t.TempDir()
+	junit, md := filepath.Join(out, "copy.xml"), filepath.Join(out, "copy.md")
+	code, stdout, stderr := verify(t, "suite", "quick", "-out", out, "-parallel", "2", "-junit", junit, "-markdown", md)
+	if code != exitValid {
+		t.Fatalf("exit %d, want 0 (both as expected)\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(out, "suite-quick-*"))
+	if len(dirs) != 1 {
+		t.Fatalf("suite directories %v, want one suite-quick-<time>", dirs)
+	}
+	dir := dirs[0]
+	for _, f := range []string{"junit.xml", "summary.md", "results.json",
+		"tiny_mutant-silent-expiry-s1/result.json", "tiny_mutant-silent-expiry-s1/scenario.json", "tiny_memory-owner-s2/history.jsonl"} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s missing or empty: %v", f, err)
+		}
+	}
+	res, err := readResult(filepath.Join(dir, "tiny_mutant-silent-expiry-s1", "result.json"))
+	if err != nil || res.Verdict != models.Invalid || res.Seed != 1 {
+		t.Errorf("mutant's result.json: %+v %v", res, err)
+	}
+	b, err := os.ReadFile(junit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var js struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+		Errors   int `xml:"errors,attr"`
+		Cases    []struct {
+			Name      string `xml:"name,attr"`
+			Classname string `xml:"classname,attr"`
+		} `xml:"testsuite>testcase"`
+	}
+	if err := xml.Unmarshal(b, &js); err != nil {
+		t.Fatalf("-junit copy: %v", err)
+	}
+	if js.Tests != 2 || js.Failures != 0 || js.Errors != 0 || len(js.Cases) != 2 ||
+		js.Cases[0].Name != "tiny/mutant-silent-expiry seed 1" || js.Cases[0].Classname != "mutant-silent-expiry" {
+		t.Errorf("junit: %+v", js)
+	}
+	summary, _ := os.ReadFile(md)
+	if !strings.Contains(string(summary), "2 runs, 2 pass, 0 fail; exit status 0") {
+		t.Errorf("-markdown copy lacks the totals:\n%s", summary)
+	}
+	if !strings.Contains(stderr, "[2/2] ") || !strings.Contains(stderr, "tiny/memory-owner seed 2: pass") {
+		t.Errorf("no progress line per job:\n%s", stderr)
+	}
+}
+
+func TestSuiteExitStatusFollowsTheExpectations(t *testing.T) {
+	verdictOf := map[string]models.Verdict{}
+	withExec(t, func(_ context.Context, j suite.Job, dir string) (suite.Outcome, error) {
+		return suite.Outcome{Verdict: verdictOf[j.Spec.Locker], Dir: dir}, nil
+	})
+	withSuite(t, tinySpecs()...)
+	cases := []struct {
+		mutant, control models.Verdict
+		code            int
+		says            string
+	}{
+		{models.Invalid, models.Valid, exitValid, "2 pass"},
+		{models.Valid, models.Valid, exitInvalid, "fail: became safe"},
+		{models.Invalid, models.Invalid, exitInvalid, "**fail**"},
+		{models.Invalid, models.Unknown, exitUnknown, "1 unknown"},
+	}
+	for _, c := range cases {
+		verdictOf["mutant-silent-expiry"], verdictOf["memory-owner"] = c.mutant, c.control
+		code, stdout, _ := verify(t, "suite", "-out", t.TempDir(), "nightly")
+		if code != c.code || !strings.Contains(stdout, c.says) {
+			t.Errorf("mutant %s, control %s: exit %d, want %d, and %q in:\n%s", c.mutant, c.control, code, c.code, c.says, stdout)
+		}
+	}
+}
+
+func TestSuiteBadArgumentsExitThreeNamingTheFix(t *testing.T) {
+	withExec(t, func(context.Context, suite.Job, string) (suite.Outcome, error) {
+		t.Error("a job ran despite bad arguments")
+		return suite.Outcome{}, nil
+	})
+	cases := []struct {
+		args []string
+		says string
+	}{
+		{[]string{"quick", "-shard", "3/2"}, "-shard"},
+		{[]string{"quick", "-shard", "two"}, "i/n"},
+		{[]string{"weekly"}, "known suites: quick, nightly, regression"},
+		{[]string{}, "name a suite"},
+		{[]string{"quick", "-parallel", "0"}, "-parallel"},
+		{[]string{"quick", "-seeds", "1,x"}, "-seeds"},
+		{[]string{"regression", "-only", "regression/nope"}, "has no scenario \"regression/nope\""},
+		{[]string{"quick", "extra"}, "unexpected arguments"},
+	}
+	for _, c := range cases {
+		code, _, stderr := verify(t, append([]string{"suite", "-out", t.TempDir()}, c.args...)...)
+		if code != exitCouldNot || !strings.Contains(stderr, c.says) {
+			t.Errorf("verify suite %q: exit %d, want 3, and %q in:\n%s", c.args, code, c.says, stderr)
+		}
+	}
+}
+
+func TestSuiteListShowsEachShardsJobs(t *testing.T) {
+	specs := tinySpecs()
+	specs[0].Seeds = []uint64{1, 2, 3}
+	withSuite(t, specs...)
+	var all []string
+	for _, shard := range []string{"1/2", "2/2"} {
+		code, stdout, stderr := verify(t, "suite", "nightly", "-list", "-shard", shard, "-seeds", "4,5")
+		if code != exitValid {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		all = append(all, strings.Split(strings.TrimSpace(stdout), "\n")...)
+	}
+	if len(all) != 4 || !strings.Contains(strings.Join(all, "\n"), "tiny/memory-owner seed 5\texpect valid") {
+		t.Errorf("two shards list %q, want the 4 jobs of two specs on -seeds 4,5", all)
+	}
+}
+
+// TestRegressionScenariosReproduce runs every pinned defect as verify
+// suite regression does and names each that no longer reproduces, or
+// that outgrew its 30 s budget (make test runs them all).
+func TestRegressionScenariosReproduce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs every regression scenario; not in -short")
+	}
+	specs, err := scenarios.Suite("regression")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, s := range specs {
+		if specs[k], err = s.Normalize(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	results, err := suite.Run(ctx, suite.Expand(specs), suite.Options{Parallel: 2, OutDir: t.TempDir(), Exec: runSuiteJob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const budget = 30 * time.Second
+	for _, r := range results {
+		if r.Status != suite.Pass {
+			t.Errorf("%s did not reproduce: %s: %s (run directory %s)", r.Job.Name(), r.Status, r.Detail, r.Outcome.Dir)
+		}
+		if r.Outcome.Elapsed > budget {
+			t.Errorf("%s took %v, over its %v budget: shorten it", r.Job.Name(), r.Outcome.Elapsed.Round(time.Second), budget)
+		}
+	}
+}
