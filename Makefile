@@ -3,7 +3,7 @@ GO      ?= go
 VERIFY  := $(GO) run ./cmd/verify
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: verify test vet bench build clean tus616-table redis-server compare-table compare-data-table quick nightly regression
+.PHONY: verify test vet bench build clean tus616-table redis-server compare-table compare-data-table quick nightly regression report-check chromium
 
 ## verify: a quick run of the default locker through pauses and crashes, checked
 verify:
@@ -59,6 +59,26 @@ compare-table: build
 compare-data-table: build
 	bin/verify compare -parallel 2 -seeds 1,2,3 -scenarios clock,skew,register-pause,fenced-pause,sigstop,sigkill,request-release -markdown results/compare-data-table.md > /dev/null || [ $$? -le 2 ]
 	$(GO) run ./internal/readmetable -marker compare-data -table results/compare-data-table.md README.md
+
+## report-check: a short invalid run and a valid one, their index, every page opened in headless Chromium (installed first when missing); fails on any script error and leaves screenshots of the invalid run's page and of the index in results/report-check/
+REPORT_CHECK := results/report-check
+report-check: build chromium
+	rm -rf $(REPORT_CHECK)
+	bin/verify run -q -out $(REPORT_CHECK) -locker mutant-silent-expiry -clients 4 -keys 1 -rate 0 -hold-min 40ms -hold-max 60ms -duration 2s -recovery-timeout 3s -seed 1 > /dev/null; \
+	  code=$$?; [ $$code -eq 1 ] || { echo "the invalid run exited $$code, want 1"; exit 1; }
+	bin/verify run -q -out $(REPORT_CHECK) -locker memory-owner -clients 4 -keys 2 -faults pause -fault-interval 300ms -duration 2s -recovery-timeout 3s -seed 1 > /dev/null
+	bin/verify report $(REPORT_CHECK)
+	LOCKCHECK_CHROMIUM=chromium LOCKCHECK_REPORT_DIR=$(CURDIR)/$(REPORT_CHECK) LOCKCHECK_REPORT_SCREENSHOTS=$(CURDIR)/$(REPORT_CHECK) \
+	  $(GO) test -count=1 -run TestRenderInChromium -v ./internal/report/
+	@echo "screenshots: $(REPORT_CHECK)/invalid-run.png $(REPORT_CHECK)/index.png"
+
+## chromium: install Debian's chromium when it is not on PATH (the report check opens pages in it, headless)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium from Debian packages"; \
+	  $(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; }
+	@command -v chromium >/dev/null 2>&1 || { echo "chromium could not be installed; install it (apt-get install chromium)"; exit 1; }
 
 # Suites: each run is judged against its scenario's expected verdict; JUnit
 # XML, a Markdown table and results.json go to results/suite-<name>-<time>/.

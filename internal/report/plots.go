@@ -134,7 +134,7 @@ func addFaultBands(p *plot.Plot, faults []span, top float64) error {
 		if err != nil {
 			return fmt.Errorf("fault band: %w", err)
 		}
-		poly.Color = color.RGBA{R: 0xf6, G: 0xd7, B: 0xa7, A: 0xa0}
+		poly.Color = color.NRGBA{R: 0xf6, G: 0xd7, B: 0xa7, A: 0xa0}
 		poly.LineStyle.Width = 0
 		p.Add(poly)
 	}

@@ -288,7 +288,7 @@ func writeTimeline(b *strings.Builder, h *history.History, rep *models.Report, n
 		`<span><i class="sw" style="background:#f6d7a7"></i>fault</span>` +
 		`<span><i class="sw" style="background:#b8d8f2"></i>recovery phase</span>` +
 		`<span><i class="sw" style="background:#ff3030"></i>two holders at once</span>` +
-		`<span>✕ crash, ▲ restart, ● lost, ◆ release requested, ⏱ clock change</span></p>` + "\n")
+		`<span>✕ crash, ▲ restart, ● lost, ◆ release requested, ◔ clock change</span></p>` + "\n")
 }
 
 const (
@@ -330,7 +330,8 @@ func drawPanel(b *strings.Builder, tl *timeline, w window) {
 		if visible(r.from, r.to) {
 			fmt.Fprintf(b, "<rect class=\"recovery\" x=\"%.1f\" y=\"%g\" width=\"%.1f\" height=\"%g\" fill=\"#b8d8f2\" fill-opacity=\"0.45\"><title>%s</title></rect>\n",
 				x(r.from), top, max(x(r.to)-x(r.from), 1), bottom-top, esc(r.detail))
-			fmt.Fprintf(b, "<text x=\"%.1f\" y=\"%g\" fill=\"#245\">recovery</text>\n", x(r.from)+2, top-4)
+			// Kept inside the panel when the phase starts near its end.
+			fmt.Fprintf(b, "<text x=\"%.1f\" y=\"%g\" fill=\"#245\">recovery</text>\n", min(x(r.from)+2, panelW-60), top-4)
 		}
 	}
 	row := 0
@@ -376,6 +377,7 @@ func drawPanel(b *strings.Builder, tl *timeline, w window) {
 		fmt.Fprintf(b, "<rect class=\"%s\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%g\" fill=\"%s\"><title>%s</title></rect>\n",
 			it.kind, x(it.from), y+(laneH-hgt)/2, max(x(it.to)-x(it.from), 1), hgt, fill, esc(it.detail))
 	}
+	labelled := false
 	for _, o := range tl.overlaps {
 		if !visible(o.from, o.to) {
 			continue
@@ -386,7 +388,12 @@ func drawPanel(b *strings.Builder, tl *timeline, w window) {
 					x(o.from), y+1, max(x(o.to)-x(o.from), 2), laneH-2, esc(o.detail))
 			}
 		}
-		fmt.Fprintf(b, "<text x=\"%.1f\" y=\"%g\" fill=\"#b00\" font-weight=\"bold\">%s</text>\n", x(o.from)+2, top-4, esc(o.label))
+		// Only the first is labelled: violations come in runs, and their
+		// labels would print over each other; each has its tooltip.
+		if !labelled {
+			fmt.Fprintf(b, "<text x=\"%.1f\" y=\"%g\" fill=\"#b00\" font-weight=\"bold\">%s</text>\n", x(o.from)+2, top-4, esc(o.label))
+			labelled = true
+		}
 	}
 	for _, l := range tl.linearize {
 		if visible(l.from, l.to) {
@@ -394,7 +401,7 @@ func drawPanel(b *strings.Builder, tl *timeline, w window) {
 				x(l.from), top, max(x(l.to)-x(l.from), 2), bottom-top, esc(l.detail))
 		}
 	}
-	symbols := map[string]string{"crash": "✕", "restart": "▲", "lost": "●", "request": "◆", "clock": "⏱"}
+	symbols := map[string]string{"crash": "✕", "restart": "▲", "lost": "●", "request": "◆", "clock": "◔"}
 	colours := map[string]string{"crash": "#c00", "restart": "#2a7", "lost": "#c60", "request": "#36c", "clock": "#555"}
 	for _, m := range tl.marks {
 		y, ok := laneY[m.client]
