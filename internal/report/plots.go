@@ -60,11 +60,10 @@ func plots(h *history.History) (latency, throughput string, err error) {
 	lp.Title.Text = "Acquire latency by time of completion"
 	lp.X.Label.Text = "time since start (s)"
 	lp.Y.Label.Text = "latency (ms)"
-	pts := make(plotter.XYs, len(acq))
+	pts := scatterPoints(acq, end)
 	maxLat := 0.0
-	for i, a := range acq {
-		pts[i].X, pts[i].Y = secs(a.done), float64(a.latency)/1e6
-		maxLat = math.Max(maxLat, pts[i].Y)
+	for _, p := range pts {
+		maxLat = math.Max(maxLat, p.Y)
 	}
 	lp.X.Min, lp.X.Max = 0, math.Max(secs(end), 1e-3)
 	lp.Y.Min, lp.Y.Max = 0, math.Max(maxLat*1.05, 1)
@@ -123,6 +122,48 @@ func plots(h *history.History) (latency, throughput string, err error) {
 		return "", "", err
 	}
 	return latency, throughput, nil
+}
+
+// maxScatter bounds the points of the latency plot: each is an SVG element,
+// and a long run has hundreds of thousands of acquisitions.
+const maxScatter = 4000
+
+// scatterPoints is every acquisition as (completion s, latency ms), or, past
+// maxScatter, the fastest and slowest of each of maxScatter/2 stretches of
+// time, which keeps the plot's outline and every outlier's stretch.
+func scatterPoints(acq []acquisition, end int64) plotter.XYs {
+	pt := func(a acquisition) plotter.XY { return plotter.XY{X: secs(a.done), Y: float64(a.latency) / 1e6} }
+	if len(acq) <= maxScatter {
+		out := make(plotter.XYs, len(acq))
+		for i, a := range acq {
+			out[i] = pt(a)
+		}
+		return out
+	}
+	bins := maxScatter / 2
+	lo, hi := make([]int, bins), make([]int, bins)
+	for i := range lo {
+		lo[i], hi[i] = -1, -1
+	}
+	for i, a := range acq {
+		k := min(int(a.done*int64(bins)/max(end, 1)), bins-1)
+		if lo[k] < 0 || a.latency < acq[lo[k]].latency {
+			lo[k] = i
+		}
+		if hi[k] < 0 || a.latency > acq[hi[k]].latency {
+			hi[k] = i
+		}
+	}
+	var out plotter.XYs
+	for k := range bins {
+		if lo[k] >= 0 {
+			out = append(out, pt(acq[lo[k]]))
+		}
+		if hi[k] >= 0 && hi[k] != lo[k] {
+			out = append(out, pt(acq[hi[k]]))
+		}
+	}
+	return out
 }
 
 // addFaultBands shades each fault period, so a latency spike can be read

@@ -165,3 +165,25 @@ func TestExternalURLDetectorCatchesLinks(t *testing.T) {
 		t.Error("detector flags a namespace or a relative link")
 	}
 }
+
+func TestLatencyScatterIsBoundedAndKeepsTheWorst(t *testing.T) {
+	var acq []acquisition
+	for i := range 50000 {
+		acq = append(acq, acquisition{done: int64(i) * 1e6, latency: int64(i%97) * 1e5})
+	}
+	acq[31337].latency = 9e9
+	pts := scatterPoints(acq, acq[len(acq)-1].done)
+	if len(pts) > maxScatter {
+		t.Errorf("%d points, want at most %d", len(pts), maxScatter)
+	}
+	worst := 0.0
+	for _, p := range pts {
+		worst = max(worst, p.Y)
+	}
+	if worst != 9000 {
+		t.Errorf("the slowest acquisition (9000 ms) was dropped; worst kept %v ms", worst)
+	}
+	if small := scatterPoints(acq[:10], acq[9].done); len(small) != 10 {
+		t.Errorf("a short run lost points: %d of 10", len(small))
+	}
+}
