@@ -278,9 +278,8 @@ func writeSuiteReports(dir, name string, results []suite.Result, junit, markdown
 // runSuiteJob runs one scenario on one seed in dir and checks it as
 // verify run does, writing result.json and the report there.
 func runSuiteJob(ctx context.Context, j suite.Job, dir string) (suite.Outcome, error) {
-	start := time.Now()
-	o := suite.Outcome{Dir: dir}
-	defer func() { o.Elapsed = time.Since(start) }()
+	// suite.Run times the job, setup and check included.
+	var o suite.Outcome
 	cfg, cleanup, err := scenarios.Prepare(ctx, j.Spec, j.Seed, dir, workerCommand)
 	if err != nil {
 		return o, fmt.Errorf("prepare: %w", err)
@@ -288,9 +287,9 @@ func runSuiteJob(ctx context.Context, j suite.Job, dir string) (suite.Outcome, e
 	defer cleanup()
 	out, runErr := harness.Run(ctx, cfg)
 	if out == nil {
-		o.Dir = ""
 		return o, runErr
 	}
+	o.Dir = out.Dir
 	rec := j.Spec
 	rec.Seeds = []uint64{j.Seed}
 	recErr := scenarios.WriteRecord(out.Dir, rec)

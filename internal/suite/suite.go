@@ -258,9 +258,10 @@ func runOne(ctx context.Context, j Job, o Options) Result {
 		out.Dir = dir
 	}
 	r := Result{Job: j, Outcome: out}
-	if ctx.Err() != nil {
+	if ctx.Err() != nil && err != nil {
 		// A run cut short has no recovery phase and is not the
-		// scenario; what it recorded stays in its directory.
+		// scenario; what it recorded stays in its directory. A run
+		// that finished before the interrupt keeps its result.
 		r.Status, r.Detail = NotRun, fmt.Sprintf("interrupted after %.1fs", out.Elapsed.Seconds())
 		return r
 	}

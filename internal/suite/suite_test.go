@@ -237,6 +237,20 @@ func TestRunInterruptedKeepsWhatFinishedAndMarksTheRestNotRun(t *testing.T) {
 	}
 }
 
+func TestRunKeepsAJobThatFinishedAsTheInterruptCame(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	jobs := Expand([]scenarios.Spec{spec("a", "valid", "valid", 1, 2)})
+	exec := func(ctx context.Context, j Job, dir string) (Outcome, error) {
+		cancel()
+		return fakeExec(ctx, j, dir)
+	}
+	rs, _ := Run(ctx, jobs, Options{Parallel: 1, Exec: exec})
+	if rs[0].Status != Pass || rs[1].Status != NotRun {
+		t.Fatalf("statuses %s, %s; want the finished job's pass kept and the next not run", rs[0].Status, rs[1].Status)
+	}
+}
+
 func TestRunRefusesNoExecOrNoParallelism(t *testing.T) {
 	if _, err := Run(context.Background(), nil, Options{Parallel: 1}); err == nil || !strings.Contains(err.Error(), "Exec") {
 		t.Errorf("no Exec: %v", err)
