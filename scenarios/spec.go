@@ -33,7 +33,9 @@ type Spec struct {
 	TTL       Duration `json:"ttl,omitempty"`
 	TimeScale float64  `json:"time_scale,omitempty"`
 
-	Rate           float64  `json:"rate,omitempty"`
+	// Rate is each client's mean cycles per second; absent means 20, and
+	// 0 means back to back (so it is a pointer: 0 is a setting).
+	Rate           *float64 `json:"rate,omitempty"`
 	HoldMin        Duration `json:"hold_min,omitempty"`
 	HoldMax        Duration `json:"hold_max,omitempty"`
 	AcquireTimeout Duration `json:"acquire_timeout,omitempty"`
@@ -44,6 +46,19 @@ type Spec struct {
 	ClockSpread     Duration `json:"clock_spread,omitempty"`
 	RecoveryTimeout Duration `json:"recovery_timeout,omitempty"`
 
+	// Proxy, GCSBucket and RedisAddrs are verify run's -proxy, -gcs-bucket
+	// and -redis-addr: where the backend is and how clients reach it.
+	Proxy      bool     `json:"proxy,omitempty"`
+	GCSBucket  string   `json:"gcs_bucket,omitempty"`
+	RedisAddrs []string `json:"redis_addrs,omitempty"`
+
+	// CheckTimeout bounds the linearizability search (default 1m; past
+	// it the verdict is unknown). RequireRecovery counts clients that
+	// never acquire in the recovery phase, and holders' keys never taken
+	// again, as invalid: how a liveness defect is expressed.
+	CheckTimeout    Duration `json:"check_timeout,omitempty"`
+	RequireRecovery bool     `json:"require_recovery,omitempty"`
+
 	Seeds  []uint64 `json:"seeds"`
 	Expect Expect   `json:"expect"`
 }
@@ -51,10 +66,23 @@ type Spec struct {
 // Expect is the verdict a scenario should get, and why. A locker known to
 // be unsafe under a fault is expected invalid; a scenario whose expectation
 // stops holding (an unsafe locker found safe, or any Unknown) is reported.
+//
+// Verdict "either" marks a cell that was invalid on some seeds and valid
+// on others when the comparison tables were made (a race the fault only
+// sometimes wins): no verdict of it is a regression, and a suite reports
+// it as a flaky expectation together with the verdict it got. Unknown is
+// never what any expectation wants.
 type Expect struct {
-	Verdict string `json:"verdict"` // valid | invalid
+	Verdict string `json:"verdict"` // valid | invalid | either
 	Reason  string `json:"reason"`
 }
+
+// Expected verdicts.
+const (
+	ExpectValid   = "valid"
+	ExpectInvalid = "invalid"
+	ExpectEither  = "either"
+)
 
 // Duration is a time.Duration written as a Go duration string ("1.5s").
 type Duration time.Duration

@@ -19,6 +19,7 @@ import (
 
 	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/harness"
+	"github.com/lockcheck/lockcheck/scenarios"
 )
 
 type runFlags struct {
@@ -47,6 +48,7 @@ type runFlags struct {
 	clockSpread     time.Duration
 	workload        string
 	clientsAs       string
+	scenario        string
 }
 
 func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
@@ -79,15 +81,21 @@ func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
 	fs.StringVar(&f.redisAddrs, "redis-addr", "", "run Redis lockers against these real servers, `host:port[,host:port,...]` (redlock takes three); default: embedded Redis servers on loopback")
 	fs.StringVar(&f.workload, "workload", "mutex", "what the critical section does: mutex, register, fenced-register or request-release (see `verify list`)")
 	fs.StringVar(&f.clientsAs, "clients-as", "goroutine", "run each client as a `goroutine` in this process, or as a `process` (a `verify worker` child that gets real SIGSTOP and SIGKILL; GCS and Redis lockers)")
+	fs.StringVar(&f.scenario, "scenario", "", "run this named scenario (see `verify scenarios`) on its first seed, or on -seed; only -seed, -out and -q go with it")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: verify run [flags]
+       verify run -scenario NAME [-seed N]
 
 Runs -clients simulated clients against -locker for -duration, with the
 -faults scheduled from -seed, then heals every fault and lets each client
 try for -recovery-timeout to acquire once (the recovery phase). Every call is recorded to
 results/<run-id>/history.jsonl as it happens, then checked.
 
+Every run records what it ran as scenario.json in its directory, before
+the first event, so 'verify replay <run dir>' can run it again.
+
 Examples:
+  verify run -scenario regression/tus616-pause-stale-delete
   verify run -locker memory-owner -faults pause,crash -seed 7
   verify run -locker mutant-unlock-any -duration 20s -clients 8 -keys 1
   verify run -locker tus616 -time-scale 0.1 -duration 20s -keys 1
@@ -110,9 +118,41 @@ func runCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	if help, err := parseFlagsOnly(fs, args); help || err != nil {
 		return exitValid, err
 	}
-	cfg, err := f.config()
-	if err != nil {
-		return 0, err
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	var spec scenarios.Spec
+	if f.scenario != "" {
+		var given []string
+		for n := range set {
+			if !scenarioOverrides[n] {
+				given = append(given, "-"+n)
+			}
+		}
+		if len(given) > 0 {
+			slices.Sort(given)
+			return 0, fmt.Errorf("-scenario sets these; drop %s (only -seed, -out and -q go with -scenario)", strings.Join(given, ", "))
+		}
+		s, err := scenarios.Lookup(f.scenario)
+		if err != nil {
+			return 0, fmt.Errorf("-scenario: %w", err)
+		}
+		if spec, err = s.Normalize(); err != nil {
+			return 0, err
+		}
+	} else {
+		var err error
+		if spec, err = f.spec(set); err != nil {
+			return 0, err
+		}
+	}
+	seed := f.seed
+	if seed == 0 && f.scenario != "" {
+		seed = spec.Seeds[0]
+	}
+	for seed == 0 {
+		var b [8]byte
+		rand.Read(b[:])
+		seed = binary.LittleEndian.Uint64(b[:]) >> 1 // fits an int64 for tools that read JSON as float or int64
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -122,121 +162,122 @@ func runCommand(args []string, stdout, stderr io.Writer) (int, error) {
 		// history on disk is complete up to that moment either way.
 		stop()
 	}()
-
-	fmt.Fprintf(stdout, "run %s\n  locker %s, %d clients, %d keys, %v, faults [%s], seed %d\n",
-		filepath.Base(cfg.Dir), cfg.Locker.Name, cfg.Clients, cfg.Workload.Keys, cfg.Duration, f.faults, cfg.Seed)
-	prog := newProgress(stderr, cfg.Duration, f.quiet)
-	cfg.Observers = append(cfg.Observers, prog.observe)
-	prog.start()
-	out, runErr := harness.Run(ctx, cfg)
-	prog.stop()
-	if out == nil {
-		return 0, runErr
-	}
-	if out.Interrupted {
-		fmt.Fprintln(stdout, "interrupted: faults healed, checking the history recorded so far")
-	}
-	if len(out.Unfinished) > 0 {
-		fmt.Fprintf(stdout, "clients %v were still inside a call when the run stopped waiting for them\n", out.Unfinished)
-	}
-	code, err := checkAndReport(out.HistoryPath, out.Dir, checkOptions{timeout: f.checkTimeout, requireRecovery: f.requireRecovery}, stdout)
-	return code, errors.Join(runErr, err)
+	code, _, err := runSpec(ctx, spec, seed, f.out, f.quiet, stdout, stderr)
+	return code, err
 }
 
-func (f *runFlags) config() (harness.Config, error) {
-	locker, err := harness.LookupLocker(f.locker)
+// scenarioOverrides are the flags that may go with -scenario: they say
+// which seed and where the results go, not what runs.
+var scenarioOverrides = map[string]bool{"scenario": true, "seed": true, "out": true, "q": true}
+
+// runSpec runs one seed of spec into a new directory under out and checks
+// it. dir is the run directory, "" when the run never started.
+func runSpec(ctx context.Context, spec scenarios.Spec, seed uint64, out string, quiet bool, stdout, stderr io.Writer) (code int, dir string, err error) {
+	dir = filepath.Join(out, harness.NewRunID(time.Now(), spec.Locker, seed))
+	cfg, cleanup, err := scenarios.Prepare(ctx, spec, seed, dir, workerCommand)
 	if err != nil {
-		return harness.Config{}, fmt.Errorf("-locker: %w", err)
+		if spec.Name == runSpecName {
+			return 0, "", fmt.Errorf("flags: %w", err)
+		}
+		return 0, "", fmt.Errorf("scenario %s: %w", spec.Name, err)
 	}
+	defer cleanup()
+	name := ""
+	if spec.Name != "" && spec.Name != runSpecName {
+		name = " (scenario " + spec.Name + ")"
+	}
+	fmt.Fprintf(stdout, "run %s%s\n  locker %s, %d clients, %d keys, %v, faults [%s], seed %d\n",
+		filepath.Base(cfg.Dir), name, cfg.Locker.Name, cfg.Clients, cfg.Workload.Keys, cfg.Duration, strings.Join(spec.Faults, ","), cfg.Seed)
+	prog := newProgress(stderr, cfg.Duration, quiet)
+	cfg.Observers = append(cfg.Observers, prog.observe)
+	prog.start()
+	res, runErr := harness.Run(ctx, cfg)
+	prog.stop()
+	if res == nil {
+		return 0, "", runErr
+	}
+	rec := spec
+	rec.Seeds = []uint64{seed}
+	// The first event wrote it already, unless the run recorded none.
+	recErr := scenarios.WriteRecord(res.Dir, rec)
+	if res.Interrupted {
+		fmt.Fprintln(stdout, "interrupted: faults healed, checking the history recorded so far")
+	}
+	if len(res.Unfinished) > 0 {
+		fmt.Fprintf(stdout, "clients %v were still inside a call when the run stopped waiting for them\n", res.Unfinished)
+	}
+	code, err = checkAndReport(res.HistoryPath, res.Dir, checkOptions{timeout: time.Duration(spec.CheckTimeout), requireRecovery: spec.RequireRecovery}, stdout)
+	return code, res.Dir, errors.Join(runErr, recErr, err)
+}
+
+// runSpecName names the spec that verify run's flags make.
+const runSpecName = "run"
+
+// spec turns the flags into a scenario, every setting explicit, so the
+// run's scenario.json replays it exactly. set holds the flags given.
+func (f *runFlags) spec(set map[string]bool) (scenarios.Spec, error) {
 	var names []string
 	for _, n := range strings.Split(f.faults, ",") {
 		if n = strings.TrimSpace(n); n != "" && !slices.Contains(names, n) {
 			names = append(names, n)
 		}
 	}
-	kinds, err := faults.Lookup(names)
-	if err != nil {
-		return harness.Config{}, fmt.Errorf("-faults: %w", err)
-	}
-	timeScale := f.timeScale
-	if f.ttl != 0 {
-		if timeScale != 1 {
-			return harness.Config{}, errors.New("-ttl and -time-scale both set; give one: -ttl picks the time scale that makes the locker's lease that long")
-		}
-		if f.ttl < 0 {
-			return harness.Config{}, fmt.Errorf("-ttl %v: want a positive duration", f.ttl)
-		}
-		if locker.TTL > 0 {
-			timeScale = float64(f.ttl) / float64(locker.TTL)
-		}
-	}
-	faultMin, faultMax, err := parseDurationRange(f.faultDuration)
-	if err != nil {
-		return harness.Config{}, fmt.Errorf("-fault-duration: %w", err)
-	}
 	redisAddrs, err := f.redisList()
 	if err != nil {
-		return harness.Config{}, err
+		return scenarios.Spec{}, err
 	}
-	seed := f.seed
-	for seed == 0 {
-		var b [8]byte
-		rand.Read(b[:])
-		seed = binary.LittleEndian.Uint64(b[:]) >> 1 // fits an int64 for tools that read JSON as float or int64
+	if f.ttl != 0 && f.timeScale != 1 {
+		return scenarios.Spec{}, errors.New("-ttl and -time-scale both set; give one: -ttl picks the time scale that makes the locker's lease that long")
 	}
-	cfg := harness.Config{
-		Locker:   locker,
-		Clients:  f.clients,
-		Duration: f.duration,
-		Workload: harness.Workload{
-			Name: f.workload, Keys: f.keys, Rate: f.rate,
-			HoldMin: f.holdMin, HoldMax: f.holdMax, AcquireTimeout: f.acquireTimeout,
-		},
-		Faults:          kinds,
-		FaultInterval:   f.faultInterval,
-		RecoveryTimeout: f.recoveryTimeout,
-		Seed:            seed,
-		TimeScale:       timeScale,
-		FaultMin:        faultMin,
-		FaultMax:        faultMax,
-		RedisAddrs:      redisAddrs,
-		ClockStep:       f.clockStep,
-		ClockSpread:     f.clockSpread,
+	if f.ttl < 0 {
+		return scenarios.Spec{}, fmt.Errorf("-ttl %v: want a positive duration", f.ttl)
+	}
+	if set["time-scale"] && (f.timeScale <= 0 || f.timeScale > 100) {
+		return scenarios.Spec{}, fmt.Errorf("-time-scale %v: time scale must be in (0, 100]", f.timeScale)
+	}
+	if _, err := harness.LookupLocker(f.locker); err != nil {
+		return scenarios.Spec{}, fmt.Errorf("-locker: %w", err)
+	}
+	if _, err := faults.Lookup(names); err != nil {
+		return scenarios.Spec{}, fmt.Errorf("-faults: %w", err)
+	}
+	if _, _, err := scenarios.ParseFaultDuration(f.faultDuration); err != nil {
+		return scenarios.Spec{}, fmt.Errorf("-fault-duration: %w", err)
+	}
+	rate := f.rate
+	s := scenarios.Spec{
+		Name:            runSpecName,
+		Summary:         "verify run with flags",
+		Locker:          f.locker,
+		Workload:        f.workload,
+		ClientsAs:       f.clientsAs,
+		Faults:          names,
+		Clients:         f.clients,
+		Keys:            f.keys,
+		Duration:        scenarios.Duration(f.duration),
+		TTL:             scenarios.Duration(f.ttl),
+		TimeScale:       f.timeScale,
+		Rate:            &rate,
+		HoldMin:         scenarios.Duration(f.holdMin),
+		HoldMax:         scenarios.Duration(f.holdMax),
+		AcquireTimeout:  scenarios.Duration(f.acquireTimeout),
+		FaultInterval:   scenarios.Duration(f.faultInterval),
+		FaultDuration:   f.faultDuration,
+		ClockStep:       scenarios.Duration(f.clockStep),
+		ClockSpread:     scenarios.Duration(f.clockSpread),
+		RecoveryTimeout: scenarios.Duration(f.recoveryTimeout),
 		Proxy:           f.proxy,
 		GCSBucket:       f.gcsBucket,
-		ClientsAs:       f.clientsAs,
-		Dir:             filepath.Join(f.out, harness.NewRunID(time.Now(), locker.Name, seed)),
+		RedisAddrs:      redisAddrs,
+		CheckTimeout:    scenarios.Duration(f.checkTimeout),
+		RequireRecovery: f.requireRecovery,
+		Seeds:           []uint64{max(f.seed, 1)},
+		Expect:          scenarios.Expect{Verdict: scenarios.ExpectEither, Reason: "an ad hoc run: no verdict is expected"},
 	}
-	if cfg.ClientsAs == harness.ClientsAsProcesses {
-		if cfg.Worker, err = workerCommand(); err != nil {
-			return cfg, err
-		}
+	if f.ttl != 0 {
+		s.TimeScale = 0
 	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, fmt.Errorf("flags: %w", err)
-	}
-	return cfg, nil
-}
-
-// parseDurationRange reads "" (no override), "D" or "MIN-MAX".
-func parseDurationRange(s string) (lo, hi time.Duration, err error) {
-	if s = strings.TrimSpace(s); s == "" {
-		return 0, 0, nil
-	}
-	a, b, isRange := strings.Cut(s, "-")
-	if lo, err = time.ParseDuration(strings.TrimSpace(a)); err != nil {
-		return 0, 0, fmt.Errorf("%q: want D or MIN-MAX, e.g. 3s or 500ms-2s", s)
-	}
-	hi = lo
-	if isRange {
-		if hi, err = time.ParseDuration(strings.TrimSpace(b)); err != nil {
-			return 0, 0, fmt.Errorf("%q: want D or MIN-MAX, e.g. 3s or 500ms-2s", s)
-		}
-	}
-	if lo <= 0 || hi < lo {
-		return 0, 0, fmt.Errorf("%q: want 0 < MIN <= MAX", s)
-	}
-	return lo, hi, nil
+	return s, nil
 }
 
 func (f *runFlags) redisList() ([]string, error) {

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/lockcheck/lockcheck/models"
+	"github.com/lockcheck/lockcheck/scenarios"
+)
+
+func replayCommand(args []string, stdout, stderr io.Writer) (int, error) {
+	fset := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	out := fset.String("out", "", "directory that receives the new run's directory (default: the old run's parent)")
+	quiet := fset.Bool("q", false, "no progress output")
+	fset.Usage = func() {
+		fmt.Fprint(stderr, `Usage: verify replay [flags] <run dir>
+
+Runs again what a run directory recorded in scenario.json (the scenario and
+its seed: the same workload choices and fault schedule), into a new run
+directory, checks it, and says whether the verdict saved in the old
+result.json was reproduced. Seeds fix the schedule, not the timing: a race
+may go the other way.
+
+Exit codes: the new run's verdict (0 valid, 1 invalid, 2 unknown), or 3
+when the directory has no scenario.json or the run cannot start.
+
+Flags:
+`)
+		fset.PrintDefaults()
+	}
+	if err := fset.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitValid, nil
+		}
+		return 0, errUsage
+	}
+	if fset.NArg() != 1 {
+		return 0, fmt.Errorf("want exactly one run directory, got %d arguments (see verify help replay)", fset.NArg())
+	}
+	old := filepath.Clean(fset.Arg(0))
+	spec, err := scenarios.ReadRecord(old)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("%s has no %s: it was made before runs recorded their scenario, or is not a run directory; re-run it with verify run and the flags in its result.json", old, scenarios.RecordFile)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if len(spec.Seeds) != 1 {
+		return 0, fmt.Errorf("%s: seeds %v: a run records the one seed it used", filepath.Join(old, scenarios.RecordFile), spec.Seeds)
+	}
+	if err := spec.Validate(); err != nil {
+		return 0, fmt.Errorf("%s: %w", filepath.Join(old, scenarios.RecordFile), err)
+	}
+	saved := models.Unknown
+	haveSaved := false
+	if res, err := readResult(filepath.Join(old, "result.json")); err == nil {
+		saved, haveSaved = res.Verdict, true
+	}
+	dir := *out
+	if dir == "" {
+		dir = filepath.Dir(old)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	code, newDir, err := runSpec(ctx, spec, spec.Seeds[0], dir, *quiet, stdout, stderr)
+	if newDir == "" {
+		return code, err
+	}
+	now := verdictOfCode(code)
+	if err != nil {
+		now = models.Unknown
+	}
+	switch {
+	case !haveSaved:
+		fmt.Fprintf(stdout, "replayed %s as %s: verdict %s, no saved verdict (no readable result.json)\n", old, newDir, now)
+	case now == saved:
+		fmt.Fprintf(stdout, "replayed %s as %s: verdict %s, saved %s: reproduced\n", old, newDir, now, saved)
+	default:
+		fmt.Fprintf(stdout, "replayed %s as %s: did not reproduce (saved %s, now %s)\n", old, newDir, saved, now)
+	}
+	return code, err
+}

@@ -1,0 +1,242 @@
+package scenarios
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lockcheck/lockcheck/faults"
+	"github.com/lockcheck/lockcheck/harness"
+	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/internal/compare"
+)
+
+// Families are the fault families of the exploratory cross-product, each a
+// column of the comparison tables (internal/compare), whose fault lists
+// and lease multiples they reuse.
+var Families = []string{"none", "latency", "partition", "lost-reply", "429", "pause", "crash", "clock"}
+
+// ExploreWorkloads are the workloads of the cross-product.
+var ExploreWorkloads = []string{history.WorkloadMutex, history.WorkloadRegister}
+
+// ExploreSeeds are the seeds every exploratory scenario runs: those of the
+// comparison tables its expectations come from.
+var ExploreSeeds = []uint64{1, 2, 3}
+
+// backend is where a locker keeps its lock, which decides the faults that
+// can reach it: a network fault needs a backend over the network, a
+// server fault (429) the GCS emulator's HTTP front.
+type backend int
+
+const (
+	inProcess backend = iota
+	gcsBackend
+	redisBackend
+)
+
+var backends = map[string]backend{
+	"memory": inProcess, "memory-owner": inProcess, "lease": inProcess,
+	"tus616": gcsBackend, "lai": gcsBackend, "gcslock": gcsBackend, "gmutex": gcsBackend, "fenced": gcsBackend,
+	"redis": redisBackend, "redislock": redisBackend, "redsync": redisBackend, "redlock": redisBackend,
+}
+
+// exploreLockers are every locker but the planted mutants (the lease
+// control stays), in catalog order.
+func exploreLockers() []harness.LockerSpec {
+	var out []harness.LockerSpec
+	for _, l := range harness.Lockers() {
+		if !strings.HasPrefix(l.Name, "mutant-") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// applicable says whether every fault of a family can act on the locker.
+func applicable(locker string, kinds []faults.Kind) bool {
+	b := backends[locker]
+	for _, k := range kinds {
+		switch k.Needs {
+		case faults.NeedsNetwork:
+			if b == inProcess {
+				return false
+			}
+		case faults.NeedsServer:
+			if b != gcsBackend {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Explore is every non-mutant locker × ExploreWorkloads × Families, named
+// "<locker>/<workload>/<family>", leaving out the combinations whose
+// faults cannot reach the locker. Each expects what the comparison tables
+// measured on seeds 1, 2 and 3 with 1 s leases (README, "Comparing lockers
+// side by side"): valid or invalid where every seed agreed, "either" where
+// they did not. The register workload expects what the mutex cell
+// measured (a lost update needs two holders; the register-pause column
+// agrees with the pause column for every locker).
+func Explore() []Spec {
+	cols, err := compare.LookupScenarios(Families)
+	if err != nil {
+		panic(err) // Families names compare's columns; a test holds them together.
+	}
+	var out []Spec
+	for _, l := range exploreLockers() {
+		for _, w := range ExploreWorkloads {
+			for _, c := range cols {
+				kinds, err := faults.Lookup(c.Faults)
+				if err != nil || !applicable(l.Name, kinds) {
+					continue
+				}
+				s := Spec{
+					Name:    fmt.Sprintf("%s/%s/%s", l.Name, w, c.Name),
+					Summary: fmt.Sprintf("%s, %s workload: %s", l.Name, w, c.Summary),
+					Locker:  l.Name, Workload: w, Faults: slices.Clone(c.Faults),
+					Seeds:  slices.Clone(ExploreSeeds),
+					Expect: expectation(l.Name, c.Name),
+				}
+				if l.TTL > 0 {
+					s.TTL = Duration(DefaultTTL)
+				}
+				if c.LeaseMultiple > 0 {
+					s.FaultDuration = time.Duration(c.LeaseMultiple * float64(DefaultTTL)).String()
+				}
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// measured are the comparison tables' cells that were not valid on every
+// seed: locker → family → verdict and the step that allowed it. Every
+// other applicable cell was valid 3 of 3.
+var measured = map[string]map[string]Expect{
+	"lease": {
+		"pause": {ExpectInvalid, "invalid 3/3: the store expires the lease one TTL after the last refresh while the paused holder's refresher and Lost timer are frozen with it"},
+	},
+	"tus616": {
+		"latency": {ExpectEither, "invalid 1/3: Unlock deletes with ifGenerationMatch=<metageneration> (step 7), so a released lock lingers until exp; two waiters judge it stale and delete with ifMetagenerationMatch=1 alone (step 3), the second removing the first's fresh lock"},
+		"pause":   {ExpectInvalid, "invalid 3/3: the watcher never extends the exp waiters judge (step 6), so a waiter deletes the paused holder's lock as stale and takes it (step 3)"},
+	},
+	"lai": {
+		"partition": {ExpectInvalid, "invalid 3/3: the cut-off holder's Unlock deletes with ifMetagenerationMatch=<remembered> alone (step 5), resent after the heal, and removes the next holder's fresh lock"},
+		"429":       {ExpectEither, "invalid 1/3: two waiters delete one stale lock with ifMetagenerationMatch=1 alone (step 3); resent deletes after 429s remove the lock the other waiter just created"},
+		"pause":     {ExpectInvalid, "invalid 3/3: the paused holder's refresher (step 4) is frozen, expires_at passes, and a waiter deletes the lock as stale by its own clock (step 3)"},
+		"crash":     {ExpectEither, "invalid 2/3: the crashed holder's lock expires and two waiters delete it at once with ifMetagenerationMatch=1 alone (step 3)"},
+		"clock":     {ExpectInvalid, "invalid 3/3: expires_at is kept by the client's clock and judged by the waiter's (step 3), so a client three leases ahead takes every live lock for stale"},
+	},
+	"gcslock": {
+		"lost-reply": {ExpectEither, "invalid 1/3: Unlock repeats an unconditional delete until answered (step 2); a delete whose reply was lost, repeated after the heal, removes the next holder's lock"},
+	},
+	"gmutex": {
+		"pause": {ExpectInvalid, "invalid 3/3: the extend goroutine is frozen with its holder, the lock expires on server time, and a waiter takes it over by generation (step 1) while the holder still works"},
+	},
+	"fenced": {
+		"pause": {ExpectEither, "invalid 1/3: takeover waits until the server's Date, less a second of slack, passes updated + TTL; a pause of 2.5 leases only sometimes outlasts that, and then the paused holder's section overlaps the next (no lease lock survives a pause)"},
+	},
+	"redis":     {"pause": {ExpectInvalid, "invalid 3/3: the watchdog that extends every ttl/2 is frozen with the holder, the key's PX expires and the next SET NX succeeds"}},
+	"redislock": {"pause": {ExpectInvalid, "invalid 3/3: the refresh loop is frozen with the holder, the key's PX expires and the next Obtain succeeds"}},
+	"redsync":   {"pause": {ExpectInvalid, "invalid 3/3: ExtendContext cannot run while the holder is paused, the key expires and the next LockContext succeeds"}},
+	"redlock":   {"pause": {ExpectInvalid, "invalid 3/3: the key expires on all three servers at once and the next client wins a majority: Redlock's known exposure to pauses"}},
+}
+
+func expectation(locker, family string) Expect {
+	if e, ok := measured[locker][family]; ok {
+		return e
+	}
+	return Expect{ExpectValid, "valid 3/3 in the comparison tables (seeds 1-3, 1 s leases)"}
+}
+
+// All is every regression scenario, then every exploratory one.
+func All() []Spec {
+	return append(Regression(), Explore()...)
+}
+
+// Lookup finds a scenario by name.
+func Lookup(name string) (Spec, error) {
+	all := All()
+	for _, s := range all {
+		if s.Name == name {
+			return s, nil
+		}
+	}
+	var close []string
+	for _, s := range all {
+		if near(name, s.Name) {
+			close = append(close, s.Name)
+		}
+	}
+	if len(close) > 10 {
+		close = close[:10]
+	}
+	if len(close) == 0 {
+		return Spec{}, fmt.Errorf("unknown scenario %q; `verify scenarios` lists them (names are <locker>/<workload>/<fault> or regression/<defect>)", name)
+	}
+	return Spec{}, fmt.Errorf("unknown scenario %q; did you mean %s?", name, strings.Join(close, ", "))
+}
+
+// near is true when b shares a path element with a, or one contains the
+// other.
+func near(a, b string) bool {
+	a, b = strings.ToLower(a), strings.ToLower(b)
+	if a == "" {
+		return false
+	}
+	if strings.Contains(b, a) || strings.Contains(a, b) {
+		return true
+	}
+	bs := strings.Split(b, "/")
+	matched := 0
+	for _, p := range strings.Split(a, "/") {
+		if p != "" && slices.Contains(bs, p) {
+			matched++
+		}
+	}
+	return matched >= 2 || (matched == 1 && !strings.Contains(a, "/"))
+}
+
+// Suites are the named sets of scenarios `verify suite` runs.
+var Suites = []string{"quick", "nightly", "regression"}
+
+// quick is a fast cross-section: controls that must stay valid, and an
+// invalid cell that is invalid on every seed per fault family that has
+// one, each on its first seed.
+var quick = []string{
+	"memory-owner/mutex/none",
+	"lease/mutex/none",
+	"fenced/mutex/crash",
+	"lease/mutex/pause",
+	"redis/register/pause",
+	"gmutex/mutex/pause",
+	"lai/mutex/partition",
+	"lai/mutex/clock",
+}
+
+// Suite returns the scenarios of a named suite: "quick" (a few minutes on
+// two cores at parallel 2, one seed each), "nightly" (every exploratory
+// scenario, three seeds each) or "regression" (every pinned defect).
+func Suite(name string) ([]Spec, error) {
+	switch name {
+	case "quick":
+		var out []Spec
+		for _, n := range quick {
+			s, err := Lookup(n)
+			if err != nil {
+				return nil, fmt.Errorf("suite quick: %w", err)
+			}
+			s.Seeds = s.Seeds[:1]
+			out = append(out, s)
+		}
+		return out, nil
+	case "nightly":
+		return Explore(), nil
+	case "regression":
+		return Regression(), nil
+	}
+	return nil, fmt.Errorf("unknown suite %q; known suites: %s", name, strings.Join(Suites, ", "))
+}

@@ -1,0 +1,353 @@
+package scenarios
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lockcheck/lockcheck/faults"
+	"github.com/lockcheck/lockcheck/harness"
+	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/harness/worker"
+	"github.com/lockcheck/lockcheck/internal/redisserver"
+)
+
+// Defaults filled by Normalize: those of the comparison tables, so a
+// scenario that names only a locker and faults runs as a table cell did.
+const (
+	DefaultClients         = 8
+	DefaultKeys            = 2
+	DefaultDuration        = 8 * time.Second
+	DefaultRate            = 20.0
+	DefaultHoldMax         = 50 * time.Millisecond
+	DefaultAcquireTimeout  = 5 * time.Second
+	DefaultFaultInterval   = time.Second
+	DefaultRecoveryTimeout = 10 * time.Second
+	DefaultCheckTimeout    = time.Minute
+	// DefaultTTL is the lease a locker with one is scaled to when the
+	// spec gives neither ttl nor time_scale. Published leases run from 5 s
+	// to 300 s; at 1 s every lease locker sees the same fault durations
+	// (the tables' "2.5 leases" is 2.5s), and an 8 s run holds many
+	// leases. Lockers without a lease run as published.
+	DefaultTTL = time.Second
+)
+
+// BackendRedisServer runs the locker against redis-server processes
+// started for the run (three for redlock, one for the other Redis
+// lockers), instead of the embedded miniredis.
+const BackendRedisServer = "redis-server"
+
+// RecordFile is the name of the spec a run directory records: the spec
+// that made it, with seeds = [the seed used].
+const RecordFile = "scenario.json"
+
+// Normalize fills s's defaults (see the Default constants) and validates
+// it, naming the scenario and the field to fix.
+func (s Spec) Normalize() (Spec, error) {
+	name := s.Name
+	if name == "" {
+		name = "(unnamed)"
+	}
+	var zero Duration
+	fill := func(d *Duration, v time.Duration) {
+		if *d == zero {
+			*d = Duration(v)
+		}
+	}
+	if s.Workload == "" {
+		s.Workload = history.WorkloadMutex
+	}
+	if s.ClientsAs == "" {
+		s.ClientsAs = harness.ClientsAsGoroutines
+	}
+	if s.Clients == 0 {
+		s.Clients = DefaultClients
+	}
+	if s.Keys == 0 {
+		s.Keys = DefaultKeys
+	}
+	fill(&s.Duration, DefaultDuration)
+	if s.Rate == nil {
+		r := DefaultRate
+		s.Rate = &r
+	}
+	fill(&s.HoldMax, DefaultHoldMax)
+	fill(&s.AcquireTimeout, DefaultAcquireTimeout)
+	fill(&s.FaultInterval, DefaultFaultInterval)
+	fill(&s.RecoveryTimeout, DefaultRecoveryTimeout)
+	fill(&s.CheckTimeout, DefaultCheckTimeout)
+	if l, err := harness.LookupLocker(s.Locker); err == nil && l.TTL > 0 && s.TTL == 0 && s.TimeScale == 0 {
+		s.TTL = Duration(DefaultTTL)
+	}
+	if err := s.Validate(); err != nil {
+		return s, fmt.Errorf("scenario %s: %w", name, err)
+	}
+	return s, nil
+}
+
+// Validate reports every problem of a spec whose defaults are filled,
+// each naming its field.
+func (s Spec) Validate() error {
+	var errs []error
+	add := func(field string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", field, err))
+		}
+	}
+	if _, err := harness.LookupLocker(s.Locker); err != nil {
+		add("locker", err)
+	}
+	switch s.Backend {
+	case "":
+	case BackendRedisServer:
+		if _, ok := redisServers[s.Locker]; !ok {
+			add("backend", fmt.Errorf("%q runs Redis lockers only (%s), not %s", s.Backend, strings.Join(redisLockers(), ", "), s.Locker))
+		}
+		if len(s.RedisAddrs) > 0 {
+			add("backend", fmt.Errorf("%q starts its own servers; drop redis_addrs", s.Backend))
+		}
+	default:
+		add("backend", fmt.Errorf("unknown backend %q; want \"\" (the locker's embedded one) or %q", s.Backend, BackendRedisServer))
+	}
+	if !slices.Contains(harness.Workloads(), s.Workload) {
+		add("workload", fmt.Errorf("unknown workload %q; known workloads: %s", s.Workload, strings.Join(harness.Workloads(), ", ")))
+	}
+	if _, err := faults.Lookup(s.Faults); err != nil {
+		add("faults", err)
+	}
+	if _, _, err := ParseFaultDuration(s.FaultDuration); err != nil {
+		add("fault_duration", err)
+	}
+	if s.TTL < 0 {
+		add("ttl", fmt.Errorf("%v: want a positive duration", time.Duration(s.TTL)))
+	}
+	if s.TTL != 0 && s.TimeScale != 0 && s.TimeScale != 1 {
+		add("ttl", errors.New("ttl and time_scale both set; give one: ttl picks the time scale that makes the locker's lease that long"))
+	}
+	if s.TimeScale < 0 || s.TimeScale > 100 {
+		add("time_scale", fmt.Errorf("%v: want (0, 100], or 0 for the default", s.TimeScale))
+	}
+	for _, a := range s.RedisAddrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			add("redis_addrs", fmt.Errorf("%q: want host:port: %w", a, err))
+		}
+	}
+	if s.CheckTimeout <= 0 {
+		add("check_timeout", fmt.Errorf("%v: want a positive duration", time.Duration(s.CheckTimeout)))
+	}
+	if len(s.Seeds) == 0 {
+		add("seeds", errors.New("none; give at least one nonzero seed, e.g. [1]"))
+	}
+	for _, seed := range s.Seeds {
+		if seed == 0 || seed > 1<<63-1 {
+			add("seeds", fmt.Errorf("%d: want 1..2^63-1 (0 means \"pick one\" on the command line, not a seed)", seed))
+		}
+	}
+	switch s.Expect.Verdict {
+	case ExpectValid, ExpectInvalid, ExpectEither:
+	default:
+		add("expect.verdict", fmt.Errorf("%q: want %q, %q or %q", s.Expect.Verdict, ExpectValid, ExpectInvalid, ExpectEither))
+	}
+	if strings.TrimSpace(s.Expect.Reason) == "" {
+		add("expect.reason", errors.New("empty; say why the verdict is expected (the step of the algorithm, or the measurement)"))
+	}
+	// The numeric ranges are the harness's; checking them here names
+	// the scenario before any run starts.
+	if len(errs) == 0 {
+		cfg, err := s.config(s.seedOr(1), "-", nil)
+		if err == nil {
+			err = cfg.Validate()
+		}
+		add("settings", err)
+	}
+	return errors.Join(errs...)
+}
+
+func (s Spec) seedOr(d uint64) uint64 {
+	if len(s.Seeds) > 0 && s.Seeds[0] != 0 {
+		return s.Seeds[0]
+	}
+	return d
+}
+
+// redisServers is how many independent servers each Redis locker talks
+// to, for BackendRedisServer.
+var redisServers = map[string]int{"redis": 1, "redislock": 1, "redsync": 1, "redlock": 3}
+
+func redisLockers() []string {
+	var out []string
+	for n := range redisServers {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Prepare builds the harness configuration of one run of s (normalized or
+// validated) with seed, into the run directory dir (which harness.Run
+// creates). worker is called only for process clients. With backend
+// redis-server it starts the servers; cleanup stops them and must be
+// called once the run is over. The configuration records s, with seeds =
+// [seed], as dir/scenario.json as soon as the run records its first event,
+// so a run that crashes or is interrupted still says what it was.
+func Prepare(ctx context.Context, s Spec, seed uint64, dir string, worker func() (worker.Command, error)) (harness.Config, func(), error) {
+	nothing := func() {}
+	if seed == 0 {
+		return harness.Config{}, nothing, errors.New("seed 0: want a nonzero seed (pick one before preparing)")
+	}
+	cfg, err := s.config(seed, dir, worker)
+	if err != nil {
+		return harness.Config{}, nothing, err
+	}
+	cleanup := nothing
+	if s.Backend == BackendRedisServer {
+		var servers []*redisserver.Server
+		cleanup = func() {
+			for _, srv := range servers {
+				srv.Close()
+			}
+		}
+		for range redisServers[s.Locker] {
+			srv, err := redisserver.StartReal(ctx, redisserver.Options{})
+			if err != nil {
+				cleanup()
+				return harness.Config{}, nothing, fmt.Errorf("backend %s: %w", s.Backend, err)
+			}
+			servers = append(servers, srv)
+			cfg.RedisAddrs = append(cfg.RedisAddrs, srv.Addr())
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		cleanup()
+		return harness.Config{}, nothing, err
+	}
+	rec := s
+	rec.Seeds = []uint64{seed}
+	var once sync.Once
+	cfg.Observers = append(cfg.Observers, func(history.Event) {
+		// An error here shows again, and is returned, when the caller
+		// calls WriteRecord after the run.
+		once.Do(func() { WriteRecord(dir, rec) })
+	})
+	return cfg, cleanup, nil
+}
+
+// config converts s to a harness configuration without starting anything.
+func (s Spec) config(seed uint64, dir string, worker func() (worker.Command, error)) (harness.Config, error) {
+	locker, err := harness.LookupLocker(s.Locker)
+	if err != nil {
+		return harness.Config{}, fmt.Errorf("locker: %w", err)
+	}
+	kinds, err := faults.Lookup(s.Faults)
+	if err != nil {
+		return harness.Config{}, fmt.Errorf("faults: %w", err)
+	}
+	faultMin, faultMax, err := ParseFaultDuration(s.FaultDuration)
+	if err != nil {
+		return harness.Config{}, fmt.Errorf("fault_duration: %w", err)
+	}
+	timeScale := s.TimeScale
+	if timeScale == 0 {
+		timeScale = 1
+	}
+	if s.TTL > 0 && locker.TTL > 0 {
+		timeScale = float64(s.TTL) / float64(locker.TTL)
+	}
+	rate := DefaultRate
+	if s.Rate != nil {
+		rate = *s.Rate
+	}
+	cfg := harness.Config{
+		Locker:   locker,
+		Clients:  s.Clients,
+		Duration: time.Duration(s.Duration),
+		Workload: harness.Workload{
+			Name: s.Workload, Keys: s.Keys, Rate: rate,
+			HoldMin: time.Duration(s.HoldMin), HoldMax: time.Duration(s.HoldMax), AcquireTimeout: time.Duration(s.AcquireTimeout),
+		},
+		Faults:          kinds,
+		FaultInterval:   time.Duration(s.FaultInterval),
+		RecoveryTimeout: time.Duration(s.RecoveryTimeout),
+		Seed:            seed,
+		TimeScale:       timeScale,
+		FaultMin:        faultMin,
+		FaultMax:        faultMax,
+		RedisAddrs:      slices.Clone(s.RedisAddrs),
+		ClockStep:       time.Duration(s.ClockStep),
+		ClockSpread:     time.Duration(s.ClockSpread),
+		Proxy:           s.Proxy,
+		GCSBucket:       s.GCSBucket,
+		ClientsAs:       s.ClientsAs,
+		Dir:             dir,
+	}
+	if cfg.ClientsAs == harness.ClientsAsProcesses {
+		if worker == nil {
+			// Validation only: the harness wants a path to be present.
+			cfg.Worker.Path = "worker"
+		} else if cfg.Worker, err = worker(); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
+}
+
+// ParseFaultDuration reads fault_duration: "" (each fault's own range),
+// "D" or "MIN-MAX".
+func ParseFaultDuration(s string) (lo, hi time.Duration, err error) {
+	if s = strings.TrimSpace(s); s == "" {
+		return 0, 0, nil
+	}
+	a, b, isRange := strings.Cut(s, "-")
+	if lo, err = time.ParseDuration(strings.TrimSpace(a)); err != nil {
+		return 0, 0, fmt.Errorf("%q: want D or MIN-MAX, e.g. 3s or 500ms-2s", s)
+	}
+	hi = lo
+	if isRange {
+		if hi, err = time.ParseDuration(strings.TrimSpace(b)); err != nil {
+			return 0, 0, fmt.Errorf("%q: want D or MIN-MAX, e.g. 3s or 500ms-2s", s)
+		}
+	}
+	if lo <= 0 || hi < lo {
+		return 0, 0, fmt.Errorf("%q: want 0 < MIN <= MAX", s)
+	}
+	return lo, hi, nil
+}
+
+// WriteRecord writes s as dir/scenario.json, unless it is there already.
+func WriteRecord(dir string, s Spec) error {
+	path := filepath.Join(dir, RecordFile)
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("%s: %w", RecordFile, err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", RecordFile, err)
+	}
+	_, err = f.Write(append(b, '\n'))
+	return errors.Join(err, f.Close())
+}
+
+// ReadRecord reads the spec a run directory recorded.
+func ReadRecord(dir string) (Spec, error) {
+	b, err := os.ReadFile(filepath.Join(dir, RecordFile))
+	if err != nil {
+		return Spec{}, err
+	}
+	var s Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return Spec{}, fmt.Errorf("%s: %w", filepath.Join(dir, RecordFile), err)
+	}
+	return s, nil
+}

@@ -1,0 +1,260 @@
+package scenarios
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/lockcheck/lockcheck/faults"
+	"github.com/lockcheck/lockcheck/harness"
+)
+
+func TestRegressionFilesLoadAndValidate(t *testing.T) {
+	specs := Regression()
+	if len(specs) == 0 {
+		t.Fatal("no regression scenarios embedded")
+	}
+	for _, s := range specs {
+		n, err := s.Normalize()
+		if err != nil {
+			t.Errorf("%v", err)
+			continue
+		}
+		if !strings.HasPrefix(s.Name, "regression/") || s.Summary == "" {
+			t.Errorf("%s: want a regression/<defect> name and a summary saying the defect and its step", s.Name)
+		}
+		if len(s.Seeds) != 1 {
+			t.Errorf("%s: seeds %v: pin exactly the seed that reproduced it", s.Name, s.Seeds)
+		}
+		if s.Expect.Verdict != ExpectInvalid {
+			t.Errorf("%s: expect %q; a pinned defect is expected invalid", s.Name, s.Expect.Verdict)
+		}
+		// The suite runs every regression scenario; each must stay short.
+		if wall := time.Duration(n.Duration + n.RecoveryTimeout); wall > 30*time.Second {
+			t.Errorf("%s: duration + recovery timeout = %v, want at most 30s", s.Name, wall)
+		}
+	}
+}
+
+func TestRegressionFileMustBeNamedAfterItsDefect(t *testing.T) {
+	fsys := fstest.MapFS{"regression/a.json": {Data: []byte(`{"name": "regression/b", "locker": "lai", "seeds": [1], "expect": {"verdict": "invalid", "reason": "x"}}`)}}
+	if _, err := loadRegression(fsys); err == nil || !strings.Contains(err.Error(), `want "regression/a"`) {
+		t.Errorf("misnamed file: %v", err)
+	}
+	fsys = fstest.MapFS{"regression/a.json": {Data: []byte(`{"name": "regression/a", "lokcer": "lai"}`)}}
+	if _, err := loadRegression(fsys); err == nil || !strings.Contains(err.Error(), "lokcer") {
+		t.Errorf("misspelt field: %v", err)
+	}
+}
+
+func TestBadSpecsNameWhatToFix(t *testing.T) {
+	good := func() Spec {
+		return Spec{Name: "t/bad", Locker: "memory-owner", Seeds: []uint64{1}, Expect: Expect{Verdict: "valid", Reason: "control"}}
+	}
+	if _, err := good().Normalize(); err != nil {
+		t.Fatalf("the good spec: %v", err)
+	}
+	cases := []struct {
+		name   string
+		change func(*Spec)
+		want   string
+	}{
+		{"locker", func(s *Spec) { s.Locker = "nope" }, `locker: unknown locker "nope"; known lockers: memory`},
+		{"fault", func(s *Spec) { s.Faults = []string{"meteor"} }, `faults: unknown fault "meteor"`},
+		{"workload", func(s *Spec) { s.Workload = "queue" }, `workload: unknown workload "queue"; known workloads: mutex`},
+		{"verdict", func(s *Spec) { s.Expect.Verdict = "ok" }, `expect.verdict: "ok": want "valid", "invalid" or "either"`},
+		{"reason", func(s *Spec) { s.Expect.Reason = " " }, "expect.reason: empty"},
+		{"no seeds", func(s *Spec) { s.Seeds = nil }, "seeds: none"},
+		{"seed 0", func(s *Spec) { s.Seeds = []uint64{0} }, "seeds: 0: want 1..2^63-1"},
+		{"fault duration", func(s *Spec) { s.FaultDuration = "3" }, `fault_duration: "3": want D or MIN-MAX`},
+		{"fault range", func(s *Spec) { s.FaultDuration = "2s-1s" }, `fault_duration: "2s-1s": want 0 < MIN <= MAX`},
+		{"backend", func(s *Spec) { s.Backend = "etcd" }, `backend: unknown backend "etcd"`},
+		{"backend of locker", func(s *Spec) { s.Backend = BackendRedisServer }, `backend: "redis-server" runs Redis lockers only`},
+		{"ttl and scale", func(s *Spec) { s.Locker, s.TTL, s.TimeScale = "lai", Duration(time.Second), 0.5 }, "ttl: ttl and time_scale both set"},
+		{"clients", func(s *Spec) { s.Clients = -1 }, "settings: clients must be between 1 and 1024"},
+		{"hold range", func(s *Spec) { s.HoldMin = Duration(time.Second) }, "hold range 1s..50ms is empty"},
+		{"redis addr", func(s *Spec) { s.RedisAddrs = []string{"localhost"} }, `redis_addrs: "localhost": want host:port`},
+	}
+	for _, c := range cases {
+		s := good()
+		c.change(&s)
+		_, err := s.Normalize()
+		if err == nil {
+			t.Errorf("%s: accepted", c.name)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, c.want) || !strings.Contains(msg, "scenario t/bad") {
+			t.Errorf("%s: error does not say %q with the scenario's name:\n%s", c.name, c.want, msg)
+		}
+	}
+}
+
+func TestNormalizeFillsTheTablesDefaults(t *testing.T) {
+	s, err := Spec{Name: "t", Locker: "lai", Seeds: []uint64{1}, Expect: Expect{"valid", "x"}}.Normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Workload != "mutex" || s.Clients != 8 || s.Keys != 2 || s.Duration != Duration(8*time.Second) || *s.Rate != 20 ||
+		s.HoldMax != Duration(50*time.Millisecond) || s.TTL != Duration(time.Second) || s.RecoveryTimeout != Duration(10*time.Second) {
+		t.Errorf("defaults: %+v", s)
+	}
+	zero := 0.0
+	s, err = Spec{Name: "t", Locker: "gcslock", Rate: &zero, Seeds: []uint64{1}, Expect: Expect{"valid", "x"}}.Normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *s.Rate != 0 || s.TTL != 0 {
+		t.Errorf("rate 0 (back to back) must stay, and a locker without a lease gets no ttl: rate %v ttl %v", *s.Rate, s.TTL)
+	}
+}
+
+func TestExploreIsUniqueApplicableAndValid(t *testing.T) {
+	specs := Explore()
+	seen := map[string]bool{}
+	for _, s := range specs {
+		if seen[s.Name] {
+			t.Errorf("duplicate %s", s.Name)
+		}
+		seen[s.Name] = true
+		if _, err := s.Normalize(); err != nil {
+			t.Error(err)
+		}
+		kinds, _ := faults.Lookup(s.Faults)
+		for _, k := range kinds {
+			b := backends[s.Locker]
+			if (k.Needs == faults.NeedsNetwork && b == inProcess) || (k.Needs == faults.NeedsServer && b != gcsBackend) {
+				t.Errorf("%s: fault %s cannot reach locker %s", s.Name, k.Name, s.Locker)
+			}
+		}
+	}
+	// Every non-mutant locker is classified, so a new one is not left
+	// out as in-process by accident.
+	for _, l := range harness.Lockers() {
+		if _, ok := backends[l.Name]; !ok && !strings.HasPrefix(l.Name, "mutant-") {
+			t.Errorf("locker %s has no backend class in explore.go", l.Name)
+		}
+	}
+	for _, want := range []string{"lai/mutex/partition", "redis/register/pause", "gcslock/mutex/lost-reply", "memory/mutex/clock"} {
+		if !seen[want] {
+			t.Errorf("explore lacks %s", want)
+		}
+	}
+	for _, absent := range []string{"memory/mutex/partition", "lease/mutex/latency", "redis/mutex/429"} {
+		if seen[absent] {
+			t.Errorf("explore has not-applicable %s", absent)
+		}
+	}
+	byName := map[string]Spec{}
+	for _, s := range specs {
+		byName[s.Name] = s
+	}
+	for name, want := range map[string]string{"lai/mutex/partition": "invalid", "fenced/mutex/pause": "either", "fenced/mutex/none": "valid", "gcslock/register/lost-reply": "either"} {
+		if got := byName[name].Expect.Verdict; got != want {
+			t.Errorf("%s: expect %q, want %q", name, got, want)
+		}
+	}
+	if s := byName["lai/mutex/pause"]; s.FaultDuration != "2.5s" || s.TTL != Duration(time.Second) {
+		t.Errorf("lai pause: fault duration %q ttl %v, want 2.5 leases of 1s", s.FaultDuration, s.TTL)
+	}
+}
+
+func TestLookupAndSuites(t *testing.T) {
+	if s, err := Lookup("lai/mutex/pause"); err != nil || s.Locker != "lai" {
+		t.Errorf("Lookup: %v %v", s.Name, err)
+	}
+	_, err := Lookup("lai/mutex/paws")
+	if err == nil || !strings.Contains(err.Error(), "did you mean") || !strings.Contains(err.Error(), "lai/mutex/pause") {
+		t.Errorf("Lookup of a near miss: %v", err)
+	}
+	if _, err := Lookup("zzz"); err == nil || !strings.Contains(err.Error(), "verify scenarios") {
+		t.Errorf("Lookup of nothing close: %v", err)
+	}
+	quick, err := Suite("quick")
+	if err != nil || len(quick) == 0 {
+		t.Fatalf("quick: %v", err)
+	}
+	var valid, invalid int
+	for _, s := range quick {
+		if len(s.Seeds) != 1 {
+			t.Errorf("quick %s runs %d seeds, want 1", s.Name, len(s.Seeds))
+		}
+		switch s.Expect.Verdict {
+		case ExpectValid:
+			valid++
+		case ExpectInvalid:
+			invalid++
+		default:
+			t.Errorf("quick %s expects %q: a quick suite wants certain cells", s.Name, s.Expect.Verdict)
+		}
+	}
+	if valid == 0 || invalid == 0 {
+		t.Errorf("quick has %d valid and %d invalid cells; want both", valid, invalid)
+	}
+	nightly, _ := Suite("nightly")
+	reg, _ := Suite("regression")
+	if len(nightly) != len(Explore()) || len(reg) != len(Regression()) || len(All()) != len(nightly)+len(reg) {
+		t.Errorf("nightly %d, regression %d, all %d", len(nightly), len(reg), len(All()))
+	}
+	for _, s := range nightly {
+		if len(s.Seeds) != 3 {
+			t.Errorf("nightly %s: %d seeds, want 3", s.Name, len(s.Seeds))
+		}
+	}
+	if _, err := Suite("weekly"); err == nil || !strings.Contains(err.Error(), "known suites: quick") {
+		t.Errorf("unknown suite: %v", err)
+	}
+}
+
+func TestPrepareRecordsTheSpecAndItsSeed(t *testing.T) {
+	s, err := Spec{Name: "t/p", Locker: "lai", Faults: []string{"pause-holder"}, FaultDuration: "500ms-1s", Seeds: []uint64{1}, Expect: Expect{"invalid", "x"}}.Normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir() + "/run"
+	cfg, cleanup, err := Prepare(context.Background(), s, 42, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	if cfg.Seed != 42 || cfg.Dir != dir || cfg.FaultMin != 500*time.Millisecond || cfg.FaultMax != time.Second ||
+		cfg.TimeScale != float64(time.Second)/float64(cfg.Locker.TTL) || len(cfg.Observers) != 1 {
+		t.Fatalf("config: %+v", cfg)
+	}
+	out, err := harness.Run(context.Background(), withShortRun(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadRecord(out.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := s
+	want.Seeds = []uint64{42}
+	a, _ := json.Marshal(got)
+	b, _ := json.Marshal(want)
+	if string(a) != string(b) {
+		t.Errorf("scenario.json:\n%s\nwant\n%s", a, b)
+	}
+	if _, _, err := Prepare(context.Background(), s, 0, dir, nil); err == nil {
+		t.Error("Prepare took seed 0")
+	}
+}
+
+// withShortRun keeps a test run under a second.
+func withShortRun(c harness.Config) harness.Config {
+	c.Locker, _ = harness.LookupLocker("memory-owner")
+	c.Duration, c.RecoveryTimeout, c.Faults, c.Clients = 200*time.Millisecond, time.Second, nil, 2
+	return c
+}
+
+func TestFamiliesAreCompareColumns(t *testing.T) {
+	for _, f := range Families {
+		if !slices.ContainsFunc(Explore(), func(s Spec) bool { return strings.HasSuffix(s.Name, "/"+f) }) {
+			t.Errorf("family %s has no scenario", f)
+		}
+	}
+}
