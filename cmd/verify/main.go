@@ -27,6 +27,9 @@ Usage:
   verify run   [flags]                 run a locker through faults and check it
   verify check [flags] <run dir | history.jsonl>
                                        re-check a saved run or history
+  verify run -scenario NAME [-seed N]  run a named scenario
+  verify replay [flags] <run dir>      run a saved run's scenario and seed again
+  verify scenarios [-suite NAME]       list named scenarios and their expected verdicts
   verify compare [flags]               run lockers × fault scenarios × seeds, side by side
   verify suite [flags] <quick|nightly|regression>
                                        run a suite of scenarios, each judged against its expected verdict
@@ -40,6 +43,8 @@ Examples:
   verify run -locker memory-owner -faults pause,crash -duration 20s -seed 7
   verify run -locker mutant-double-grant -clients 8 -keys 1
   verify check results/20261124-101500.000-memory-owner-s7
+  verify replay results/20261124-101500.000-memory-owner-s7
+  verify run -scenario regression/tus616-pause-stale-delete
   verify compare -lockers tus616,fenced -scenarios none,pause,crash
   verify list
 
@@ -74,6 +79,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		code, err = runCommand(rest, stdout, stderr)
 	case "check":
 		code, err = checkCommand(rest, stdout, stderr)
+	case "replay":
+		code, err = replayCommand(rest, stdout, stderr)
+	case "scenarios":
+		code, err = scenariosCommand(rest, stdout, stderr)
 	case "compare":
 		code, err = compareCommand(rest, stdout, stderr)
 	case "suite":
