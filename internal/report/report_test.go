@@ -187,3 +187,21 @@ func TestLatencyScatterIsBoundedAndKeepsTheWorst(t *testing.T) {
 		t.Errorf("a short run lost points: %d of 10", len(small))
 	}
 }
+
+func TestTinyTimelineBudgetDoesNotBreak(t *testing.T) {
+	h, err := history.ReadFile(filepath.Join("..", "..", "models", "testdata", "crash-takeover-bad.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := models.Check(h, models.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1, 2, 3} {
+		var b strings.Builder
+		writeTimeline(&b, h, rep, n)
+		if !strings.Contains(b.String(), `class="overlap"`) {
+			t.Errorf("budget %d: the counterexample is not drawn", n)
+		}
+	}
+}

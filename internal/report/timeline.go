@@ -235,6 +235,7 @@ type window struct {
 // first counterexample, so the evidence is always on the page.
 func windows(h *history.History, tl *timeline, n int) []window {
 	ev := h.Events
+	n = max(n, 4) // room for a first stretch and one around the evidence
 	if len(ev) == 0 {
 		return []window{{from: 0, to: max(tl.end, 1), firstEv: 0, lastEv: -1}}
 	}
