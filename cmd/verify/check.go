@@ -27,7 +27,7 @@ func checkCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	var write bool
 	fs.DurationVar(&o.timeout, "check-timeout", time.Minute, "time limit of the linearizability search; past it the verdict is unknown")
 	fs.BoolVar(&o.requireRecovery, "require-recovery", false, "count clients that never acquire in the recovery phase as a failure (exit 1)")
-	fs.BoolVar(&write, "write", false, "rewrite result.json, summary.txt and history.html in the run directory")
+	fs.BoolVar(&write, "write", false, "rewrite result.json, summary.txt, history.html and report.html in the run directory")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: verify check [flags] <run dir | history.jsonl>
 
@@ -109,7 +109,7 @@ func readResult(path string) (*resultFile, error) {
 
 // checkAndReport checks the history at path, prints the verdict table and
 // summary, and, when dir is set, writes result.json, summary.txt and
-// history.html there. The exit code follows the verdict.
+// history.html and report.html there. The exit code follows the verdict.
 func checkAndReport(path, dir string, o checkOptions, stdout io.Writer) (int, error) {
 	h, err := history.ReadFile(path)
 	if err != nil {
