@@ -91,8 +91,8 @@ Runs -clients simulated clients against -locker for -duration, with the
 try for -recovery-timeout to acquire once (the recovery phase). Every call is recorded to
 results/<run-id>/history.jsonl as it happens, then checked.
 
-Every run records what it ran as scenario.json in its directory, before
-the first event, so 'verify replay <run dir>' can run it again.
+Every run records what it ran as scenario.json in its directory at its
+first event, so 'verify replay <run dir>' can run it again.
 
 Examples:
   verify run -scenario regression/tus616-pause-stale-delete
