@@ -176,9 +176,16 @@ func TestRegressionScenariosReproduce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// At most 30 s each, by construction: the workload phase and the
+	// longest recovery phase fit in it. The wall time is logged, not
+	// asserted: a slow machine must not fail a reproduction.
+	const budget = 30 * time.Second
 	for k, s := range specs {
 		if specs[k], err = s.Normalize(); err != nil {
 			t.Fatal(err)
+		}
+		if bound := time.Duration(specs[k].Duration) + time.Duration(specs[k].RecoveryTimeout); bound > budget {
+			t.Errorf("%s: duration and recovery timeout add up to %v, over the %v a regression scenario may take", s.Name, bound, budget)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -187,13 +194,10 @@ func TestRegressionScenariosReproduce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const budget = 30 * time.Second
 	for _, r := range results {
 		if r.Status != suite.Pass {
 			t.Errorf("%s did not reproduce: %s: %s (run directory %s)", r.Job.Name(), r.Status, r.Detail, r.Outcome.Dir)
 		}
-		if r.Outcome.Elapsed > budget {
-			t.Errorf("%s took %v, over its %v budget: shorten it", r.Job.Name(), r.Outcome.Elapsed.Round(time.Second), budget)
-		}
+		t.Logf("%s: %s in %v", r.Job.Name(), r.Status, r.Outcome.Elapsed.Round(100*time.Millisecond))
 	}
 }
