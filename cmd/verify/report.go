@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/lockcheck/lockcheck/harness/history"
 	"github.com/lockcheck/lockcheck/internal/report"
 	"github.com/lockcheck/lockcheck/models"
+	"github.com/lockcheck/lockcheck/scenarios"
 )
 
 // reportDepth is how deep below the results directory run directories are
@@ -138,6 +140,12 @@ func indexRun(root, dir string, rebuild bool, o checkOptions) report.Run {
 	} else {
 		r.ID, r.Locker, r.Workload, r.Faults = saved.Run.ID, saved.Run.Locker, saved.Run.Workload, saved.Run.Faults
 		r.Seed, r.Verdict, r.Start = saved.Seed, saved.Verdict, saved.Start
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "scenario.json")); err == nil {
+		var spec scenarios.Spec
+		if json.Unmarshal(b, &spec) == nil {
+			r.Scenario = spec.Name
+		}
 	}
 	page := filepath.Join(dir, "report.html")
 	if _, err := os.Stat(page); err != nil || rebuild {

@@ -53,6 +53,10 @@ func TestReportIndexesNestedRunsNewestFirstAndRebuildsMissingPages(t *testing.T)
 	if err := os.Remove(missing); err != nil {
 		t.Fatal(err)
 	}
+	spec := []byte(`{"name": "regression/double-grant", "locker": "x", "seeds": [1], "expect": {"verdict": "invalid", "reason": "r"}}`)
+	if err := os.WriteFile(filepath.Join(root, "compare-x", "new-run", "scenario.json"), spec, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	code, stdout, stderr := verify(t, "report", root)
 	if code != exitValid {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
@@ -67,6 +71,9 @@ func TestReportIndexesNestedRunsNewestFirstAndRebuildsMissingPages(t *testing.T)
 	iOld := strings.Index(index, `href="old-run/report.html"`)
 	if iNew < 0 || iMid < 0 || iOld < 0 || !(iNew < iMid && iMid < iOld) {
 		t.Errorf("want the runs linked newest first; positions %d %d %d\n%s", iNew, iMid, iOld, index)
+	}
+	if !strings.Contains(index, "<td>regression/double-grant</td>") {
+		t.Errorf("index does not name the scenario a run was made from:\n%s", index)
 	}
 	if !strings.Contains(index, "2 valid, 1 invalid") {
 		t.Errorf("index lacks the verdict counts:\n%s", index)

@@ -14,8 +14,11 @@ import (
 // Run is one row of an index: a run directory and what its result says.
 type Run struct {
 	// Dir is the run's directory relative to the index.
-	Dir      string
-	ID       string
+	Dir string
+	ID  string
+	// Scenario names the scenario the run was made from; empty for runs
+	// made before runs recorded it.
+	Scenario string
 	Locker   string
 	Workload string
 	Faults   []string
@@ -54,7 +57,7 @@ func WriteIndex(path, title string, runs []Run) error {
 	fmt.Fprintf(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>%s</title><style>%s</style></head><body>\n", esc(title), css)
 	fmt.Fprintf(&b, "<h1>%s</h1>\n<p>%d runs: %d valid, %d invalid, %d unknown. Newest first.</p>\n",
 		esc(title), len(runs), counts[models.Valid], counts[models.Invalid], counts[models.Unknown])
-	b.WriteString("<table id=\"runs\">\n<tr><th>started (UTC)</th><th>run</th><th>locker</th><th>workload</th><th>faults</th><th>seed</th><th>verdict</th></tr>\n")
+	b.WriteString("<table id=\"runs\">\n<tr><th>started (UTC)</th><th>run</th><th>scenario</th><th>locker</th><th>workload</th><th>faults</th><th>seed</th><th>verdict</th></tr>\n")
 	for _, r := range runs {
 		v := verdictOrUnknown(r.Verdict)
 		name := esc(r.Dir)
@@ -72,8 +75,8 @@ func WriteIndex(path, title string, runs []Run) error {
 		if faults == "" {
 			faults = "none"
 		}
-		fmt.Fprintf(&b, "<tr class=\"run\"><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%d</td><td class=\"%s\">%s</td></tr>\n",
-			started, name, esc(r.Locker), esc(r.Workload), esc(faults), r.Seed, verdictClass(v), esc(string(v)))
+		fmt.Fprintf(&b, "<tr class=\"run\"><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%d</td><td class=\"%s\">%s</td></tr>\n",
+			started, name, esc(r.Scenario), esc(r.Locker), esc(r.Workload), esc(faults), r.Seed, verdictClass(v), esc(string(v)))
 	}
 	b.WriteString("</table>\n</body></html>\n")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
