@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -44,17 +43,11 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitValid, nil
-		}
-		return 0, errUsage
+	path, help, err := parseFlagsAndOne(fs, args, "run directory or history file")
+	if help || err != nil {
+		return exitValid, err
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return 0, fmt.Errorf("want exactly one run directory or history file, got %d arguments", fs.NArg())
-	}
-	path, dir := fs.Arg(0), ""
+	dir := ""
 	if st, err := os.Stat(path); err != nil {
 		return 0, err
 	} else if st.IsDir() {

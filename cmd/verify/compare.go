@@ -182,17 +182,7 @@ func writeTable(t *compare.Table, dir, markdown string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	write := func(path string, render func(io.Writer) error) error {
-		f, err := os.Create(path)
-		if err != nil {
-			return err
-		}
-		if err := render(f); err != nil {
-			f.Close()
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		return f.Close()
-	}
+	write := writeRendered
 	if err := write(filepath.Join(dir, "compare.md"), t.WriteMarkdown); err != nil {
 		return err
 	}

@@ -127,3 +127,32 @@ func parseFlagsOnly(fs *flag.FlagSet, args []string) (help bool, err error) {
 	}
 	return false, nil
 }
+
+// writeRendered creates path and renders into it.
+func writeRendered(path string, render func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := render(f); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// parseFlagsAndOne parses flags followed by exactly one argument, what it
+// names: a run directory, a results directory.
+func parseFlagsAndOne(fs *flag.FlagSet, args []string, what string) (arg string, help bool, err error) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return "", true, nil
+		}
+		return "", false, errUsage
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return "", false, fmt.Errorf("want exactly one %s, got %d arguments", what, fs.NArg())
+	}
+	return fs.Arg(0), false, nil
+}

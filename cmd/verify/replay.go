@@ -37,16 +37,11 @@ Flags:
 `)
 		fset.PrintDefaults()
 	}
-	if err := fset.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitValid, nil
-		}
-		return 0, errUsage
+	runDir, help, err := parseFlagsAndOne(fset, args, "run directory")
+	if help || err != nil {
+		return exitValid, err
 	}
-	if fset.NArg() != 1 {
-		return 0, fmt.Errorf("want exactly one run directory, got %d arguments (see verify help replay)", fset.NArg())
-	}
-	old := filepath.Clean(fset.Arg(0))
+	old := filepath.Clean(runDir)
 	spec, err := scenarios.ReadRecord(old)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, fmt.Errorf("%s has no %s: it was made before runs recorded their scenario, or is not a run directory; re-run it with verify run and the flags in its result.json", old, scenarios.RecordFile)

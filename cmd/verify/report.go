@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -47,17 +46,10 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitValid, nil
-		}
-		return 0, errUsage
+	root, help, err := parseFlagsAndOne(fs, args, "results directory")
+	if help || err != nil {
+		return exitValid, err
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return 0, fmt.Errorf("want exactly one results directory, got %d arguments", fs.NArg())
-	}
-	root := fs.Arg(0)
 	st, err := os.Stat(root)
 	if err != nil {
 		return 0, fmt.Errorf("results directory: %w; give the directory verify run -out wrote to (default results)", err)

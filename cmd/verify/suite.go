@@ -222,17 +222,7 @@ type suiteResult struct {
 // writeSuiteReports writes junit.xml, summary.md and results.json into
 // dir, and the copies asked for by -junit and -markdown.
 func writeSuiteReports(dir, name string, results []suite.Result, junit, markdown string) error {
-	write := func(path string, render func(io.Writer) error) error {
-		f, err := os.Create(path)
-		if err != nil {
-			return err
-		}
-		if err := render(f); err != nil {
-			f.Close()
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		return f.Close()
-	}
+	write := writeRendered
 	writeJUnit := func(w io.Writer) error { return suite.WriteJUnit(w, name, results) }
 	writeMarkdown := func(w io.Writer) error { return suite.WriteMarkdown(w, results) }
 	writeJSON := func(w io.Writer) error {
