@@ -142,13 +142,18 @@ Flags:
 		return exitValid, nil
 	}
 
-	dirName := "suite-" + name + "-" + time.Now().UTC().Format("20060102-150405")
+	dirName := "suite-" + name + "-" + time.Now().UTC().Format("20060102-150405.000")
 	if shardN > 1 {
 		dirName += fmt.Sprintf("-shard%dof%d", shardI, shardN)
 	}
 	dir := filepath.Join(*out, dirName)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// Its own directory, never another suite's: two suites started in the
+	// same millisecond are refused rather than mixed.
+	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return 0, fmt.Errorf("-out: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return 0, fmt.Errorf("suite directory: %w", err)
 	}
 	fmt.Fprintf(stdout, "suite %s, shard %d/%d: %d runs, %d at a time; results in %s\n", name, shardI, shardN, len(jobs), *parallel, dir)
 
