@@ -154,17 +154,19 @@ func (c *client) current() *incarnation {
 	return c.inc
 }
 
-// invoke records the start of a call; false if the incarnation is dead.
-func (c *client) invoke(inc *incarnation, f, key string) (history.Event, bool) {
+// invoke records the start of a call (a lock call or a data call); false
+// if the incarnation is dead.
+func (c *client) invoke(inc *incarnation, e history.Event) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if inc.dead {
-		return history.Event{}, false
+		return false
 	}
 	inc.attempt.Store(0)
-	e := c.run.rec.record(history.Event{Process: inc.process, Client: c.slot, Type: history.Invoke, F: f, Key: key})
+	e.Process, e.Client, e.Type = inc.process, c.slot, history.Invoke
+	e = c.run.rec.record(e)
 	inc.open = &e
-	return e, true
+	return true
 }
 
 // complete records the outcome of inc's open call, classified by the
@@ -240,7 +242,7 @@ func (c *client) crash() error {
 // cycle is one acquire, critical section, release on key. It reports
 // whether the acquire succeeded.
 func (c *client) cycle(inc *incarnation, key string, acquireTimeout, hold time.Duration) bool {
-	if _, ok := c.invoke(inc, history.Acquire, key); !ok {
+	if !c.invoke(inc, history.Event{F: history.Acquire, Key: key}) {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(inc.ctx, acquireTimeout)
@@ -260,7 +262,7 @@ func (c *client) cycle(inc *incarnation, key string, acquireTimeout, hold time.D
 	if !alive {
 		return true
 	}
-	if _, ok := c.invoke(inc, history.Release, key); !ok {
+	if !c.invoke(inc, history.Event{F: history.Release, Key: key}) {
 		return true
 	}
 	ctx, cancel = context.WithTimeout(inc.ctx, acquireTimeout)
@@ -356,7 +358,7 @@ func (c *client) watch(inc *incarnation, key string, lease lockers.Lease) leaseN
 
 // read is the critical section's read of key's register.
 func (c *client) read(inc *incarnation, key string, token uint64, timeout time.Duration) (int64, bool) {
-	if !c.invokeData(inc, history.Event{F: history.ReadOp, Key: key, Token: token}) {
+	if !c.invoke(inc, history.Event{F: history.ReadOp, Key: key, Token: token}) {
 		return 0, false
 	}
 	ctx, cancel := context.WithTimeout(inc.ctx, timeout)
@@ -367,25 +369,13 @@ func (c *client) read(inc *incarnation, key string, token uint64, timeout time.D
 
 // write is the critical section's write of value to key's register.
 func (c *client) write(inc *incarnation, key string, value int64, token uint64, timeout time.Duration) {
-	if !c.invokeData(inc, history.Event{F: history.WriteOp, Key: key, Token: token, Value: jsonInt(value)}) {
+	if !c.invoke(inc, history.Event{F: history.WriteOp, Key: key, Token: token, Value: jsonInt(value)}) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(inc.ctx, timeout)
 	err := inc.store.Write(ctx, key, value, token)
 	cancel()
 	c.completeData(inc, err, value)
-}
-
-func (c *client) invokeData(inc *incarnation, e history.Event) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if inc.dead {
-		return false
-	}
-	e.Process, e.Client, e.Type = inc.process, c.slot, history.Invoke
-	e = c.run.rec.record(e)
-	inc.open = &e
-	return true
 }
 
 // completeData records the outcome of a read or write. Unlike a lock

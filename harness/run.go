@@ -231,7 +231,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		return nil, fmt.Errorf("locker %s: setup: %w", cfg.Locker.Name, err)
 	}
 	defer inst.Close()
-	if (cfg.Workload.Name == history.WorkloadRegister || cfg.Workload.Name == history.WorkloadFencedRegister) && inst.Register == nil {
+	if cfg.registers() && inst.Register == nil {
 		return nil, fmt.Errorf("locker %s has no store for the %s workload; choose the mutex workload", cfg.Locker.Name, cfg.Workload.Name)
 	}
 	if cfg.processes() && !inst.Attach.networked() {
@@ -298,10 +298,12 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	r.log = log
 	r.target = target
 	defer r.closeTransports()
-	defer r.closeLockers()
 	r.execute(ctx, out)
+	// Before the outcome is read: every worker process is reaped by then.
 	r.closeLockers()
+	r.mu.Lock()
 	out.WorkerPIDs = r.workerPIDs
+	r.mu.Unlock()
 	if err := r.rec.Err(); err != nil {
 		return out, err
 	}
@@ -368,9 +370,11 @@ func (r *run) execute(ctx context.Context, out *Outcome) {
 	}
 }
 
-func (r *run) registers() bool {
-	w := r.cfg.Workload.Name
-	return w == history.WorkloadRegister || w == history.WorkloadFencedRegister
+func (r *run) registers() bool { return r.cfg.registers() }
+
+// registers says the workload's critical sections work on a register.
+func (c Config) registers() bool {
+	return c.Workload.Name == history.WorkloadRegister || c.Workload.Name == history.WorkloadFencedRegister
 }
 
 // readFinals records each register's value once every client is done, for
