@@ -301,6 +301,9 @@ func Kinds() []Kind {
 		netKind("lost-reply", "the backend applies the client's requests, the replies are lost (downstream blackhole)", false, func(n netfault.Faults, c []int) (netfault.Heal, error) {
 			return n.LoseReplies(c)
 		}),
+		netKind("lost-reply-holder", "lost replies, aimed at a client that holds a lock, so the release it sends next is applied and goes unanswered", true, func(n netfault.Faults, c []int) (netfault.Heal, error) {
+			return n.LoseReplies(c)
+		}),
 		netKind("reset", "reset the client's connections to the backend", false, func(n netfault.Faults, c []int) (netfault.Heal, error) {
 			return n.Reset(c, netfault.Both)
 		}),
