@@ -146,9 +146,13 @@ func (s Spec) Validate() error {
 	if len(s.Seeds) == 0 {
 		add("seeds", errors.New("none; give at least one nonzero seed, e.g. [1]"))
 	}
-	for _, seed := range s.Seeds {
+	for i, seed := range s.Seeds {
 		if seed == 0 || seed > 1<<63-1 {
 			add("seeds", fmt.Errorf("%d: want 1..2^63-1 (0 means \"pick one\" on the command line, not a seed)", seed))
+		}
+		if slices.Contains(s.Seeds[:i], seed) {
+			// A seed fixes the run, and a run's directory is named after it.
+			add("seeds", fmt.Errorf("%d is listed twice; each seed runs once (run the suite again to repeat it)", seed))
 		}
 	}
 	switch s.Expect.Verdict {

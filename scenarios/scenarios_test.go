@@ -70,6 +70,7 @@ func TestBadSpecsNameWhatToFix(t *testing.T) {
 		{"reason", func(s *Spec) { s.Expect.Reason = " " }, "expect.reason: empty"},
 		{"no seeds", func(s *Spec) { s.Seeds = nil }, "seeds: none"},
 		{"seed 0", func(s *Spec) { s.Seeds = []uint64{0} }, "seeds: 0: want 1..2^63-1"},
+		{"seed twice", func(s *Spec) { s.Seeds = []uint64{1, 2, 1} }, "seeds: 1 is listed twice"},
 		{"fault duration", func(s *Spec) { s.FaultDuration = "3" }, `fault_duration: "3": want D or MIN-MAX`},
 		{"fault range", func(s *Spec) { s.FaultDuration = "2s-1s" }, `fault_duration: "2s-1s": want 0 < MIN <= MAX`},
 		{"backend", func(s *Spec) { s.Backend = "etcd" }, `backend: unknown backend "etcd"`},

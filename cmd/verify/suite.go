@@ -114,6 +114,9 @@ Flags:
 		if err != nil || n == 0 {
 			return 0, fmt.Errorf("-seeds: %q is not a positive integer", s)
 		}
+		if slices.Contains(seeds, n) {
+			return 0, fmt.Errorf("-seeds: %d is listed twice; each seed runs once per scenario (run the suite again to repeat it)", n)
+		}
 		seeds = append(seeds, n)
 	}
 	specs, err := lookupSuite(name)

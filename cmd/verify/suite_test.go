@@ -137,6 +137,7 @@ func TestSuiteBadArgumentsExitThreeNamingTheFix(t *testing.T) {
 		{[]string{}, "name a suite"},
 		{[]string{"quick", "-parallel", "0"}, "-parallel"},
 		{[]string{"quick", "-seeds", "1,x"}, "-seeds"},
+		{[]string{"quick", "-seeds", "1,1"}, "-seeds: 1 is listed twice"},
 		{[]string{"regression", "-only", "regression/nope"}, "has no scenario \"regression/nope\""},
 		{[]string{"quick", "extra"}, "unexpected arguments"},
 	}
