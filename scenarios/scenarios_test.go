@@ -40,6 +40,42 @@ func TestRegressionFilesLoadAndValidate(t *testing.T) {
 	}
 }
 
+// Every cell where a ported locker was not valid on every seed is pinned
+// by a regression scenario, so a defect the tables found cannot be left
+// without one.
+func TestEveryDefectOfAPortedLockerIsPinned(t *testing.T) {
+	for locker, cells := range measured {
+		if slices.Contains(notPorted, locker) {
+			continue
+		}
+		for family := range cells {
+			if _, ok := pinnedBy[locker+"/"+family]; !ok {
+				t.Errorf("%s under %s is not valid on every seed, and no regression scenario pins it: add one to pinnedBy", locker, family)
+			}
+		}
+	}
+	for cell, name := range pinnedBy {
+		s, err := Lookup(name)
+		if err != nil || !strings.HasPrefix(s.Name, "regression/") {
+			t.Errorf("%s: pinned by %q, which is no regression scenario: %v", cell, name, err)
+			continue
+		}
+		locker := strings.Split(cell, "/")[0]
+		if s.Locker != locker || slices.Contains(notPorted, locker) {
+			t.Errorf("%s: pinned by %s, a scenario of %s", cell, name, s.Locker)
+		}
+	}
+	pinned := map[string]bool{}
+	for _, name := range pinnedBy {
+		pinned[name] = true
+	}
+	for _, s := range Regression() {
+		if !pinned[s.Name] {
+			t.Errorf("%s pins no cell of the tables; name the cells it stands for in pinnedBy", s.Name)
+		}
+	}
+}
+
 func TestRegressionFileMustBeNamedAfterItsDefect(t *testing.T) {
 	fsys := fstest.MapFS{"regression/a.json": {Data: []byte(`{"name": "regression/b", "locker": "lai", "seeds": [1], "expect": {"verdict": "invalid", "reason": "x"}}`)}}
 	if _, err := loadRegression(fsys); err == nil || !strings.Contains(err.Error(), `want "regression/a"`) {
