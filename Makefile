@@ -3,7 +3,7 @@ GO      ?= go
 VERIFY  := $(GO) run ./cmd/verify
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: verify test vet bench build clean tus616-table redis-server compare-table compare-data-table quick nightly regression report-check chromium
+.PHONY: verify test vet bench build clean tus616-table redis-server compare-table compare-data-table quick nightly regression report-check chromium help
 
 ## verify: a quick run of the default locker through pauses and crashes, checked
 verify:
@@ -106,3 +106,7 @@ regression/%: build
 
 clean:
 	rm -rf bin
+
+## help: every target, with what it does
+help:
+	@sed -n 's/^## /  /p' Makefile
