@@ -87,27 +87,14 @@ type Options struct {
 }
 
 func (o Options) resolve() (Options, error) {
-	if o.TimeScale < 0 {
-		return o, fmt.Errorf("%w: TimeScale %v is negative", ErrBadOptions, o.TimeScale)
-	}
-	if o.TimeScale == 0 {
-		o.TimeScale = 1
-	}
-	set := func(d *time.Duration, def time.Duration) {
-		if *d <= 0 {
-			*d = time.Duration(float64(def) * o.TimeScale)
-		}
-	}
-	set(&o.TTL, DefaultTTL)
-	set(&o.Refresh, DefaultRefresh)
-	set(&o.Margin, DefaultMargin)
-	set(&o.CallTimeout, DefaultCallTimeout)
-	set(&o.MinBackoff, DefaultMinBackoff)
-	set(&o.MaxBackoff, DefaultMaxBackoff)
-	for _, d := range []time.Duration{o.TTL, o.Refresh, o.Margin, o.CallTimeout, o.MinBackoff, o.MaxBackoff} {
-		if d <= 0 {
-			return o, fmt.Errorf("%w: TimeScale %v rounds a duration to zero", ErrBadOptions, o.TimeScale)
-		}
+	if err := lockers.ApplyTimeScale(&o.TimeScale,
+		lockers.Published{Option: &o.TTL, Default: DefaultTTL},
+		lockers.Published{Option: &o.Refresh, Default: DefaultRefresh},
+		lockers.Published{Option: &o.Margin, Default: DefaultMargin},
+		lockers.Published{Option: &o.CallTimeout, Default: DefaultCallTimeout},
+		lockers.Published{Option: &o.MinBackoff, Default: DefaultMinBackoff},
+		lockers.Published{Option: &o.MaxBackoff, Default: DefaultMaxBackoff}); err != nil {
+		return o, fmt.Errorf("%w: %w", ErrBadOptions, err)
 	}
 	if o.TTL.Milliseconds() < 1 {
 		return o, fmt.Errorf("%w: TTL %v is under a millisecond", ErrBadOptions, o.TTL)

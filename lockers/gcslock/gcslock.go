@@ -51,17 +51,8 @@ type Options struct {
 }
 
 func (o Options) resolve() (Options, error) {
-	if o.TimeScale < 0 {
-		return o, fmt.Errorf("%w: TimeScale %v is negative", ErrBadOptions, o.TimeScale)
-	}
-	if o.TimeScale == 0 {
-		o.TimeScale = 1
-	}
-	if o.Backoff <= 0 {
-		o.Backoff = time.Duration(float64(DefaultBackoff) * o.TimeScale)
-	}
-	if o.Backoff <= 0 {
-		return o, fmt.Errorf("%w: TimeScale %v rounds the backoff to zero", ErrBadOptions, o.TimeScale)
+	if err := lockers.ApplyTimeScale(&o.TimeScale, lockers.Published{Option: &o.Backoff, Default: DefaultBackoff}); err != nil {
+		return o, fmt.Errorf("%w: %w", ErrBadOptions, err)
 	}
 	return o, nil
 }

@@ -77,28 +77,15 @@ type durations struct {
 }
 
 func (o Options) resolve() (Options, durations, error) {
-	if o.TimeScale < 0 {
-		return o, durations{}, fmt.Errorf("%w: TimeScale %v is negative", ErrBadOptions, o.TimeScale)
+	var d durations
+	if err := lockers.ApplyTimeScale(&o.TimeScale,
+		lockers.Published{Option: &o.TTL, Default: DefaultTTL},
+		lockers.Published{Option: &o.ExtendInterval, Default: DefaultExtendInterval},
+		lockers.Published{Option: &d.backoffMin, Default: DefaultBackoffMin},
+		lockers.Published{Option: &d.backoffMax, Default: DefaultBackoffMax}); err != nil {
+		return o, d, fmt.Errorf("%w: %w", ErrBadOptions, err)
 	}
-	if o.TimeScale == 0 {
-		o.TimeScale = 1
-	}
-	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) * o.TimeScale) }
-	if o.TTL <= 0 {
-		o.TTL = scale(DefaultTTL)
-	}
-	if o.ExtendInterval <= 0 {
-		o.ExtendInterval = scale(DefaultExtendInterval)
-	}
-	d := durations{
-		ttlSeconds: ttlSeconds(o.TTL),
-		extend:     o.ExtendInterval,
-		backoffMin: scale(DefaultBackoffMin),
-		backoffMax: scale(DefaultBackoffMax),
-	}
-	if d.ttlSeconds <= 0 || d.extend <= 0 || d.backoffMin <= 0 {
-		return o, d, fmt.Errorf("%w: TimeScale %v rounds a duration to zero", ErrBadOptions, o.TimeScale)
-	}
+	d.ttlSeconds, d.extend = ttlSeconds(o.TTL), o.ExtendInterval
 	return o, d, nil
 }
 

@@ -106,21 +106,17 @@ type Options struct {
 }
 
 func (o Options) resolve() (Options, error) {
-	if o.TimeScale < 0 {
-		return o, fmt.Errorf("%w: TimeScale %v is negative", ErrBadOptions, o.TimeScale)
+	if err := lockers.ApplyTimeScale(&o.TimeScale,
+		lockers.Published{Option: &o.TTL, Default: DefaultTTL},
+		lockers.Published{Option: &o.BackoffMin, Default: DefaultBackoffMin},
+		lockers.Published{Option: &o.BackoffMax, Default: DefaultBackoffMax}); err != nil {
+		return o, fmt.Errorf("%w: %w", ErrBadOptions, err)
 	}
-	if o.TimeScale == 0 {
-		o.TimeScale = 1
-	}
-	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) * o.TimeScale) }
 	if o.MaxRefreshFails <= 0 {
 		o.MaxRefreshFails = DefaultMaxRefreshFails
 	}
 	if o.BackoffMultiplier <= 0 {
 		o.BackoffMultiplier = DefaultBackoffMultiplier
-	}
-	if o.TTL <= 0 {
-		o.TTL = scale(DefaultTTL)
 	}
 	// The source checks only a refresh interval given explicitly.
 	if o.RefreshInterval > 0 && o.RefreshInterval >= o.TTL/time.Duration(o.MaxRefreshFails) {
@@ -129,19 +125,13 @@ func (o Options) resolve() (Options, error) {
 	if o.RefreshInterval <= 0 {
 		o.RefreshInterval = o.TTL / time.Duration(3*o.MaxRefreshFails)
 	}
-	if o.BackoffMin <= 0 {
-		o.BackoffMin = scale(DefaultBackoffMin)
-	}
-	if o.BackoffMax <= 0 {
-		o.BackoffMax = scale(DefaultBackoffMax)
-	}
 	if o.BackoffMax < o.BackoffMin {
 		return o, fmt.Errorf("%w: backoff_max may not be smaller than backoff_min", ErrBadOptions)
 	}
 	if o.LockTimeout <= 0 {
 		o.LockTimeout = 2 * o.TTL
 	}
-	if o.TTL <= 0 || o.RefreshInterval <= 0 || o.BackoffMin <= 0 || o.LockTimeout <= 0 {
+	if o.RefreshInterval <= 0 {
 		return o, fmt.Errorf("%w: TimeScale %v rounds a duration to zero", ErrBadOptions, o.TimeScale)
 	}
 	return o, nil
@@ -182,7 +172,7 @@ func New(ctx context.Context, cfg Config, env lockers.Env, opts Options) (*Locke
 	if err != nil {
 		return nil, fmt.Errorf("lai: storage client: %w", err)
 	}
-	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) * opts.TimeScale) }
+	scale := lockers.Scale(opts.TimeScale).Of
 	client.SetRetry(
 		storage.WithPolicy(storage.RetryAlways),
 		storage.WithMaxAttempts(clientMaxAttempts),

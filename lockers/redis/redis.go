@@ -91,26 +91,16 @@ type Options struct {
 }
 
 func (o Options) resolve() (Options, error) {
-	if o.TimeScale < 0 {
-		return o, fmt.Errorf("%w: TimeScale %v is negative", ErrBadOptions, o.TimeScale)
-	}
-	if o.TimeScale == 0 {
-		o.TimeScale = 1
-	}
-	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) * o.TimeScale) }
-	if o.AcquireLockTimeout <= 0 {
-		o.AcquireLockTimeout = scale(DefaultAcquireLockTimeout)
-	}
-	if o.AcquireLockRetry <= 0 {
-		o.AcquireLockRetry = scale(DefaultAcquireLockRetry)
-	}
-	if o.RedisLockTimeout <= 0 {
-		o.RedisLockTimeout = scale(DefaultRedisLockTimeout)
+	if err := lockers.ApplyTimeScale(&o.TimeScale,
+		lockers.Published{Option: &o.AcquireLockTimeout, Default: DefaultAcquireLockTimeout},
+		lockers.Published{Option: &o.AcquireLockRetry, Default: DefaultAcquireLockRetry},
+		lockers.Published{Option: &o.RedisLockTimeout, Default: DefaultRedisLockTimeout}); err != nil {
+		return o, fmt.Errorf("%w: %w", ErrBadOptions, err)
 	}
 	// The TTL travels in whole milliseconds and the watchdog runs every
 	// half of it: below 2 ms there is no watchdog interval.
-	if o.AcquireLockTimeout <= 0 || o.AcquireLockRetry <= 0 || o.RedisLockTimeout < 2*time.Millisecond {
-		return o, fmt.Errorf("%w: TimeScale %v rounds a duration to zero", ErrBadOptions, o.TimeScale)
+	if o.RedisLockTimeout < 2*time.Millisecond {
+		return o, fmt.Errorf("%w: TimeScale %v makes the TTL %v, under the 2 ms a watchdog needs", ErrBadOptions, o.TimeScale, o.RedisLockTimeout)
 	}
 	return o, nil
 }

@@ -72,24 +72,11 @@ type Options struct {
 }
 
 func (o Options) resolve() (Options, error) {
-	if o.TimeScale < 0 {
-		return o, fmt.Errorf("%w: TimeScale %v is negative", ErrBadOptions, o.TimeScale)
-	}
-	if o.TimeScale == 0 {
-		o.TimeScale = 1
-	}
-	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) * o.TimeScale) }
-	if o.AcquireLockTimeout <= 0 {
-		o.AcquireLockTimeout = scale(DefaultAcquireLockTimeout)
-	}
-	if o.LockTTL <= 0 {
-		o.LockTTL = scale(DefaultLockTTL)
-	}
-	if o.WatchInterval <= 0 {
-		o.WatchInterval = scale(DefaultWatchInterval)
-	}
-	if o.AcquireLockTimeout <= 0 || o.LockTTL <= 0 || o.WatchInterval <= 0 {
-		return o, fmt.Errorf("%w: TimeScale %v rounds a duration to zero", ErrBadOptions, o.TimeScale)
+	if err := lockers.ApplyTimeScale(&o.TimeScale,
+		lockers.Published{Option: &o.AcquireLockTimeout, Default: DefaultAcquireLockTimeout},
+		lockers.Published{Option: &o.LockTTL, Default: DefaultLockTTL},
+		lockers.Published{Option: &o.WatchInterval, Default: DefaultWatchInterval}); err != nil {
+		return o, fmt.Errorf("%w: %w", ErrBadOptions, err)
 	}
 	if o.WatchInterval > o.AcquireLockTimeout {
 		// The source: "watchInterval must be less than acquireLockTimeout".
