@@ -170,9 +170,6 @@ func TestSuiteListShowsEachShardsJobs(t *testing.T) {
 // suite regression does and names each that no longer reproduces, or
 // that outgrew its 30 s budget (make test runs them all).
 func TestRegressionScenariosReproduce(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs every regression scenario; not in -short")
-	}
 	specs, err := scenarios.Suite("regression")
 	if err != nil {
 		t.Fatal(err)

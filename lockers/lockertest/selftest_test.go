@@ -87,9 +87,6 @@ func TestRunFailsWhenLackedPropertyHolds(t *testing.T) {
 		Run(t, s)
 		return
 	}
-	if testing.Short() {
-		t.Skip("runs the suite in a child process")
-	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestRunFailsWhenLackedPropertyHolds$", "-test.v")
 	cmd.Env = append(os.Environ(), "LOCKERTEST_CHILD=1")
 	out, err := cmd.CombinedOutput()

@@ -150,9 +150,6 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 // incarnation (metageneration 1 as well) that the first has just created
 // and now holds.
 func TestConformanceFidelity(t *testing.T) {
-	if testing.Short() {
-		t.Skip("slow (about 4 min); runs without -short")
-	}
 	// One backend per property, started here, outside the synctest bubble
 	// of lease-kept: its listener must not live in the bubble.
 	servers := make(chan *gcs.Server, 8)
