@@ -65,8 +65,6 @@ type incarnation struct {
 	// began, on the recorder's clock; 0 when it did not say.
 	attempt atomic.Int64
 	exited  chan struct{}
-	// stopWork is closed when the workload phase ends.
-	stopWork <-chan struct{}
 }
 
 func (c *client) start() error {
@@ -78,26 +76,19 @@ func (c *client) start() error {
 	seed := c.run.cfg.Seed ^ uint64(c.slot)<<32 ^ c.generation<<48
 	ictx, cancel := context.WithCancel(c.run.ctx)
 	inc := &incarnation{
-		process:  c.run.newProcess(),
-		gate:     g,
-		clock:    clock,
-		rng:      rand.New(rand.NewPCG(seed, 0x10c4)),
-		ctx:      ictx,
-		cancel:   cancel,
-		exited:   make(chan struct{}),
-		stopWork: c.run.stopWork,
+		process: c.run.newProcess(),
+		gate:    g,
+		clock:   clock,
+		rng:     rand.New(rand.NewPCG(seed, 0x10c4)),
+		ctx:     ictx,
+		cancel:  cancel,
+		exited:  make(chan struct{}),
 	}
-	env := lockers.Env{
-		Clock:          clock,
-		HTTP:           &http.Client{Transport: gatedTransport{gate: g, base: c.run.transportFor(c.slot)}},
-		Dial:           c.run.dialerFor(c.slot, g),
-		Identity:       fmt.Sprintf("client-%d", c.slot),
-		Seed:           seed,
-		Log:            c.run.log,
-		AttemptStarted: func() { inc.attempt.Store(c.run.rec.since()) },
-	}
+	identity := fmt.Sprintf("client-%d", c.slot)
 	if c.run.cfg.processes() {
-		proc, err := c.run.startWorker(c.slot, inc, env.Identity, seed)
+		// A worker builds its own network path from the redirect map its
+		// hello carries; none of the in-process plumbing below is used.
+		proc, err := c.run.startWorker(c.slot, inc, identity, seed)
 		if err != nil {
 			cancel()
 			return err
@@ -106,6 +97,15 @@ func (c *client) start() error {
 		inc.proc, inc.locker, inc.store = proc, proc, proc.Store()
 		c.inc = inc
 		return nil
+	}
+	env := lockers.Env{
+		Clock:          clock,
+		HTTP:           &http.Client{Transport: gatedTransport{gate: g, base: c.run.transportFor(c.slot)}},
+		Dial:           c.run.dialerFor(c.slot, g),
+		Identity:       identity,
+		Seed:           seed,
+		Log:            c.run.log,
+		AttemptStarted: func() { inc.attempt.Store(c.run.rec.since()) },
 	}
 	locker, err := c.run.newLocker(env)
 	if err != nil {
@@ -293,7 +293,7 @@ func (c *client) section(inc *incarnation, key string, lease lockers.Lease, hold
 	case history.WorkloadRequestRelease:
 		// Holds are long and meant to end on request; when the workload
 		// is over nobody will ask again, so the hold ends there too.
-		return c.wait(inc, hold, requested, inc.stopWork)
+		return c.wait(inc, hold, requested, c.run.stopWork)
 	default:
 		return c.wait(inc, hold, nil, nil)
 	}

@@ -129,12 +129,12 @@ type clientClock struct {
 var _ lockers.Clock = (*clientClock)(nil)
 
 func (c *clientClock) Now() time.Time {
-	return c.machine.now()
+	return c.machine.Now()
 }
 
 func (c *clientClock) After(d time.Duration) <-chan time.Time {
 	ch := make(chan time.Time, 1)
-	time.AfterFunc(c.machine.realWait(d), func() {
+	time.AfterFunc(c.machine.RealWait(d), func() {
 		c.gate.deliver(func() { ch <- c.Now() })
 	})
 	return ch

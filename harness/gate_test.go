@@ -7,6 +7,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/lockcheck/lockcheck/harness/internal/skewclock"
 )
 
 func TestPausedClockHoldsTimersUntilResume(t *testing.T) {
@@ -74,32 +76,32 @@ func TestPassWaitsForResume(t *testing.T) {
 func TestMachineClockShiftsAndDrifts(t *testing.T) {
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	real := base
-	m := &machineClock{real: func() time.Time { return real }}
-	skew := func() time.Duration { return m.now().Sub(real) }
+	m := skewclock.New(func() time.Time { return real })
+	skew := func() time.Duration { return m.Now().Sub(real) }
 	if skew() != 0 {
 		t.Fatalf("fresh clock skewed by %v", skew())
 	}
-	if got := m.shift(time.Hour); got != time.Hour || skew() != time.Hour {
+	if got := m.Shift(time.Hour); got != time.Hour || skew() != time.Hour {
 		t.Fatalf("after a 1h step: shift says %v, clock %v ahead", got, skew())
 	}
-	m.drift(0.5)
+	m.Drift(0.5)
 	real = real.Add(10 * time.Second)
 	if skew() != time.Hour+5*time.Second {
 		t.Fatalf("10 s at +50%%: %v ahead, want 1h5s", skew())
 	}
-	if w := m.realWait(3 * time.Second); w != 2*time.Second {
+	if w := m.RealWait(3 * time.Second); w != 2*time.Second {
 		t.Fatalf("3 s on a 1.5× clock takes %v of real time, want 2s", w)
 	}
-	if got := m.drift(0); got != time.Hour+5*time.Second {
+	if got := m.Drift(0); got != time.Hour+5*time.Second {
 		t.Fatalf("drift stopped at %v, want the 1h5s reached", got)
 	}
 	real = real.Add(time.Minute)
-	m.shift(-time.Hour - 5*time.Second)
-	if skew() != 0 || m.realWait(time.Second) != time.Second {
-		t.Fatalf("after stepping back: %v ahead, 1 s wait takes %v", skew(), m.realWait(time.Second))
+	m.Shift(-time.Hour - 5*time.Second)
+	if skew() != 0 || m.RealWait(time.Second) != time.Second {
+		t.Fatalf("after stepping back: %v ahead, 1 s wait takes %v", skew(), m.RealWait(time.Second))
 	}
 	var none *machineClock
-	if d := time.Until(none.now()); d > time.Second || d < -time.Second {
+	if d := time.Until(none.Now()); d > time.Second || d < -time.Second {
 		t.Fatalf("a client without a machine clock is %v off real time", d)
 	}
 }

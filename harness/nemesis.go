@@ -174,7 +174,7 @@ func (n *nemesis) ShiftClock(slot int, delta time.Duration) (time.Duration, erro
 	if err != nil {
 		return 0, err
 	}
-	skew := c.machine.shift(delta)
+	skew := c.machine.Shift(delta)
 	n.run.recordClock(c)
 	return skew, c.tellWorkerClock()
 }
@@ -184,7 +184,7 @@ func (n *nemesis) DriftClock(slot int, rate float64) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	skew := c.machine.drift(rate)
+	skew := c.machine.Drift(rate)
 	n.run.recordClock(c)
 	return skew, c.tellWorkerClock()
 }
@@ -228,6 +228,6 @@ func (c *client) tellWorkerClock() error {
 	if inc == nil || inc.proc == nil {
 		return nil
 	}
-	skew, rate := c.machine.state()
+	skew, rate := c.machine.State()
 	return inc.proc.SetClock(skew, rate)
 }

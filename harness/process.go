@@ -19,7 +19,7 @@ const workerCloseWithin = 3 * time.Second
 // the same locker, reached through the same per-client proxy, on a clock
 // set where the client's machine clock stands.
 func (r *run) startWorker(slot int, inc *incarnation, identity string, seed uint64) (*worker.Process, error) {
-	skew, drift := inc.clock.machine.state()
+	skew, drift := inc.clock.machine.State()
 	hello := worker.Hello{
 		Protocol:  worker.Protocol,
 		Locker:    r.cfg.Locker.Name,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -117,6 +118,15 @@ func (p prefixedStore) Read(ctx context.Context, key string, token uint64) (int6
 
 func (p prefixedStore) Write(ctx context.Context, key string, value int64, token uint64) error {
 	return p.store.Write(ctx, p.prefix+key, value, token)
+}
+
+// Close releases the wrapped store's storage client; the run closes every
+// store that has a Close.
+func (p prefixedStore) Close() error {
+	if c, ok := p.store.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }
 
 func (p prefixedStore) Final(ctx context.Context, key string) (int64, error) {

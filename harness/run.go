@@ -148,7 +148,7 @@ func (c Config) clockStep() time.Duration {
 
 // recordClock puts where c's clock stands into the history.
 func (r *run) recordClock(c *client) {
-	skew, rate := c.machine.state()
+	skew, rate := c.machine.State()
 	r.rec.record(nemesisEvent(history.Clock, history.ClockChange{Client: c.slot, Skew: history.Duration(skew), Drift: rate}))
 }
 
@@ -322,7 +322,7 @@ func (r *run) execute(ctx context.Context, out *Outcome) {
 		// Each machine keeps its own constant offset all run long.
 		rng := rand.New(rand.NewPCG(r.cfg.Seed, 0xc10c))
 		for _, c := range r.clients {
-			c.machine.shift(time.Duration(rng.Int64N(int64(2*spread)+1)) - spread)
+			c.machine.Shift(time.Duration(rng.Int64N(int64(2*spread)+1)) - spread)
 			r.recordClock(c)
 		}
 	}

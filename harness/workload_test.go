@@ -135,7 +135,12 @@ func TestRegisterWorkloadWithoutExclusionLosesUpdates(t *testing.T) {
 	cfg.Workload.HoldMin, cfg.Workload.HoldMax = 5*time.Millisecond, 20*time.Millisecond
 	_, h := runAndRead(t, cfg)
 	tally := tallyRegister(t, h)
-	if got, acked := tally.finals["k0"], tally.acked["k0"]; got >= int64(acked) {
+	got, recorded := tally.finals["k0"]
+	acked := tally.acked["k0"]
+	if !recorded || acked == 0 {
+		t.Fatalf("final value recorded: %v, %d acknowledged increments: the workload or its final read did not run", recorded, acked)
+	}
+	if got >= int64(acked) {
 		t.Fatalf("final value %d with %d acknowledged increments by clients that never excluded each other: no update was lost", got, acked)
 	}
 }

@@ -62,7 +62,7 @@ type server struct {
 	wg     sync.WaitGroup
 
 	// Set by hello, read-only after.
-	clock  *clock
+	clock  clock
 	locker lockers.Locker
 	store  register.Store
 
