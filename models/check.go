@@ -155,7 +155,11 @@ func (r *Report) checkData(h *history.History, data *registerData, opts Options)
 	}
 	if data.workload == history.WorkloadFencedRegister {
 		r.Fencing = checkFencing(data, opts)
-		r.addSafety(FencingName, r.Fencing.Verdict, r.Fencing.Summary, r.Fencing.Counterexamples)
+		// Without tokens the check does not apply, like a checker of
+		// another workload; its counts stay in r.Fencing.
+		if !r.Fencing.NoTokens {
+			r.addSafety(FencingName, r.Fencing.Verdict, r.Fencing.Summary, r.Fencing.Counterexamples)
+		}
 	}
 	// Only the request-release workload's holders are meant to honour a
 	// request; in the others a notice is a fact, not a promise.

@@ -234,6 +234,7 @@ func checkLostUpdates(r *registerData, opts Options) *LostUpdatesResult {
 	res := &LostUpdatesResult{Verdict: Valid}
 	var missingFinal []string
 	var extra []string
+	mayHaveWritten := 0 // acknowledged writes and writes of unknown outcome
 	for _, k := range r.keys {
 		kc := RegisterKeyCount{Key: k.name, Final: k.final, HasFinal: k.hasFinal}
 		for _, c := range k.calls {
@@ -250,6 +251,7 @@ func checkLostUpdates(r *registerData, opts Options) *LostUpdatesResult {
 			}
 		}
 		res.Acknowledged += kc.Acknowledged
+		mayHaveWritten += kc.Acknowledged + kc.Unknown
 		written := kc.Acknowledged+kc.Unknown > 0
 		switch {
 		case !k.hasFinal:
@@ -291,9 +293,11 @@ func checkLostUpdates(r *registerData, opts Options) *LostUpdatesResult {
 		res.Verdict = Unknown
 		res.Summary = fmt.Sprintf("key %s was written but has no final value (the run was interrupted before the harness read it); "+
 			"its lost updates cannot be counted.", strings.Join(missingFinal, ", "))
-	case r.writes == 0:
+	case mayHaveWritten == 0:
+		// Refused writes change nothing, so a register that still holds
+		// 0 proves nothing about the lock.
 		res.Verdict = Unknown
-		res.Summary = "nothing was written; the check saw nothing."
+		res.Summary = fmt.Sprintf("nothing was written: no write was acknowledged or of unknown outcome (%s, all refused); the check saw nothing.", nOf(r.writes, "write"))
 	default:
 		res.Summary = fmt.Sprintf("every key holds all of its acknowledged increments (%s on %s).", nOf(res.Acknowledged, "increment"), nOf(len(res.Keys), "key"))
 	}

@@ -152,8 +152,13 @@ func TestFencingCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.Fencing.NoTokens || r.Fencing.Verdict != Valid {
-		t.Errorf("fencing %+v; want no tokens and valid", r.Fencing)
+	if !r.Fencing.NoTokens || r.Fencing.Verdict != Unknown {
+		t.Errorf("fencing %+v; want no tokens and unknown: a check that cannot fail is no pass", r.Fencing)
+	}
+	for _, c := range r.Checkers {
+		if c.Name == FencingName {
+			t.Errorf("the fencing checker is listed (%s) for a locker without tokens; it does not apply", c.Verdict)
+		}
 	}
 	wantWords(t, "fencing summary", r.Fencing.Summary, []string{"the locker gives no tokens; the store cannot fence"})
 }
@@ -204,6 +209,30 @@ func TestRegisterNothingWritten(t *testing.T) {
 			r.LostUpdates.Verdict, r.RegisterLinearizability.Verdict, r.Verdict)
 	}
 	wantWords(t, "lost-update summary", r.LostUpdates.Summary, []string{"nothing was written"})
+}
+
+// Writes the store refused leave the register at 0, which proves nothing.
+func TestRegisterEveryWriteRefused(t *testing.T) {
+	h := readFixture(t, "register-good")
+	refused := 0
+	for i, e := range h.Events {
+		if e.F == history.WriteOp && e.Type != history.Invoke {
+			h.Events[i].Type, h.Events[i].Error = history.Fail, "refused"
+			refused++
+		}
+	}
+	h.Events[len(h.Events)-1].Value = json.RawMessage("0")
+	if refused == 0 {
+		t.Fatal("the fixture has no write completions to refuse")
+	}
+	r, err := Check(h, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.LostUpdates.Verdict != Unknown {
+		t.Fatalf("lost updates %s (%s); want unknown when every write was refused", r.LostUpdates.Verdict, r.LostUpdates.Summary)
+	}
+	wantWords(t, "lost-update summary", r.LostUpdates.Summary, []string{"nothing was written", "all refused"})
 }
 
 func TestRegisterStoreInventsIncrements(t *testing.T) {
@@ -262,6 +291,7 @@ func TestRegisterModel(t *testing.T) {
 		{"unknown increment had no effect, seen only at the end", []porcupine.Operation{inc(0, 1, 2), maybe(1, 3), final(1, 10)}, porcupine.Ok},
 		{"lost update", []porcupine.Operation{inc(0, 1, 5), inc(0, 2, 6), final(1, 10)}, porcupine.Illegal},
 		{"final too high", []porcupine.Operation{inc(0, 1, 2), maybe(1, 3), final(3, 10)}, porcupine.Illegal},
+		{"unknown increment after a read the register never held", []porcupine.Operation{inc(0, 1, 2), maybe(999, 3), inc(1, 5, 6), final(2, 10)}, porcupine.Illegal},
 		{"read from the future", []porcupine.Operation{read(1, 1, 2), inc(0, 3, 4), final(1, 10)}, porcupine.Illegal},
 		{"read of a value the register never held", []porcupine.Operation{inc(0, 1, 2), read(5, 3, 4), inc(1, 5, 6)}, porcupine.Illegal},
 		{"stale read after the increment returned", []porcupine.Operation{inc(0, 1, 2), read(0, 3, 4)}, porcupine.Illegal},

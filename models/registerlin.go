@@ -86,8 +86,8 @@ type regState []int64
 // write of unknown outcome may have taken effect or not, so the state is
 // the set of values the register may hold (a power-set construction of the
 // nondeterministic model, with hashing): such an increment leaves {r, r+1}
-// from r, and from any other value leaves that value: taking effect there
-// is not something an atomic increment can do, so it is no legal order.
+// from r, and is illegal from any other value, since its read of r did
+// happen: an unknown write must not excuse the read before it.
 func RegisterModel() porcupine.Model {
 	return porcupine.Model{
 		Init: func() any { return regState{0} },
@@ -118,8 +118,6 @@ func stepRegister(state, input, _ any) (bool, any) {
 				if op.Maybe {
 					next = append(next, v)
 				}
-			} else if op.Maybe {
-				next = append(next, v)
 			}
 		case regRead, regFinal:
 			if v == op.Read {

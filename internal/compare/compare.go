@@ -335,7 +335,8 @@ func (r *Run) fill(rep *models.Report) {
 			break
 		}
 	}
-	if lu := rep.LostUpdates; lu != nil {
+	// An unknown count (a key without its final value) is no "0 lost".
+	if lu := rep.LostUpdates; lu != nil && lu.Verdict != models.Unknown {
 		r.DataChecked, r.Increments, r.LostUpdates = true, lu.Acknowledged, lu.Lost
 	}
 	if f := rep.Fencing; f != nil {
