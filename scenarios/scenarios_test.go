@@ -3,6 +3,9 @@ package scenarios
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"net"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +14,8 @@ import (
 
 	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/harness"
+	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/internal/redisserver"
 )
 
 func TestRegressionFilesLoadAndValidate(t *testing.T) {
@@ -278,6 +283,53 @@ func TestPrepareRecordsTheSpecAndItsSeed(t *testing.T) {
 	}
 	if _, _, err := Prepare(context.Background(), s, 0, dir, nil); err == nil {
 		t.Error("Prepare took seed 0")
+	}
+}
+
+// The redis-server backend starts a real server per server the locker
+// talks to, runs on them, and stops them on cleanup.
+func TestPrepareStartsRealRedisServers(t *testing.T) {
+	s, err := Spec{Name: "t/redis", Locker: "redlock", Backend: BackendRedisServer, Duration: Duration(300 * time.Millisecond),
+		RecoveryTimeout: Duration(2 * time.Second), Clients: 2, Keys: 1, Seeds: []uint64{1}, Expect: Expect{"valid", "x"}}.Normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, cleanup, err := Prepare(context.Background(), s, 1, t.TempDir()+"/run", nil)
+	if errors.Is(err, redisserver.ErrNoRedisServer) {
+		t.Skipf("no real Redis (`make redis-server` installs it): %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.RedisAddrs) != 3 {
+		cleanup()
+		t.Fatalf("redlock on %s: %d servers (%v), want 3", BackendRedisServer, len(cfg.RedisAddrs), cfg.RedisAddrs)
+	}
+	out, err := harness.Run(context.Background(), cfg)
+	if err != nil {
+		cleanup()
+		t.Fatal(err)
+	}
+	h, err := history.ReadFile(filepath.Join(out.Dir, "history.jsonl"))
+	if err != nil {
+		cleanup()
+		t.Fatal(err)
+	}
+	acquired := 0
+	for _, e := range h.Events {
+		if e.F == history.Acquire && e.Type == history.OK {
+			acquired++
+		}
+	}
+	if acquired == 0 {
+		t.Error("no acquire succeeded on the real servers")
+	}
+	cleanup()
+	for _, a := range cfg.RedisAddrs {
+		if c, err := net.DialTimeout("tcp", a, time.Second); err == nil {
+			c.Close()
+			t.Errorf("server %s still accepts connections after cleanup", a)
+		}
 	}
 }
 

@@ -104,20 +104,12 @@ func readResult(path string) (*resultFile, error) {
 // summary, and, when dir is set, writes result.json, summary.txt and
 // history.html and report.html there. The exit code follows the verdict.
 func checkAndReport(path, dir string, o checkOptions, stdout io.Writer) (int, error) {
-	h, err := history.ReadFile(path)
+	h, rep, verdict, err := checkHistory(path, o.timeout, o.requireRecovery)
 	if err != nil {
-		return 0, fmt.Errorf("read history: %w", err)
+		return 0, err
 	}
 	if h.Truncated {
 		fmt.Fprintf(stdout, "note: the last line of %s was cut off (the run died mid-write); checking the %d complete events before it\n", path, len(h.Events))
-	}
-	rep, err := models.Check(h, models.Options{LinearizabilityTimeout: o.timeout})
-	if err != nil {
-		return 0, fmt.Errorf("check %s: %w", path, err)
-	}
-	verdict := rep.Verdict
-	if o.requireRecovery && rep.Liveness != nil {
-		verdict = verdict.Merge(rep.Liveness.Verdict)
 	}
 	fmt.Fprintln(stdout)
 	if err := rep.WriteTable(stdout); err != nil {
@@ -132,6 +124,25 @@ func checkAndReport(path, dir string, o checkOptions, stdout io.Writer) (int, er
 	}
 	fmt.Fprintf(stdout, "verdict: %s\n", verdict)
 	return exitCodeOf(verdict), nil
+}
+
+// checkHistory reads and checks the history at path. The verdict is the
+// safety verdict, merged with liveness when recovery is required: the one
+// rule every command that judges a run follows.
+func checkHistory(path string, timeout time.Duration, requireRecovery bool) (*history.History, *models.Report, models.Verdict, error) {
+	h, err := history.ReadFile(path)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("read history: %w", err)
+	}
+	rep, err := models.Check(h, models.Options{LinearizabilityTimeout: timeout})
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("check %s: %w", path, err)
+	}
+	verdict := rep.Verdict
+	if requireRecovery && rep.Liveness != nil {
+		verdict = verdict.Merge(rep.Liveness.Verdict)
+	}
+	return h, rep, verdict, nil
 }
 
 func writeResults(dir string, h *history.History, rep *models.Report, verdict models.Verdict, o checkOptions) error {

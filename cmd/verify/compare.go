@@ -1,17 +1,14 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/lockcheck/lockcheck/harness"
@@ -141,7 +138,7 @@ Flags:
 	fmt.Fprintf(stdout, "compare: %d lockers × %d scenarios × %d seeds = %d runs, %d at a time, each about %v plus recovery; results in %s\n",
 		len(specs), len(scenarios), len(seeds), total, *parallel, *duration, dir)
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible()
 	defer stop()
 	table, err := compare.Execute(ctx, plan)
 	if err != nil {

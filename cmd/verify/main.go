@@ -6,11 +6,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 )
 
 // Exit codes, one per verdict, and one for "the question was never asked".
@@ -155,4 +158,17 @@ func parseFlagsAndOne(fs *flag.FlagSet, args []string, what string) (arg string,
 		return "", false, fmt.Errorf("want exactly one %s, got %d arguments", what, fs.NArg())
 	}
 	return fs.Arg(0), false, nil
+}
+
+// interruptible is a context that ends on the first SIGINT or SIGTERM, so
+// the command heals its faults and writes what it has; a second one kills
+// the process the ordinary way, and the history on disk is complete up to
+// that moment either way. Call stop when the command is done.
+func interruptible() (ctx context.Context, stop context.CancelFunc) {
+	ctx, stop = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	return ctx, stop
 }

@@ -1,16 +1,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
 	"github.com/lockcheck/lockcheck/models"
 	"github.com/lockcheck/lockcheck/scenarios"
@@ -64,7 +60,7 @@ Flags:
 	if dir == "" {
 		dir = filepath.Dir(old)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible()
 	defer stop()
 	code, newDir, err := runSpec(ctx, spec, spec.Seeds[0], dir, *quiet, stdout, stderr)
 	if newDir == "" {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/lockcheck/lockcheck/harness/history"
 	"github.com/lockcheck/lockcheck/internal/report"
-	"github.com/lockcheck/lockcheck/models"
 	"github.com/lockcheck/lockcheck/scenarios"
 )
 
@@ -160,21 +159,13 @@ func indexRun(root, dir string, rebuild bool, o checkOptions) report.Run {
 // rebuildPage re-checks a run's history to draw its page: result.json keeps
 // the verdicts but not the search that porcupine draws.
 func rebuildPage(dir, page string, saved *resultFile, o checkOptions) error {
-	h, err := history.ReadFile(filepath.Join(dir, "history.jsonl"))
+	h, rep, now, err := checkHistory(filepath.Join(dir, "history.jsonl"), o.timeout, saved != nil && saved.LivenessCounts)
 	if err != nil {
-		return fmt.Errorf("read history: %w", err)
-	}
-	rep, err := models.Check(h, models.Options{LinearizabilityTimeout: o.timeout})
-	if err != nil {
-		return fmt.Errorf("check: %w", err)
+		return err
 	}
 	meta := report.Meta{Note: "Page rebuilt by verify report from history.jsonl."}
 	if saved != nil {
 		meta.Verdict, meta.LivenessCounts, meta.Checked, meta.Versions = saved.Verdict, saved.LivenessCounts, saved.Checked, saved.Versions
-		now := rep.Verdict
-		if saved.LivenessCounts && rep.Liveness != nil {
-			now = now.Merge(rep.Liveness.Verdict)
-		}
 		if now != saved.Verdict {
 			meta.Note += fmt.Sprintf(" The saved verdict is %s; the re-check for this page found %s.", saved.Verdict, now)
 		}

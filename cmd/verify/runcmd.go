@@ -9,12 +9,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/lockcheck/lockcheck/faults"
@@ -154,14 +151,8 @@ func runCommand(args []string, stdout, stderr io.Writer) (int, error) {
 		rand.Read(b[:])
 		seed = binary.LittleEndian.Uint64(b[:]) >> 1 // fits an int64 for tools that read JSON as float or int64
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible()
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		// A second interrupt kills the process the ordinary way; the
-		// history on disk is complete up to that moment either way.
-		stop()
-	}()
 	code, _, err := runSpec(ctx, spec, seed, f.out, f.quiet, stdout, stderr)
 	return code, err
 }

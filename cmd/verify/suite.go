@@ -8,17 +8,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/lockcheck/lockcheck/harness"
-	"github.com/lockcheck/lockcheck/harness/history"
 	"github.com/lockcheck/lockcheck/internal/suite"
 	"github.com/lockcheck/lockcheck/models"
 	"github.com/lockcheck/lockcheck/scenarios"
@@ -160,13 +157,8 @@ Flags:
 	}
 	fmt.Fprintf(stdout, "suite %s, shard %d/%d: %d runs, %d at a time; results in %s\n", name, shardI, shardN, len(jobs), *parallel, dir)
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible()
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		// A second interrupt kills the process the ordinary way.
-		stop()
-	}()
 	results, err := suite.Run(ctx, jobs, suite.Options{
 		Parallel: *parallel, OutDir: dir, Exec: execJob,
 		Progress: func(done, total int, r suite.Result) {
@@ -315,17 +307,9 @@ func runSuiteJob(ctx context.Context, j suite.Job, dir string) (suite.Outcome, e
 // checkSuiteRun checks a run and writes its results, as checkAndReport
 // does, without printing; liveness counts when the scenario asks.
 func checkSuiteRun(path, dir string, o checkOptions) (*models.Report, models.Verdict, error) {
-	h, err := history.ReadFile(path)
+	h, rep, verdict, err := checkHistory(path, o.timeout, o.requireRecovery)
 	if err != nil {
-		return nil, "", fmt.Errorf("read history: %w", err)
-	}
-	rep, err := models.Check(h, models.Options{LinearizabilityTimeout: o.timeout})
-	if err != nil {
-		return nil, "", fmt.Errorf("check %s: %w", path, err)
-	}
-	verdict := rep.Verdict
-	if o.requireRecovery && rep.Liveness != nil {
-		verdict = verdict.Merge(rep.Liveness.Verdict)
+		return nil, "", err
 	}
 	return rep, verdict, writeResults(dir, h, rep, verdict, o)
 }
