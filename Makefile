@@ -9,9 +9,10 @@ export PATH := $(PATH):/usr/local/go/bin
 verify:
 	$(VERIFY) run -locker memory-owner -clients 8 -keys 2 -duration 10s -faults pause,crash
 
-## test: vet and every test with the race detector (installs redis-server first when missing: the Redis lockers are also tested against a real server)
+## test: vet and every test with the race detector (installs redis-server first when missing: the Redis lockers are also tested against a real server), then the example module that tests its own lock through the Go API
 test: vet redis-server
 	$(GO) test -race -timeout 25m ./...
+	cd examples/ownlock && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 5m ./...
 
 ## redis-server: install Debian's redis-server when it is not on PATH (only the binary is used; tests start their own on loopback)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -129,13 +129,6 @@ func netKind(name, summary string, holder bool, inject func(n netfault.Faults, t
 		}}
 }
 
-// BackendGroup is the network plane of a run with several independent
-// backends; *netfault.Group is one.
-type BackendGroup interface {
-	Size() int
-	Backends(which []int) (*netfault.Group, error)
-}
-
 // backendKind partitions clients from a minority or a majority of the
 // backends. Which backends rotates with the client, so different clients
 // lose different servers over a run, reproducibly.
@@ -146,7 +139,7 @@ func backendKind(name, summary string, majority bool) Kind {
 			if err != nil {
 				return nil, err
 			}
-			g, ok := n.(BackendGroup)
+			g, ok := n.(netfault.BackendGroup)
 			if !ok || g.Size() < 3 {
 				return nil, errors.New("this run has a single backend; a minority or majority partition needs three or more (redlock)")
 			}

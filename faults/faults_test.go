@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lockcheck/lockcheck/faults/netfault"
+	"github.com/lockcheck/lockcheck/faults/netfault/proxies"
 	"github.com/lockcheck/lockcheck/faults/serverfault"
 )
 
@@ -195,7 +196,7 @@ func TestBackendKindsCutTheirShare(t *testing.T) {
 		t.Cleanup(func() { ln.Close() })
 		ups = append(ups, ln.Addr().String())
 	}
-	g, err := netfault.StartGroup(context.Background(), ups, 3)
+	g, err := proxies.StartGroup(context.Background(), ups, 3)
 	if err != nil {
 		t.Fatal(err)
 	}

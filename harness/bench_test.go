@@ -1,4 +1,4 @@
-package harness
+package harness_test
 
 import (
 	"context"
@@ -17,7 +17,9 @@ import (
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/googleapi"
 
-	"github.com/lockcheck/lockcheck/faults/netfault"
+	"github.com/lockcheck/lockcheck/backends"
+	"github.com/lockcheck/lockcheck/faults/netfault/proxies"
+	"github.com/lockcheck/lockcheck/harness"
 	"github.com/lockcheck/lockcheck/harness/gcs"
 	"github.com/lockcheck/lockcheck/harness/history"
 	"github.com/lockcheck/lockcheck/lockers"
@@ -139,9 +141,9 @@ func rawCycles(n int, proxy bool, window time.Duration) (float64, error) {
 		return 0, err
 	}
 	upstream := u.Host
-	var plane *netfault.Plane
+	var plane *proxies.Plane
 	if proxy {
-		if plane, err = netfault.Start(ctx, upstream, n); err != nil {
+		if plane, err = proxies.Start(ctx, upstream, n); err != nil {
 			return 0, err
 		}
 		defer plane.Close()
@@ -203,13 +205,13 @@ func rawCycles(n int, proxy bool, window time.Duration) (float64, error) {
 // harnessCycles runs the same cycle through harness.Run with n clients and
 // counts released locks in the history's workload phase.
 func harnessCycles(b *testing.B, n int, proxy bool, window time.Duration) (float64, error) {
-	cfg := Config{
+	cfg := harness.Config{
 		Locker:  benchGCSSpec(),
 		Clients: n,
 		// Keys: 1, but the locker puts each client's objects under its
 		// identity, so every client has an object of its own: no
 		// contention, exactly as in the raw mode.
-		Workload:        Workload{Name: "bench", Keys: 1, Rate: 0, AcquireTimeout: 5 * time.Second},
+		Workload:        harness.Workload{Name: "bench", Keys: 1, Rate: 0, AcquireTimeout: 5 * time.Second},
 		Duration:        window,
 		Proxy:           proxy,
 		RecoveryTimeout: 5 * time.Second,
@@ -217,7 +219,7 @@ func harnessCycles(b *testing.B, n int, proxy bool, window time.Duration) (float
 		TimeScale:       1,
 		Dir:             filepath.Join(b.TempDir(), "run"),
 	}
-	out, err := Run(context.Background(), cfg)
+	out, err := harness.Run(context.Background(), cfg)
 	if err != nil {
 		return 0, err
 	}
@@ -260,14 +262,14 @@ func harnessCycles(b *testing.B, n int, proxy bool, window time.Duration) (float
 // benchGCSSpec is a minimal GCS lock for the benchmark: Lock is
 // create-if-absent, retried after 1 ms on 412; Unlock deletes the
 // generation it created. It uses env.HTTP and env.Clock only.
-func benchGCSSpec() LockerSpec {
-	return LockerSpec{Name: "bench-gcs", Summary: "benchmark only", Setup: withGCS(
-		func(ctx context.Context, t gcsTarget, _ Params, env lockers.Env) (lockers.Locker, error) {
-			c, err := gcs.NewClient(ctx, t.endpoint, env.HTTP)
+func benchGCSSpec() harness.LockerSpec {
+	return harness.LockerSpec{Name: "bench-gcs", Summary: "benchmark only", Setup: backends.GCS(
+		func(ctx context.Context, t backends.GCSBucket, _ harness.Params, env lockers.Env) (lockers.Locker, error) {
+			c, err := gcs.NewClient(ctx, t.Endpoint, env.HTTP)
 			if err != nil {
 				return nil, err
 			}
-			return &benchLocker{bucket: c.Bucket(t.bucket), env: env}, nil
+			return &benchLocker{bucket: c.Bucket(t.Bucket), env: env}, nil
 		})}
 }
 

@@ -2,12 +2,10 @@ package harness
 
 import (
 	"context"
-	"fmt"
 	"net/http"
-	"slices"
-	"strings"
 	"time"
 
+	"github.com/lockcheck/lockcheck/faults/netfault"
 	"github.com/lockcheck/lockcheck/harness/register"
 	"github.com/lockcheck/lockcheck/lockers"
 )
@@ -25,7 +23,34 @@ type LockerSpec struct {
 	TTL time.Duration
 	// Setup prepares what all clients of one run share (a store, a
 	// server, a bucket).
-	Setup func(ctx context.Context, p Params) (*Instance, error)
+	Setup Setup
+}
+
+// Setup prepares a locker's backend for one run. Package backends has
+// the networked ones; InProcess is the one for a locker whose state
+// lives in the harness's process.
+type Setup func(ctx context.Context, p Params) (*Instance, error)
+
+// InProcess is the Setup of a locker whose clients share state inside
+// this process: prepare makes the run's state (a store) and returns the
+// factory of one client's locker on it. Its register workloads use
+// in-memory registers, one plain and one fenced store shared by every
+// client of the run. Network and server faults do not apply: no network
+// lies between the clients and the state.
+func InProcess(prepare func(p Params) func(lockers.Env) (lockers.Locker, error)) Setup {
+	return func(_ context.Context, p Params) (*Instance, error) {
+		plain, fenced := register.NewMemory(false), register.NewMemory(true)
+		return &Instance{
+			New: prepare(p),
+			Register: func(_ context.Context, _ lockers.Env, wantFenced bool) (register.Store, error) {
+				if wantFenced {
+					return fenced, nil
+				}
+				return plain, nil
+			},
+			Close: func() {},
+		}, nil
+	}
 }
 
 // Instance is a locker's backend, prepared for one run.
@@ -40,6 +65,11 @@ type Instance struct {
 	// lockers that talk to independent servers at once (Redlock). Empty
 	// for in-process backends.
 	Upstreams []string
+	// Network starts the per-client proxy plane in front of Upstreams,
+	// for network faults and process clients; nil when the backend
+	// brings none (an in-process one, or a real service reached
+	// directly).
+	Network func(ctx context.Context, upstreams []string, clients int) (Plane, error)
 	// ServerFront says Params.ServerFront was installed in front of the
 	// backend, so server-side faults reach it.
 	ServerFront bool
@@ -63,9 +93,6 @@ type Attachment struct {
 	Redis []string
 }
 
-// networked says a locker in another process can reach the backend.
-func (a Attachment) networked() bool { return a.GCSEndpoint != "" || len(a.Redis) > 0 }
-
 // Params are the run settings a locker's setup may need.
 type Params struct {
 	// TimeScale multiplies every duration of an algorithm alike (its
@@ -85,21 +112,36 @@ type Params struct {
 	// Attach, when set, reaches a backend another process started (a
 	// worker joining the harness's run) instead of starting one.
 	Attach *Attachment
+	// Backend is Config.Backend: a backend the Setup starts instead of
+	// its default, which a Setup that cannot honour it refuses.
+	Backend string
 	// RunID names the run; backends shared with others (a real bucket)
 	// keep the run's objects under it.
 	RunID string
 }
 
-// LookupLocker finds a locker by name, failing with the list of known ones.
-func LookupLocker(name string) (LockerSpec, error) {
-	all := Lockers()
-	i := slices.IndexFunc(all, func(s LockerSpec) bool { return s.Name == name })
-	if i < 0 {
-		var names []string
-		for _, s := range all {
-			names = append(names, s.Name)
-		}
-		return LockerSpec{}, fmt.Errorf("unknown locker %q; known lockers: %s", name, strings.Join(names, ", "))
-	}
-	return all[i], nil
+// Plane is a network fault plane with a proxy per client in front of
+// each backend: the faults, where each client must dial instead of a
+// backend's address, and its teardown.
+type Plane interface {
+	netfault.Faults
+	// Redirect is the address client must dial instead of addr, or addr
+	// itself when no backend of the plane listens there.
+	Redirect(client int, addr string) string
+	Close() error
 }
+
+// Kind names the backend for a worker's hello: BackendGCS, BackendRedis,
+// or BackendNone when no other process can reach it.
+func (a Attachment) Kind() string {
+	switch {
+	case a.GCSEndpoint != "":
+		return BackendGCS
+	case len(a.Redis) > 0:
+		return BackendRedis
+	}
+	return BackendNone
+}
+
+// Networked says a locker in another process can reach the backend.
+func (a Attachment) Networked() bool { return a.GCSEndpoint != "" || len(a.Redis) > 0 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/lockcheck/lockcheck/faults"
-	"github.com/lockcheck/lockcheck/faults/netfault"
 	"github.com/lockcheck/lockcheck/faults/serverfault"
 	"github.com/lockcheck/lockcheck/harness/history"
 )
@@ -21,10 +20,10 @@ import (
 // (each dials through its own proxy), or asks for proxies anyway.
 func (r *run) attachNetwork(ctx context.Context, inst *Instance, target *faults.Target) error {
 	wanted := r.cfg.Proxy || r.cfg.processes() || slices.ContainsFunc(r.cfg.Faults, func(k faults.Kind) bool { return k.Needs == faults.NeedsNetwork })
-	if len(inst.Upstreams) == 0 || !wanted {
+	if len(inst.Upstreams) == 0 || inst.Network == nil || !wanted {
 		return nil
 	}
-	plane, err := netfault.StartGroup(ctx, inst.Upstreams, r.cfg.Clients)
+	plane, err := inst.Network(ctx, inst.Upstreams, r.cfg.Clients)
 	if err != nil {
 		return fmt.Errorf("network fault plane: %w", err)
 	}

@@ -2,7 +2,6 @@ package harness
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -12,56 +11,8 @@ import (
 
 	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/faults/netfault"
-	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/faults/netfault/proxies"
 )
-
-func TestNetworkAndServerFaultsReachAGCSLocker(t *testing.T) {
-	spec, err := LookupLocker("tus616")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig(t, "partition-holder", "server-429")
-	cfg.Locker, cfg.TimeScale = spec, 0.05
-	cfg.Duration, cfg.FaultInterval = 4*time.Second, 200*time.Millisecond
-	cfg.Seed = seedWithEveryFault(t, cfg)
-	out, h := runAndRead(t, cfg)
-	if out.Interrupted {
-		t.Fatal("run interrupted")
-	}
-	started, stopped := map[string]int{}, map[string]int{}
-	var serverFaults, acquired int
-	for _, e := range h.Events {
-		switch e.F {
-		case history.FaultStart, history.FaultStop:
-			var f history.Fault
-			if err := json.Unmarshal(e.Value, &f); err != nil {
-				t.Fatal(err)
-			}
-			if e.F == history.FaultStart {
-				started[f.Kind]++
-			} else {
-				stopped[f.Kind]++
-			}
-		case history.ServerFault:
-			serverFaults++
-		case history.Acquire:
-			if e.Type == history.OK {
-				acquired++
-			}
-		}
-	}
-	for _, k := range cfg.Faults {
-		if started[k.Name] == 0 || started[k.Name] != stopped[k.Name] {
-			t.Errorf("%s: started %d, healed %d", k.Name, started[k.Name], stopped[k.Name])
-		}
-	}
-	if serverFaults == 0 {
-		t.Error("no faulted request recorded while server-429 was on")
-	}
-	if acquired == 0 {
-		t.Error("tus616 never acquired on the embedded GCS")
-	}
-}
 
 func TestNetworkFaultOnAnInProcessLockerIsRefused(t *testing.T) {
 	cfg := testConfig(t, "partition")
@@ -99,7 +50,10 @@ func TestRawDialsGoThroughTheClientsProxy(t *testing.T) {
 	}
 	r := &run{cfg: Config{Clients: 2, Proxy: true}}
 	target := faults.Target{}
-	if err := r.attachNetwork(context.Background(), &Instance{Upstreams: ups}, &target); err != nil {
+	inst := &Instance{Upstreams: ups, Network: func(ctx context.Context, ups []string, clients int) (Plane, error) {
+		return proxies.StartGroup(ctx, ups, clients)
+	}}
+	if err := r.attachNetwork(context.Background(), inst, &target); err != nil {
 		t.Fatal(err)
 	}
 	defer r.closeNetwork()
@@ -136,7 +90,7 @@ func TestRawDialsGoThroughTheClientsProxy(t *testing.T) {
 			t.Fatalf("client 0 to backend %d: %v", b, err)
 		}
 	}
-	minority, err := r.plane.Backends([]int{1})
+	minority, err := r.plane.(netfault.BackendGroup).Backends([]int{1})
 	if err != nil {
 		t.Fatal(err)
 	}

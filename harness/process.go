@@ -2,13 +2,12 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/lockcheck/lockcheck/harness/history"
-	"github.com/lockcheck/lockcheck/harness/register"
 	"github.com/lockcheck/lockcheck/harness/worker"
-	"github.com/lockcheck/lockcheck/lockers"
 )
 
 // workerCloseWithin bounds an orderly stop of one worker process before it
@@ -29,6 +28,7 @@ func (r *run) startWorker(slot int, inc *incarnation, identity string, seed uint
 		Redis:     r.inst.Attach.Redis,
 		Clock:     worker.ClockState{SkewNS: int64(skew), Drift: drift},
 	}
+	hello.Backend = r.inst.Attach.Kind()
 	if a := r.inst.Attach; a.GCSEndpoint != "" {
 		hello.GCS = &worker.GCS{Endpoint: a.GCSEndpoint, Bucket: a.GCSBucket}
 	}
@@ -56,10 +56,11 @@ func (r *run) startWorker(slot int, inc *incarnation, identity string, seed uint
 	defer cancel()
 	proc, err := worker.Start(ctx, r.cfg.Worker, hello, hooks)
 	if err != nil {
-		return nil, fmt.Errorf("client %d: worker process: %w", slot, err)
+		return nil, fmt.Errorf("client %d: %w", slot, err)
 	}
 	r.mu.Lock()
 	r.workerPIDs = append(r.workerPIDs, proc.PID())
+	r.procs = append(r.procs, workerProc{slot: slot, proc: proc})
 	r.mu.Unlock()
 	return proc, nil
 }
@@ -70,38 +71,31 @@ type processCloser struct{ proc *worker.Process }
 
 func (p processCloser) Close() error { return p.proc.Close(workerCloseWithin) }
 
-// OpenWorker is what `verify worker` runs for each process client: the
-// locker named in the hello, attached to the harness's backend, and the
-// register store the workload asks for.
-func OpenWorker(ctx context.Context, h worker.Hello, env lockers.Env) (lockers.Locker, register.Store, error) {
-	spec, err := LookupLocker(h.Locker)
-	if err != nil {
-		return nil, nil, err
+// workerProc is one worker process of the run, with its client.
+type workerProc struct {
+	slot int
+	proc *worker.Process
+}
+
+// ErrWorker marks a run whose worker processes misbehaved: one that would
+// not start or answer hello, broke the protocol, or exited by itself.
+// The history recorded until then is kept, and it has no verdict.
+var ErrWorker = errors.New("worker process failed")
+
+// workerFailures names every worker that broke the protocol during the
+// run, with the command that runs them, or nil.
+func (r *run) workerFailures() error {
+	r.mu.Lock()
+	procs := r.procs
+	r.mu.Unlock()
+	var errs []error
+	for _, w := range procs {
+		if v := w.proc.Violation(); v != nil {
+			errs = append(errs, fmt.Errorf("client %d (pid %d): %w", w.slot, w.proc.PID(), v))
+		}
 	}
-	attach := &Attachment{Redis: h.Redis}
-	if h.GCS != nil {
-		attach.GCSEndpoint, attach.GCSBucket = h.GCS.Endpoint, h.GCS.Bucket
+	if len(errs) == 0 {
+		return nil
 	}
-	if !attach.networked() {
-		return nil, nil, fmt.Errorf("locker %s: the hello names no backend to attach to", h.Locker)
-	}
-	inst, err := spec.Setup(ctx, Params{TimeScale: h.TimeScale, Attach: attach})
-	if err != nil {
-		return nil, nil, fmt.Errorf("locker %s: %w", h.Locker, err)
-	}
-	locker, err := inst.New(env)
-	if err != nil {
-		return nil, nil, fmt.Errorf("locker %s: %w", h.Locker, err)
-	}
-	if h.Register == "" {
-		return locker, nil, nil
-	}
-	if inst.Register == nil {
-		return nil, nil, fmt.Errorf("locker %s has no register store", h.Locker)
-	}
-	store, err := inst.Register(ctx, env, h.Register == worker.RegisterFenced)
-	if err != nil {
-		return nil, nil, fmt.Errorf("register store: %w", err)
-	}
-	return locker, store, nil
+	return fmt.Errorf("%w: %s: %w", ErrWorker, r.cfg.Worker, errors.Join(errs...))
 }

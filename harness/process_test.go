@@ -1,15 +1,18 @@
-package harness
+package harness_test
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/lockcheck/lockcheck/catalog"
 	"github.com/lockcheck/lockcheck/faults"
+	"github.com/lockcheck/lockcheck/harness"
 	"github.com/lockcheck/lockcheck/harness/history"
 	"github.com/lockcheck/lockcheck/harness/worker"
 )
@@ -19,8 +22,11 @@ import (
 const workerEnv = "LOCKCHECK_HARNESS_TEST_WORKER"
 
 func TestMain(m *testing.M) {
+	if mode := os.Getenv(badWorkerEnv); mode != "" {
+		badWorker(mode)
+	}
 	if os.Getenv(workerEnv) == "1" {
-		if err := worker.Serve(context.Background(), os.Stdin, os.Stdout, os.Stderr, OpenWorker); err != nil {
+		if err := worker.Serve(context.Background(), os.Stdin, os.Stdout, os.Stderr, catalog.OpenWorker); err != nil {
 			os.Stderr.WriteString(err.Error() + "\n")
 			os.Exit(1)
 		}
@@ -33,14 +39,14 @@ func testWorker() worker.Command {
 	return worker.Command{Path: os.Args[0], Env: append(os.Environ(), workerEnv+"=1", "GORACE=atexit_sleep_ms=0")}
 }
 
-func processConfig(t *testing.T, locker string, faultNames ...string) Config {
+func processConfig(t *testing.T, locker string, faultNames ...string) harness.Config {
 	t.Helper()
-	spec, err := LookupLocker(locker)
+	spec, err := catalog.Lookup(locker)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := testConfig(t, faultNames...)
-	cfg.Locker, cfg.ClientsAs, cfg.Worker = spec, ClientsAsProcesses, testWorker()
+	cfg := harness.TestConfig(t, faultNames...)
+	cfg.Locker, cfg.ClientsAs, cfg.Worker = spec, harness.ClientsAsProcesses, testWorker()
 	cfg.TimeScale = float64(500*time.Millisecond) / float64(spec.TTL)
 	cfg.Duration = 3 * time.Second
 	cfg.FaultInterval = 300 * time.Millisecond
@@ -51,7 +57,7 @@ func processConfig(t *testing.T, locker string, faultNames ...string) Config {
 
 // seedPlanning finds a seed whose plan, with cfg's fault bounds, has a
 // fault of kind early enough to be followed by a restart.
-func seedPlanning(t *testing.T, cfg Config, kind string) uint64 {
+func seedPlanning(t *testing.T, cfg harness.Config, kind string) uint64 {
 	t.Helper()
 	for seed := uint64(1); seed < 1000; seed++ {
 		plan := faults.Plan(seed, cfg.Faults, faults.PlanOptions{Clients: cfg.Clients, Window: cfg.Duration, Interval: cfg.FaultInterval, MinDuration: cfg.FaultMin, MaxDuration: cfg.FaultMax})
@@ -76,7 +82,7 @@ func pidsOf(t *testing.T, h *history.History) []int {
 			continue
 		}
 		var ref history.ClientRef
-		mustUnmarshal(t, e.Value, &ref)
+		harness.MustUnmarshal(t, e.Value, &ref)
 		if ref.PID <= 0 {
 			t.Fatalf("event %d: %s of a process client without its pid", e.Index, e.F)
 		}
@@ -106,8 +112,8 @@ func TestProcessClientsArePausedKilledAndReaped(t *testing.T) {
 	cfg := processConfig(t, "redis", "pause-holder", "crash-holder")
 	cfg.Workload.Name = history.WorkloadRegister
 	cfg.Seed = seedPlanning(t, cfg, "crash-holder")
-	out, h := runAndRead(t, cfg)
-	if h.Header.Run.ClientsAs != ClientsAsProcesses {
+	out, h := harness.RunAndRead(t, cfg)
+	if h.Header.Run.ClientsAs != harness.ClientsAsProcesses {
 		t.Fatalf("history says clients ran as %q", h.Header.Run.ClientsAs)
 	}
 	pids := pidsOf(t, h)
@@ -115,13 +121,13 @@ func TestProcessClientsArePausedKilledAndReaped(t *testing.T) {
 		t.Fatalf("crash and restart name %d worker processes, want the killed one and its successor: %v", len(pids), pids)
 	}
 	gone(t, out.WorkerPIDs)
-	tally := tallyRegister(t, h)
+	tally := harness.TallyRegister(t, h)
 	written := 0
-	for _, n := range tally.acked {
+	for _, n := range tally.Acked {
 		written += n
 	}
-	if written == 0 || len(tally.finals) != cfg.Workload.Keys {
-		t.Fatalf("%d increments, finals %v: the worker processes did no work on their registers", written, tally.finals)
+	if written == 0 || len(tally.Finals) != cfg.Workload.Keys {
+		t.Fatalf("%d increments, finals %v: the worker processes did no work on their registers", written, tally.Finals)
 	}
 	if out.Interrupted {
 		t.Fatal("run interrupted")
@@ -139,7 +145,7 @@ func TestInterruptedProcessRunStopsItsChildren(t *testing.T) {
 			cancel()
 		}
 	}}
-	out, err := Run(ctx, cfg)
+	out, err := harness.Run(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,10 +172,10 @@ func TestInterruptedProcessRunStopsItsChildren(t *testing.T) {
 }
 
 func TestProcessClientsNeedANetworkedBackend(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.ClientsAs, cfg.Worker = ClientsAsProcesses, testWorker()
-	_, err := Run(context.Background(), cfg)
-	if !errors.Is(err, ErrFaultNotApplicable) || !contains(err.Error(), "process clients") {
+	cfg := harness.TestConfig(t)
+	cfg.ClientsAs, cfg.Worker = harness.ClientsAsProcesses, testWorker()
+	_, err := harness.Run(context.Background(), cfg)
+	if !errors.Is(err, harness.ErrFaultNotApplicable) || !strings.Contains(err.Error(), "process clients") {
 		t.Fatalf("error %v, want a refusal naming process clients", err)
 	}
 }
@@ -180,14 +186,14 @@ func TestProcessClientsNeedANetworkedBackend(t *testing.T) {
 // where its machine's stands.
 func TestProcessClientsRunOnTheirMachineClock(t *testing.T) {
 	cfg := processConfig(t, "lai")
-	cfg.Workload = Workload{Name: history.WorkloadMutex, Keys: 1, Rate: 20, HoldMin: 100 * time.Millisecond, HoldMax: 250 * time.Millisecond, AcquireTimeout: 2 * time.Second}
+	cfg.Workload = harness.Workload{Name: history.WorkloadMutex, Keys: 1, Rate: 20, HoldMin: 100 * time.Millisecond, HoldMax: 250 * time.Millisecond, AcquireTimeout: 2 * time.Second}
 	cfg.ClockSpread = 20 * 500 * time.Millisecond
-	_, h := runAndRead(t, cfg)
+	_, h := harness.RunAndRead(t, cfg)
 	clocked := map[int]struct{}{}
 	for _, e := range h.Events {
 		if e.F == history.Clock {
 			var c history.ClockChange
-			mustUnmarshal(t, e.Value, &c)
+			harness.MustUnmarshal(t, e.Value, &c)
 			clocked[c.Client] = struct{}{}
 		}
 	}
@@ -232,12 +238,12 @@ func TestEachWorkerDialsThroughItsOwnProxy(t *testing.T) {
 	cfg.FaultMin, cfg.FaultMax = 1500*time.Millisecond, 1500*time.Millisecond
 	cfg.Workload.AcquireTimeout = 300 * time.Millisecond
 	cfg.Seed = seedPlanning(t, cfg, "partition")
-	_, h := runAndRead(t, cfg)
+	_, h := harness.RunAndRead(t, cfg)
 	var cut history.Fault
 	var from, to int64
 	for _, e := range h.Events {
 		if e.F == history.FaultStart && from == 0 {
-			mustUnmarshal(t, e.Value, &cut)
+			harness.MustUnmarshal(t, e.Value, &cut)
 			from = e.Time
 		}
 		if e.F == history.FaultStop && from != 0 && to == 0 {

@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/lockcheck/lockcheck/faults"
-	"github.com/lockcheck/lockcheck/faults/netfault"
 	"github.com/lockcheck/lockcheck/faults/serverfault"
 	"github.com/lockcheck/lockcheck/harness/history"
 	"github.com/lockcheck/lockcheck/harness/worker"
@@ -81,6 +80,11 @@ type Config struct {
 	GCSBucket string
 	// RedisAddrs runs Redis lockers against these servers; see Params.
 	RedisAddrs []string
+	// Backend is a backend name a locker's Setup may honour (Params.
+	// Backend): "" for the locker's default, BackendRedisServer for
+	// redis-server processes in place of embedded Redis; an external
+	// worker's backend (BackendGCS, BackendRedis, BackendNone).
+	Backend string
 	// ClientsAs is ClientsAsGoroutines (the default when empty) or
 	// ClientsAsProcesses.
 	ClientsAs string
@@ -126,6 +130,14 @@ func (c Config) Validate() error {
 const (
 	ClientsAsGoroutines = "goroutine"
 	ClientsAsProcesses  = "process"
+)
+
+// Backend names, as scenarios and flags give them.
+const (
+	BackendRedisServer = "redis-server"
+	BackendGCS         = "gcs"
+	BackendRedis       = "redis"
+	BackendNone        = "none"
 )
 
 // Workloads lists the workload names a run accepts.
@@ -184,16 +196,22 @@ type run struct {
 	stopWork chan struct{}
 	// workerPIDs are every worker process started, under mu.
 	workerPIDs []int
-	newLocker  func(lockers.Env) (lockers.Locker, error)
-	log        lockers.Logger
-	processes  atomic.Int64
-	clients    []*client
-	target     faults.Target
+	// procs are every worker process started, with their clients, under
+	// mu.
+	procs []workerProc
+	// startFailure is why a client's first worker would not start: the
+	// run then ends before its workload.
+	startFailure error
+	newLocker    func(lockers.Env) (lockers.Locker, error)
+	log          lockers.Logger
+	processes    atomic.Int64
+	clients      []*client
+	target       faults.Target
 
 	// plane is the per-client proxy plane (a proxy per client per
 	// backend), nil when clients reach the backends directly (or they
 	// are in-process).
-	plane      *netfault.Group
+	plane      Plane
 	mu         sync.Mutex
 	transports []*http.Transport
 	// closers are the lockers that hold resources (connection pools,
@@ -225,7 +243,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	r := &run{cfg: cfg}
 	server := serverfault.New(serverfault.Options{Seed: cfg.Seed ^ 0x5e7fa17, OnEvent: r.recordServerFault})
 	setupCtx, cancelSetup := context.WithTimeout(ctx, time.Minute)
-	inst, err := cfg.Locker.Setup(setupCtx, Params{TimeScale: cfg.TimeScale, ServerFront: server.Wrap, GCSBucket: cfg.GCSBucket, RedisAddrs: cfg.RedisAddrs, RunID: filepath.Base(cfg.Dir)})
+	inst, err := cfg.Locker.Setup(setupCtx, Params{TimeScale: cfg.TimeScale, ServerFront: server.Wrap, GCSBucket: cfg.GCSBucket, RedisAddrs: cfg.RedisAddrs, Backend: cfg.Backend, RunID: filepath.Base(cfg.Dir)})
 	cancelSetup()
 	if err != nil {
 		return nil, fmt.Errorf("locker %s: setup: %w", cfg.Locker.Name, err)
@@ -234,7 +252,10 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	if cfg.registers() && inst.Register == nil {
 		return nil, fmt.Errorf("locker %s has no store for the %s workload; choose the mutex workload", cfg.Locker.Name, cfg.Workload.Name)
 	}
-	if cfg.processes() && !inst.Attach.networked() {
+	if inst.New == nil && !cfg.processes() {
+		return nil, fmt.Errorf("locker %s runs only as worker processes (an external worker); run its clients as processes", cfg.Locker.Name)
+	}
+	if cfg.processes() && !inst.Attach.Networked() && cfg.Backend != BackendNone {
 		return nil, fmt.Errorf("%w: process clients need a backend another process can reach, and locker %s keeps its state inside the harness; choose a GCS or Redis locker, or goroutine clients", ErrFaultNotApplicable, cfg.Locker.Name)
 	}
 	target := faults.Target{ClockStep: cfg.clockStep()}
@@ -304,10 +325,14 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	r.mu.Lock()
 	out.WorkerPIDs = r.workerPIDs
 	r.mu.Unlock()
-	if err := r.rec.Err(); err != nil {
-		return out, err
+	workerErr := r.startFailure
+	if workerErr == nil {
+		workerErr = r.workerFailures()
 	}
-	return out, f.Sync()
+	if err := r.rec.Err(); err != nil {
+		return out, errors.Join(err, workerErr)
+	}
+	return out, errors.Join(workerErr, f.Sync())
 }
 
 func (r *run) execute(ctx context.Context, out *Outcome) {
@@ -329,6 +354,13 @@ func (r *run) execute(ctx context.Context, out *Outcome) {
 	for _, c := range r.clients {
 		if err := c.start(); err != nil {
 			r.log.Logf("%v", err)
+			if r.cfg.processes() {
+				// A worker that will not start will not start for the
+				// next client either: say so now, not after a run of
+				// clients that never called.
+				r.startFailure = fmt.Errorf("%w: %s: %w", ErrWorker, r.cfg.Worker, err)
+				return
+			}
 			out.Unfinished = append(out.Unfinished, c.slot)
 			continue
 		}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/lockcheck/lockcheck/faults"
-	"github.com/lockcheck/lockcheck/harness"
 	"github.com/lockcheck/lockcheck/harness/history"
 	"github.com/lockcheck/lockcheck/internal/compare"
 )
@@ -35,27 +34,35 @@ const (
 	redisBackend
 )
 
-var backends = map[string]backend{
-	"memory": inProcess, "memory-owner": inProcess, "lease": inProcess,
-	"tus616": gcsBackend, "lai": gcsBackend, "gcslock": gcsBackend, "gmutex": gcsBackend, "fenced": gcsBackend,
-	"redis": redisBackend, "redislock": redisBackend, "redsync": redisBackend, "redlock": redisBackend,
+// exploreLocker is a locker of the cross-product: every built-in locker
+// but the planted mutants (the lease control stays), in catalog order.
+type exploreLocker struct {
+	name    string
+	backend backend
+	// lease says the locker has a TTL, so the cross-product scales it
+	// to DefaultTTL.
+	lease bool
 }
 
-// exploreLockers are every locker but the planted mutants (the lease
-// control stays), in catalog order.
-func exploreLockers() []harness.LockerSpec {
-	var out []harness.LockerSpec
-	for _, l := range harness.Lockers() {
-		if !strings.HasPrefix(l.Name, "mutant-") {
-			out = append(out, l)
-		}
+// exploreLockers is kept equal to the catalog's non-mutant lockers by a
+// test of package catalog.
+var exploreLockers = []exploreLocker{
+	{"memory", inProcess, false}, {"memory-owner", inProcess, false}, {"lease", inProcess, true},
+	{"tus616", gcsBackend, true}, {"lai", gcsBackend, true}, {"gcslock", gcsBackend, false}, {"gmutex", gcsBackend, true}, {"fenced", gcsBackend, true},
+	{"redis", redisBackend, true}, {"redislock", redisBackend, true}, {"redsync", redisBackend, true}, {"redlock", redisBackend, true},
+}
+
+// ExploreLockers names the lockers of the cross-product, in order.
+func ExploreLockers() []string {
+	var out []string
+	for _, l := range exploreLockers {
+		out = append(out, l.name)
 	}
 	return out
 }
 
 // applicable says whether every fault of a family can act on the locker.
-func applicable(locker string, kinds []faults.Kind) bool {
-	b := backends[locker]
+func applicable(b backend, kinds []faults.Kind) bool {
 	for _, k := range kinds {
 		switch k.Needs {
 		case faults.NeedsNetwork:
@@ -85,24 +92,24 @@ func Explore() []Spec {
 		panic(err) // Families names compare's columns; a test holds them together.
 	}
 	var out []Spec
-	for _, l := range exploreLockers() {
+	for _, l := range exploreLockers {
 		for _, w := range ExploreWorkloads {
 			for _, c := range cols {
 				kinds, err := faults.Lookup(c.Faults)
 				if err != nil {
 					panic(err) // a column naming an unknown fault; the scenarios tests call Explore and would fail here
 				}
-				if !applicable(l.Name, kinds) {
+				if !applicable(l.backend, kinds) {
 					continue
 				}
 				s := Spec{
-					Name:    fmt.Sprintf("%s/%s/%s", l.Name, w, c.Name),
-					Summary: fmt.Sprintf("%s, %s workload: %s", l.Name, w, c.Summary),
-					Locker:  l.Name, Workload: w, Faults: slices.Clone(c.Faults),
+					Name:    fmt.Sprintf("%s/%s/%s", l.name, w, c.Name),
+					Summary: fmt.Sprintf("%s, %s workload: %s", l.name, w, c.Summary),
+					Locker:  l.name, Workload: w, Faults: slices.Clone(c.Faults),
 					Seeds:  slices.Clone(ExploreSeeds),
-					Expect: expectation(l.Name, c.Name),
+					Expect: expectation(l.name, c.Name),
 				}
-				if l.TTL > 0 {
+				if l.lease {
 					s.TTL = Duration(DefaultTTL)
 				}
 				if c.LeaseMultiple > 0 {

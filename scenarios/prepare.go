@@ -1,7 +1,6 @@
 package scenarios
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 	"github.com/lockcheck/lockcheck/harness"
 	"github.com/lockcheck/lockcheck/harness/history"
 	"github.com/lockcheck/lockcheck/harness/worker"
-	"github.com/lockcheck/lockcheck/internal/redisserver"
 )
 
 // Defaults filled by Normalize: those of the comparison tables, so a
@@ -40,18 +38,39 @@ const (
 	DefaultTTL = time.Second
 )
 
-// BackendRedisServer runs the locker against redis-server processes
-// started for the run (three for redlock, one for the other Redis
-// lockers), instead of the embedded miniredis.
-const BackendRedisServer = "redis-server"
+// Backends a spec can name. BackendRedisServer runs a Redis locker
+// against redis-server processes started for the run (three for redlock,
+// one for the other Redis lockers) instead of the embedded miniredis. An
+// external worker names the backend the harness starts for it: the
+// embedded GCS, embedded Redis, a redis-server, or none (the worker
+// brings its own, and no network or server fault can reach it).
+const (
+	BackendRedisServer = harness.BackendRedisServer
+	BackendGCS         = harness.BackendGCS
+	BackendRedis       = harness.BackendRedis
+	BackendNone        = harness.BackendNone
+)
+
+// workerBackends are the backends an external worker may name.
+var workerBackends = []string{BackendGCS, BackendRedis, BackendRedisServer, BackendNone}
+
+// Resolve finds the locker a spec runs: a built-in one by name, or the
+// external worker the spec names, on its backend. The command line's
+// resolver knows the built-in catalog; the Go API's knows the caller's
+// own locker. It is given a spec whose defaults may not be filled yet.
+type Resolve func(s Spec) (harness.LockerSpec, error)
+
+// DefaultWorkerLocker names an external worker's locker in reports when
+// the spec gives no name.
+const DefaultWorkerLocker = "worker"
 
 // RecordFile is the name of the spec a run directory records: the spec
 // that made it, with seeds = [the seed used].
 const RecordFile = "scenario.json"
 
 // Normalize fills s's defaults (see the Default constants) and validates
-// it, naming the scenario and the field to fix.
-func (s Spec) Normalize() (Spec, error) {
+// it, naming the scenario and the field to fix. resolve finds its locker.
+func (s Spec) Normalize(resolve Resolve) (Spec, error) {
 	name := s.Name
 	if name == "" {
 		name = "(unnamed)"
@@ -65,11 +84,27 @@ func (s Spec) Normalize() (Spec, error) {
 	if s.Workload == "" {
 		s.Workload = history.WorkloadMutex
 	}
+	if len(s.Worker) > 0 {
+		if s.Locker == "" {
+			s.Locker = DefaultWorkerLocker
+		}
+		if s.ClientsAs == "" {
+			s.ClientsAs = harness.ClientsAsProcesses
+		}
+	}
 	if s.ClientsAs == "" {
 		s.ClientsAs = harness.ClientsAsGoroutines
 	}
+	if strings.TrimSpace(s.Expect.Verdict) == "" && strings.TrimSpace(s.Expect.Reason) == "" {
+		// A spec written for one run, not for a suite: a lock must keep
+		// its promise, so anything but valid is a finding.
+		s.Expect = Expect{Verdict: ExpectValid, Reason: DefaultExpectReason}
+	}
 	if s.Clients == 0 {
 		s.Clients = DefaultClients
+	}
+	if len(s.Seeds) == 0 {
+		s.Seeds = []uint64{1}
 	}
 	if s.Keys == 0 {
 		s.Keys = DefaultKeys
@@ -84,36 +119,58 @@ func (s Spec) Normalize() (Spec, error) {
 	fill(&s.FaultInterval, DefaultFaultInterval)
 	fill(&s.RecoveryTimeout, DefaultRecoveryTimeout)
 	fill(&s.CheckTimeout, DefaultCheckTimeout)
-	if l, err := harness.LookupLocker(s.Locker); err == nil && l.TTL > 0 && s.TTL == 0 && s.TimeScale == 0 {
+	if l, err := resolve(s); err == nil && l.TTL > 0 && s.TTL == 0 && s.TimeScale == 0 {
 		s.TTL = Duration(DefaultTTL)
 	}
-	if err := s.Validate(); err != nil {
+	if err := s.Validate(resolve); err != nil {
 		return s, fmt.Errorf("scenario %s: %w", name, err)
 	}
 	return s, nil
 }
 
 // Validate reports every problem of a spec whose defaults are filled,
-// each naming its field.
-func (s Spec) Validate() error {
+// each naming its field. resolve finds its locker.
+func (s Spec) Validate(resolve Resolve) error {
 	var errs []error
 	add := func(field string, err error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", field, err))
 		}
 	}
-	if _, err := harness.LookupLocker(s.Locker); err != nil {
-		add("locker", err)
+	if _, err := resolve(s); err != nil {
+		field := "locker"
+		if len(s.Worker) > 0 {
+			field = "worker"
+		}
+		add(field, err)
 	}
-	switch s.Backend {
-	case "":
-	case BackendRedisServer:
+	switch {
+	case len(s.Worker) > 0:
+		if strings.TrimSpace(s.Worker[0]) == "" {
+			add("worker", errors.New("the command is empty; give the program to run first, e.g. [\"node\", \"workers/node/worker.js\"]"))
+		}
+		if !slices.Contains(workerBackends, s.Backend) {
+			add("backend", fmt.Errorf("%q: an external worker needs the backend the harness starts for it, one of %s", s.Backend, strings.Join(workerBackends, ", ")))
+		}
+		if s.ClientsAs != harness.ClientsAsProcesses {
+			add("clients_as", fmt.Errorf("%q: an external worker runs every client as a process; drop clients_as or give %q", s.ClientsAs, harness.ClientsAsProcesses))
+		}
+		if s.TTL != 0 {
+			add("ttl", errors.New("an external worker's lease is unknown to the harness, so no ttl can be scaled to; give time_scale, which the worker gets in its hello"))
+		}
+		if s.GCSBucket != "" || len(s.RedisAddrs) > 0 {
+			add("backend", errors.New("an external worker runs on the backend the harness starts (gcs, redis, redis-server or none); drop gcs_bucket and redis_addrs"))
+		}
+	case s.Backend == "":
+	case s.Backend == BackendRedisServer:
 		if _, ok := redisServers[s.Locker]; !ok {
 			add("backend", fmt.Errorf("%q runs Redis lockers only (%s), not %s", s.Backend, strings.Join(redisLockers(), ", "), s.Locker))
 		}
 		if len(s.RedisAddrs) > 0 {
 			add("backend", fmt.Errorf("%q starts its own servers; drop redis_addrs", s.Backend))
 		}
+	case slices.Contains(workerBackends, s.Backend):
+		add("backend", fmt.Errorf("%q is for an external worker (worker, or -worker on the command line); a built-in locker runs on its own backend: drop backend, or give %q for a Redis locker", s.Backend, BackendRedisServer))
 	default:
 		add("backend", fmt.Errorf("unknown backend %q; want \"\" (the locker's embedded one) or %q", s.Backend, BackendRedisServer))
 	}
@@ -166,7 +223,7 @@ func (s Spec) Validate() error {
 	// The numeric ranges are the harness's; checking them here names
 	// the scenario before any run starts.
 	if len(errs) == 0 {
-		cfg, err := s.config(s.seedOr(1), "-", nil)
+		cfg, err := s.config(resolve, s.seedOr(1), "-", nil)
 		if err == nil {
 			err = cfg.Validate()
 		}
@@ -197,41 +254,20 @@ func redisLockers() []string {
 
 // Prepare builds the harness configuration of one run of s (normalized or
 // validated) with seed, into the run directory dir (which harness.Run
-// creates). worker is called only for process clients. With backend
-// redis-server it starts the servers; cleanup stops them and must be
-// called once the run is over. The configuration records s, with seeds =
+// creates). resolve finds its locker; worker is called only for process
+// clients of a built-in locker. The configuration records s, with seeds =
 // [seed], as dir/scenario.json as soon as the run records its first event,
 // so a run that crashes or is interrupted still says what it was.
-func Prepare(ctx context.Context, s Spec, seed uint64, dir string, worker func() (worker.Command, error)) (harness.Config, func(), error) {
-	nothing := func() {}
+func Prepare(s Spec, resolve Resolve, seed uint64, dir string, worker func() (worker.Command, error)) (harness.Config, error) {
 	if seed == 0 {
-		return harness.Config{}, nothing, errors.New("seed 0: want a nonzero seed (pick one before preparing)")
+		return harness.Config{}, errors.New("seed 0: want a nonzero seed (pick one before preparing)")
 	}
-	cfg, err := s.config(seed, dir, worker)
+	cfg, err := s.config(resolve, seed, dir, worker)
 	if err != nil {
-		return harness.Config{}, nothing, err
-	}
-	cleanup := nothing
-	if s.Backend == BackendRedisServer {
-		var servers []*redisserver.Server
-		cleanup = func() {
-			for _, srv := range servers {
-				srv.Close()
-			}
-		}
-		for range redisServers[s.Locker] {
-			srv, err := redisserver.StartReal(ctx, redisserver.Options{})
-			if err != nil {
-				cleanup()
-				return harness.Config{}, nothing, fmt.Errorf("backend %s: %w", s.Backend, err)
-			}
-			servers = append(servers, srv)
-			cfg.RedisAddrs = append(cfg.RedisAddrs, srv.Addr())
-		}
+		return harness.Config{}, err
 	}
 	if err := cfg.Validate(); err != nil {
-		cleanup()
-		return harness.Config{}, nothing, err
+		return harness.Config{}, err
 	}
 	rec := s
 	rec.Seeds = []uint64{seed}
@@ -241,12 +277,12 @@ func Prepare(ctx context.Context, s Spec, seed uint64, dir string, worker func()
 		// calls WriteRecord after the run.
 		once.Do(func() { WriteRecord(dir, rec) })
 	})
-	return cfg, cleanup, nil
+	return cfg, nil
 }
 
 // config converts s to a harness configuration without starting anything.
-func (s Spec) config(seed uint64, dir string, worker func() (worker.Command, error)) (harness.Config, error) {
-	locker, err := harness.LookupLocker(s.Locker)
+func (s Spec) config(resolve Resolve, seed uint64, dir string, worker func() (worker.Command, error)) (harness.Config, error) {
+	locker, err := resolve(s)
 	if err != nil {
 		return harness.Config{}, fmt.Errorf("locker: %w", err)
 	}
@@ -290,9 +326,13 @@ func (s Spec) config(seed uint64, dir string, worker func() (worker.Command, err
 		Proxy:           s.Proxy,
 		GCSBucket:       s.GCSBucket,
 		ClientsAs:       s.ClientsAs,
+		Backend:         s.Backend,
 		Dir:             dir,
 	}
-	if cfg.ClientsAs == harness.ClientsAsProcesses {
+	switch {
+	case len(s.Worker) > 0:
+		cfg.Worker = externalWorker(s.Worker)
+	case cfg.ClientsAs == harness.ClientsAsProcesses:
 		if worker == nil {
 			// Validation only: the harness wants a path to be present.
 			cfg.Worker.Path = "worker"
@@ -301,6 +341,13 @@ func (s Spec) config(seed uint64, dir string, worker func() (worker.Command, err
 		}
 	}
 	return cfg, nil
+}
+
+// externalWorker is the command of an external worker: its program found
+// on PATH (or relative to the working directory) when the run starts, so
+// that a missing one is named before any client starts.
+func externalWorker(argv []string) worker.Command {
+	return worker.Command{Path: argv[0], Args: slices.Clone(argv[1:])}
 }
 
 // ParseFaultDuration reads fault_duration: "" (each fault's own range),

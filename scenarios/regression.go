@@ -2,7 +2,6 @@ package scenarios
 
 import (
 	"embed"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"path"
@@ -48,13 +47,7 @@ func decodeFile(fsys fs.FS, name string) (Spec, error) {
 	if err != nil {
 		return Spec{}, err
 	}
-	var s Spec
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
-		return Spec{}, fmt.Errorf("%s: %w", name, err)
-	}
-	return s, nil
+	return Decode(name, b)
 }
 
 // pinnedBy names, for each cell of the comparison tables where a ported

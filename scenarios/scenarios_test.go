@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/lockcheck/lockcheck/catalog"
 	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/harness"
 	"github.com/lockcheck/lockcheck/harness/history"
@@ -24,7 +24,7 @@ func TestRegressionFilesLoadAndValidate(t *testing.T) {
 		t.Fatal("no regression scenarios embedded")
 	}
 	for _, s := range specs {
-		n, err := s.Normalize()
+		n, err := s.Normalize(resolve)
 		if err != nil {
 			t.Errorf("%v", err)
 			continue
@@ -96,7 +96,7 @@ func TestBadSpecsNameWhatToFix(t *testing.T) {
 	good := func() Spec {
 		return Spec{Name: "t/bad", Locker: "memory-owner", Seeds: []uint64{1}, Expect: Expect{Verdict: "valid", Reason: "control"}}
 	}
-	if _, err := good().Normalize(); err != nil {
+	if _, err := good().Normalize(resolve); err != nil {
 		t.Fatalf("the good spec: %v", err)
 	}
 	cases := []struct {
@@ -109,7 +109,6 @@ func TestBadSpecsNameWhatToFix(t *testing.T) {
 		{"workload", func(s *Spec) { s.Workload = "queue" }, `workload: unknown workload "queue"; known workloads: mutex`},
 		{"verdict", func(s *Spec) { s.Expect.Verdict = "ok" }, `expect.verdict: "ok": want "valid", "invalid" or "either"`},
 		{"reason", func(s *Spec) { s.Expect.Reason = " " }, "expect.reason: empty"},
-		{"no seeds", func(s *Spec) { s.Seeds = nil }, "seeds: none"},
 		{"seed 0", func(s *Spec) { s.Seeds = []uint64{0} }, "seeds: 0: want 1..2^63-1"},
 		{"seed twice", func(s *Spec) { s.Seeds = []uint64{1, 2, 1} }, "seeds: 1 is listed twice"},
 		{"fault duration", func(s *Spec) { s.FaultDuration = "3" }, `fault_duration: "3": want D or MIN-MAX`},
@@ -124,7 +123,7 @@ func TestBadSpecsNameWhatToFix(t *testing.T) {
 	for _, c := range cases {
 		s := good()
 		c.change(&s)
-		_, err := s.Normalize()
+		_, err := s.Normalize(resolve)
 		if err == nil {
 			t.Errorf("%s: accepted", c.name)
 			continue
@@ -136,7 +135,7 @@ func TestBadSpecsNameWhatToFix(t *testing.T) {
 }
 
 func TestNormalizeFillsTheTablesDefaults(t *testing.T) {
-	s, err := Spec{Name: "t", Locker: "lai", Seeds: []uint64{1}, Expect: Expect{"valid", "x"}}.Normalize()
+	s, err := Spec{Name: "t", Locker: "lai", Seeds: []uint64{1}, Expect: Expect{"valid", "x"}}.Normalize(resolve)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +144,7 @@ func TestNormalizeFillsTheTablesDefaults(t *testing.T) {
 		t.Errorf("defaults: %+v", s)
 	}
 	zero := 0.0
-	s, err = Spec{Name: "t", Locker: "gcslock", Rate: &zero, Seeds: []uint64{1}, Expect: Expect{"valid", "x"}}.Normalize()
+	s, err = Spec{Name: "t", Locker: "gcslock", Rate: &zero, Seeds: []uint64{1}, Expect: Expect{"valid", "x"}}.Normalize(resolve)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,23 +161,28 @@ func TestExploreIsUniqueApplicableAndValid(t *testing.T) {
 			t.Errorf("duplicate %s", s.Name)
 		}
 		seen[s.Name] = true
-		if _, err := s.Normalize(); err != nil {
+		if _, err := s.Normalize(resolve); err != nil {
 			t.Error(err)
 		}
 		kinds, _ := faults.Lookup(s.Faults)
+		i := slices.IndexFunc(exploreLockers, func(l exploreLocker) bool { return l.name == s.Locker })
 		for _, k := range kinds {
-			b := backends[s.Locker]
+			b := exploreLockers[i].backend
 			if (k.Needs == faults.NeedsNetwork && b == inProcess) || (k.Needs == faults.NeedsServer && b != gcsBackend) {
 				t.Errorf("%s: fault %s cannot reach locker %s", s.Name, k.Name, s.Locker)
 			}
 		}
 	}
-	// Every non-mutant locker is classified, so a new one is not left
-	// out as in-process by accident.
-	for _, l := range harness.Lockers() {
-		if _, ok := backends[l.Name]; !ok && !strings.HasPrefix(l.Name, "mutant-") {
-			t.Errorf("locker %s has no backend class in explore.go", l.Name)
+	// Every non-mutant locker is classified, in catalog order, so a new
+	// one is not left out, or taken for in-process, by accident.
+	var want []string
+	for _, l := range catalog.Lockers() {
+		if !strings.HasPrefix(l.Name, "mutant-") {
+			want = append(want, l.Name)
 		}
+	}
+	if got := ExploreLockers(); !slices.Equal(got, want) {
+		t.Errorf("explore.go's lockers %v, the catalog's non-mutant lockers %v", got, want)
 	}
 	for _, want := range []string{"lai/mutex/partition", "redis/register/pause", "gcslock/mutex/lost-reply", "memory/mutex/clock"} {
 		if !seen[want] {
@@ -252,16 +256,15 @@ func TestLookupAndSuites(t *testing.T) {
 }
 
 func TestPrepareRecordsTheSpecAndItsSeed(t *testing.T) {
-	s, err := Spec{Name: "t/p", Locker: "lai", Faults: []string{"pause-holder"}, FaultDuration: "500ms-1s", Seeds: []uint64{1}, Expect: Expect{"invalid", "x"}}.Normalize()
+	s, err := Spec{Name: "t/p", Locker: "lai", Faults: []string{"pause-holder"}, FaultDuration: "500ms-1s", Seeds: []uint64{1}, Expect: Expect{"invalid", "x"}}.Normalize(resolve)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir() + "/run"
-	cfg, cleanup, err := Prepare(context.Background(), s, 42, dir, nil)
+	cfg, err := Prepare(s, resolve, 42, dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cleanup()
 	if cfg.Seed != 42 || cfg.Dir != dir || cfg.FaultMin != 500*time.Millisecond || cfg.FaultMax != time.Second ||
 		cfg.TimeScale != float64(time.Second)/float64(cfg.Locker.TTL) || len(cfg.Observers) != 1 {
 		t.Fatalf("config: %+v", cfg)
@@ -281,38 +284,36 @@ func TestPrepareRecordsTheSpecAndItsSeed(t *testing.T) {
 	if string(a) != string(b) {
 		t.Errorf("scenario.json:\n%s\nwant\n%s", a, b)
 	}
-	if _, _, err := Prepare(context.Background(), s, 0, dir, nil); err == nil {
+	if _, err := Prepare(s, resolve, 0, dir, nil); err == nil {
 		t.Error("Prepare took seed 0")
 	}
 }
 
-// The redis-server backend starts a real server per server the locker
-// talks to, runs on them, and stops them on cleanup.
-func TestPrepareStartsRealRedisServers(t *testing.T) {
+// The redis-server backend runs the locker on real servers, which the
+// run starts and stops (package backends tests how many and that they
+// stop).
+func TestPrepareRunsOnRealRedisServers(t *testing.T) {
 	s, err := Spec{Name: "t/redis", Locker: "redlock", Backend: BackendRedisServer, Duration: Duration(300 * time.Millisecond),
-		RecoveryTimeout: Duration(2 * time.Second), Clients: 2, Keys: 1, Seeds: []uint64{1}, Expect: Expect{"valid", "x"}}.Normalize()
+		RecoveryTimeout: Duration(2 * time.Second), Clients: 2, Keys: 1, Seeds: []uint64{1}, Expect: Expect{"valid", "x"}}.Normalize(resolve)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, cleanup, err := Prepare(context.Background(), s, 1, t.TempDir()+"/run", nil)
+	cfg, err := Prepare(s, resolve, 1, t.TempDir()+"/run", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Backend != BackendRedisServer {
+		t.Fatalf("backend %q reached the harness, want %q", cfg.Backend, BackendRedisServer)
+	}
+	out, err := harness.Run(context.Background(), cfg)
 	if errors.Is(err, redisserver.ErrNoRedisServer) {
 		t.Skipf("no real Redis (`make redis-server` installs it): %v", err)
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.RedisAddrs) != 3 {
-		cleanup()
-		t.Fatalf("redlock on %s: %d servers (%v), want 3", BackendRedisServer, len(cfg.RedisAddrs), cfg.RedisAddrs)
-	}
-	out, err := harness.Run(context.Background(), cfg)
-	if err != nil {
-		cleanup()
-		t.Fatal(err)
-	}
 	h, err := history.ReadFile(filepath.Join(out.Dir, "history.jsonl"))
 	if err != nil {
-		cleanup()
 		t.Fatal(err)
 	}
 	acquired := 0
@@ -324,18 +325,11 @@ func TestPrepareStartsRealRedisServers(t *testing.T) {
 	if acquired == 0 {
 		t.Error("no acquire succeeded on the real servers")
 	}
-	cleanup()
-	for _, a := range cfg.RedisAddrs {
-		if c, err := net.DialTimeout("tcp", a, time.Second); err == nil {
-			c.Close()
-			t.Errorf("server %s still accepts connections after cleanup", a)
-		}
-	}
 }
 
 // withShortRun keeps a test run under a second.
 func withShortRun(c harness.Config) harness.Config {
-	c.Locker, _ = harness.LookupLocker("memory-owner")
+	c.Locker, _ = catalog.Lookup("memory-owner")
 	c.Duration, c.RecoveryTimeout, c.Faults, c.Clients = 200*time.Millisecond, time.Second, nil, 2
 	return c
 }
@@ -346,4 +340,10 @@ func TestFamiliesAreCompareColumns(t *testing.T) {
 			t.Errorf("family %s has no scenario", f)
 		}
 	}
+}
+
+// resolve is the command line's resolver: the built-in catalog, or an
+// external worker.
+func resolve(s Spec) (harness.LockerSpec, error) {
+	return catalog.Resolve(s.Locker, s.Worker, s.Backend)
 }

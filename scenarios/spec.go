@@ -18,9 +18,18 @@ type Spec struct {
 	Name    string `json:"name"`
 	Summary string `json:"summary,omitempty"`
 
+	// Locker names a built-in locker (verify list), or, with Worker, the
+	// external worker's locker in reports (default "worker").
 	Locker string `json:"locker"`
-	// Backend is "" (the locker's embedded default) or "redis-server"
-	// (a real redis-server started for the run).
+	// Worker, when set, runs every client as this external worker
+	// process (protocol v1, package harness/worker): the program and
+	// its arguments, e.g. ["node", "workers/node/worker.js"]. Clients
+	// are then processes, and Backend says what the harness starts for
+	// them.
+	Worker []string `json:"worker,omitempty"`
+	// Backend is "" (a built-in locker's embedded default) or
+	// "redis-server" (a real redis-server started for the run); with
+	// Worker, one of "gcs", "redis", "redis-server" or "none".
 	Backend   string   `json:"backend,omitempty"`
 	Workload  string   `json:"workload,omitempty"`   // default "mutex"
 	ClientsAs string   `json:"clients_as,omitempty"` // default "goroutine"
@@ -76,6 +85,10 @@ type Expect struct {
 	Verdict string `json:"verdict"` // valid | invalid | either
 	Reason  string `json:"reason"`
 }
+
+// DefaultExpectReason is the reason Normalize gives a spec that expects
+// nothing: one written for a single run rather than for a suite.
+const DefaultExpectReason = "no expectation given: a lock must keep mutual exclusion, so anything but valid is a finding"
 
 // Expected verdicts.
 const (

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -9,23 +8,17 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/lockcheck/lockcheck/harness/history"
-	"github.com/lockcheck/lockcheck/internal/report"
 	"github.com/lockcheck/lockcheck/models"
+	"github.com/lockcheck/lockcheck/runner"
 )
-
-type checkOptions struct {
-	timeout         time.Duration
-	requireRecovery bool
-}
 
 func checkCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var o checkOptions
+	var o runner.CheckOptions
 	var write bool
-	fs.DurationVar(&o.timeout, "check-timeout", time.Minute, "time limit of the linearizability search; past it the verdict is unknown")
-	fs.BoolVar(&o.requireRecovery, "require-recovery", false, "count clients that never acquire in the recovery phase as a failure (exit 1)")
+	fs.DurationVar(&o.Timeout, "check-timeout", time.Minute, "time limit of the linearizability search; past it the verdict is unknown")
+	fs.BoolVar(&o.RequireRecovery, "require-recovery", false, "count clients that never acquire in the recovery phase as a failure (exit 1)")
 	fs.BoolVar(&write, "write", false, "rewrite result.json, summary.txt, history.html and report.html in the run directory")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: verify check [flags] <run dir | history.jsonl>
@@ -53,9 +46,9 @@ Flags:
 	} else if st.IsDir() {
 		dir, path = path, filepath.Join(path, "history.jsonl")
 	}
-	var saved *resultFile
+	var saved *runner.ResultFile
 	if dir != "" {
-		saved, _ = readResult(filepath.Join(dir, "result.json"))
+		saved, _ = runner.ReadResult(filepath.Join(dir, "result.json"))
 	}
 	writeDir := ""
 	if write {
@@ -73,105 +66,37 @@ Flags:
 	return code, err
 }
 
-// resultFile is result.json: everything a run found, and enough about the
-// run to reproduce it.
-type resultFile struct {
-	Verdict models.Verdict `json:"verdict"`
-	// LivenessCounts says whether liveness was part of Verdict
-	// (-require-recovery).
-	LivenessCounts bool              `json:"liveness_counts"`
-	Run            history.RunInfo   `json:"scenario"`
-	Seed           uint64            `json:"seed"`
-	Start          time.Time         `json:"start"`
-	Versions       map[string]string `json:"versions"`
-	Checked        time.Time         `json:"checked"`
-	Report         *models.Report    `json:"report"`
-}
-
-func readResult(path string) (*resultFile, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var r resultFile
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return &r, nil
-}
-
 // checkAndReport checks the history at path, prints the verdict table and
 // summary, and, when dir is set, writes result.json, summary.txt and
 // history.html and report.html there. The exit code follows the verdict.
-func checkAndReport(path, dir string, o checkOptions, stdout io.Writer) (int, error) {
-	h, rep, verdict, err := checkHistory(path, o.timeout, o.requireRecovery)
+func checkAndReport(path, dir string, o runner.CheckOptions, stdout io.Writer) (int, error) {
+	h, rep, verdict, err := runner.Check(path, o)
 	if err != nil {
 		return 0, err
 	}
-	if h.Truncated {
-		fmt.Fprintf(stdout, "note: the last line of %s was cut off (the run died mid-write); checking the %d complete events before it\n", path, len(h.Events))
-	}
-	fmt.Fprintln(stdout)
-	if err := rep.WriteTable(stdout); err != nil {
-		return 0, err
-	}
-	fmt.Fprintf(stdout, "\n%s", rep.Summary())
 	if dir != "" {
-		if err := writeResults(dir, h, rep, verdict, o); err != nil {
+		if err := runner.WriteResults(dir, h, rep, verdict, o); err != nil {
 			return 0, err
 		}
-		fmt.Fprintf(stdout, "results in %s\n", dir)
 	}
-	fmt.Fprintf(stdout, "verdict: %s\n", verdict)
-	return exitCodeOf(verdict), nil
+	return printVerdict(&runner.Result{Dir: dir, HistoryPath: path, History: h, Report: rep, Verdict: verdict}, stdout), nil
 }
 
-// checkHistory reads and checks the history at path. The verdict is the
-// safety verdict, merged with liveness when recovery is required: the one
-// rule every command that judges a run follows.
-func checkHistory(path string, timeout time.Duration, requireRecovery bool) (*history.History, *models.Report, models.Verdict, error) {
-	h, err := history.ReadFile(path)
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("read history: %w", err)
+// printVerdict prints a checked run: a note on a cut-off history, the
+// verdict table, the summary, where the results are, and the verdict
+// line. It returns the exit code the verdict calls for.
+func printVerdict(res *runner.Result, stdout io.Writer) int {
+	if res.History.Truncated {
+		fmt.Fprintf(stdout, "note: the last line of %s was cut off (the run died mid-write); checking the %d complete events before it\n", res.HistoryPath, len(res.History.Events))
 	}
-	rep, err := models.Check(h, models.Options{LinearizabilityTimeout: timeout})
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("check %s: %w", path, err)
+	fmt.Fprintln(stdout)
+	res.Report.WriteTable(stdout)
+	fmt.Fprintf(stdout, "\n%s", res.Report.Summary())
+	if res.Dir != "" {
+		fmt.Fprintf(stdout, "results in %s\n", res.Dir)
 	}
-	verdict := rep.Verdict
-	if requireRecovery && rep.Liveness != nil {
-		verdict = verdict.Merge(rep.Liveness.Verdict)
-	}
-	return h, rep, verdict, nil
-}
-
-func writeResults(dir string, h *history.History, rep *models.Report, verdict models.Verdict, o checkOptions) error {
-	res := resultFile{
-		Verdict: verdict, LivenessCounts: o.requireRecovery,
-		Run: h.Header.Run, Seed: h.Header.Run.Seed, Start: h.Header.Start,
-		Versions: versions(), Checked: time.Now().UTC(), Report: rep,
-	}
-	b, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		return fmt.Errorf("result.json: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "result.json"), append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	summary := fmt.Sprintf("run %s: locker %s, seed %d, %d clients, %d keys, %v, faults %v\nverdict: %s\n%s",
-		h.Header.Run.ID, h.Header.Run.Locker, h.Header.Run.Seed, h.Header.Run.Clients, h.Header.Run.Keys,
-		time.Duration(h.Header.Run.Duration), h.Header.Run.Faults, verdict, rep.Summary())
-	if err := os.WriteFile(filepath.Join(dir, "summary.txt"), []byte(summary), 0o644); err != nil {
-		return err
-	}
-	if err := rep.WriteVisualization(filepath.Join(dir, "history.html")); err != nil {
-		return fmt.Errorf("history.html: %w", err)
-	}
-	meta := report.Meta{Verdict: verdict, LivenessCounts: o.requireRecovery, Checked: res.Checked, Versions: res.Versions}
-	if err := report.Write(filepath.Join(dir, "report.html"), h, rep, meta); err != nil {
-		return fmt.Errorf("report.html: %w", err)
-	}
-	return nil
+	fmt.Fprintf(stdout, "verdict: %s\n", res.Verdict)
+	return exitCodeOf(res.Verdict)
 }
 
 func exitCodeOf(v models.Verdict) int {

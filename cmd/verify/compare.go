@@ -11,17 +11,18 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lockcheck/lockcheck/catalog"
 	"github.com/lockcheck/lockcheck/harness"
-	"github.com/lockcheck/lockcheck/harness/history"
 	"github.com/lockcheck/lockcheck/internal/compare"
 	"github.com/lockcheck/lockcheck/models"
+	"github.com/lockcheck/lockcheck/runner"
 )
 
 // defaultCompareLockers are the lockers a comparison runs unless told:
 // every real algorithm and the correct control, not the planted mutants.
 func defaultCompareLockers() []string {
 	var names []string
-	for _, l := range harness.Lockers() {
+	for _, l := range catalog.Lockers() {
 		if !strings.HasPrefix(l.Name, "mutant-") {
 			names = append(names, l.Name)
 		}
@@ -78,7 +79,7 @@ Flags:
 	}
 	var specs []harness.LockerSpec
 	for _, n := range splitList(*lockersFlag) {
-		l, err := harness.LookupLocker(n)
+		l, err := catalog.Lookup(n)
 		if err != nil {
 			return 0, fmt.Errorf("-lockers: %w", err)
 		}
@@ -121,7 +122,7 @@ Flags:
 	plan := compare.Plan{
 		Lockers: specs, Scenarios: scenarios, Seeds: seeds, TTL: *ttl, Base: base, Dir: dir, Parallel: *parallel,
 		Check: func(historyPath, runDir string) (*models.Report, error) {
-			return checkQuietly(historyPath, runDir, checkOptions{timeout: *checkTimeout})
+			return checkQuietly(historyPath, runDir, runner.CheckOptions{Timeout: *checkTimeout})
 		},
 		Progress: func(done, total int, r compare.Run) {
 			what := string(r.Verdict)
@@ -213,14 +214,10 @@ func exitCodeOfTable(t *compare.Table) int {
 
 // checkQuietly checks a run and writes its results, as checkAndReport
 // does, without printing the table.
-func checkQuietly(path, dir string, o checkOptions) (*models.Report, error) {
-	h, err := history.ReadFile(path)
+func checkQuietly(path, dir string, o runner.CheckOptions) (*models.Report, error) {
+	h, rep, verdict, err := runner.Check(path, o)
 	if err != nil {
-		return nil, fmt.Errorf("read history: %w", err)
+		return nil, err
 	}
-	rep, err := models.Check(h, models.Options{LinearizabilityTimeout: o.timeout})
-	if err != nil {
-		return nil, fmt.Errorf("check %s: %w", path, err)
-	}
-	return rep, writeResults(dir, h, rep, rep.Verdict, o)
+	return rep, runner.WriteResults(dir, h, rep, verdict, o)
 }

@@ -5,8 +5,8 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/lockcheck/lockcheck/catalog"
 	"github.com/lockcheck/lockcheck/faults"
-	"github.com/lockcheck/lockcheck/harness"
 )
 
 func listCommand(args []string, stdout io.Writer) (int, error) {
@@ -15,7 +15,7 @@ func listCommand(args []string, stdout io.Writer) (int, error) {
 	}
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "LOCKERS\tFENCING\tTTL\t")
-	for _, l := range harness.Lockers() {
+	for _, l := range catalog.Lockers() {
 		fencing := "no"
 		if l.Fencing {
 			fencing = "yes"

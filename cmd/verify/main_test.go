@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lockcheck/lockcheck/runner"
 )
 
 // TestMain lets the test binary stand in for verify when the harness starts
@@ -47,7 +49,7 @@ func TestRunValidLockerExitsZeroAndWritesEveryArtifact(t *testing.T) {
 			t.Errorf("%s missing or empty: %v", f, err)
 		}
 	}
-	res, err := readResult(filepath.Join(dir, "result.json"))
+	res, err := runner.ReadResult(filepath.Join(dir, "result.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +166,7 @@ func TestRunWithProcessClients(t *testing.T) {
 	if code != exitValid {
 		t.Fatalf("exit %d\n%s", code, stdout)
 	}
-	res, err := readResult(filepath.Join(dir, "result.json"))
+	res, err := runner.ReadResult(filepath.Join(dir, "result.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/lockcheck/lockcheck/models"
+	"github.com/lockcheck/lockcheck/runner"
 	"github.com/lockcheck/lockcheck/scenarios"
 )
 
@@ -48,12 +49,12 @@ Flags:
 	if len(spec.Seeds) != 1 {
 		return 0, fmt.Errorf("%s: seeds %v: a run records the one seed it used", filepath.Join(old, scenarios.RecordFile), spec.Seeds)
 	}
-	if err := spec.Validate(); err != nil {
+	if err := spec.Validate(resolveLocker); err != nil {
 		return 0, fmt.Errorf("%s: %w", filepath.Join(old, scenarios.RecordFile), err)
 	}
 	saved := models.Unknown
 	haveSaved := false
-	if res, err := readResult(filepath.Join(old, "result.json")); err == nil {
+	if res, err := runner.ReadResult(filepath.Join(old, "result.json")); err == nil {
 		saved, haveSaved = res.Verdict, true
 	}
 	dir := *out

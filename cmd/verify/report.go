@@ -13,6 +13,7 @@ import (
 
 	"github.com/lockcheck/lockcheck/harness/history"
 	"github.com/lockcheck/lockcheck/internal/report"
+	"github.com/lockcheck/lockcheck/runner"
 	"github.com/lockcheck/lockcheck/scenarios"
 )
 
@@ -24,9 +25,9 @@ const reportDepth = 3
 func reportCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var o checkOptions
+	var o runner.CheckOptions
 	var rebuild bool
-	fs.DurationVar(&o.timeout, "check-timeout", time.Minute, "time limit of the linearizability search when a page has to be rebuilt from its history")
+	fs.DurationVar(&o.Timeout, "check-timeout", time.Minute, "time limit of the linearizability search when a page has to be rebuilt from its history")
 	fs.BoolVar(&rebuild, "rebuild", false, "rebuild every run's report.html, not only the missing ones")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: verify report [flags] <results dir>
@@ -122,10 +123,10 @@ func findRunDirs(root string) ([]string, error) {
 
 // indexRun reads one run directory for the index, building its page when
 // it has none (or rebuild is set).
-func indexRun(root, dir string, rebuild bool, o checkOptions) report.Run {
+func indexRun(root, dir string, rebuild bool, o runner.CheckOptions) report.Run {
 	rel, _ := filepath.Rel(root, dir)
 	r := report.Run{Dir: filepath.ToSlash(rel), ID: filepath.Base(dir)}
-	saved, err := readResult(filepath.Join(dir, "result.json"))
+	saved, err := runner.ReadResult(filepath.Join(dir, "result.json"))
 	if err != nil {
 		r.Problem = fmt.Sprintf("no readable result.json (%v)", err)
 	} else {
@@ -158,8 +159,8 @@ func indexRun(root, dir string, rebuild bool, o checkOptions) report.Run {
 
 // rebuildPage re-checks a run's history to draw its page: result.json keeps
 // the verdicts but not the search that porcupine draws.
-func rebuildPage(dir, page string, saved *resultFile, o checkOptions) error {
-	h, rep, now, err := checkHistory(filepath.Join(dir, "history.jsonl"), o.timeout, saved != nil && saved.LivenessCounts)
+func rebuildPage(dir, page string, saved *runner.ResultFile, o runner.CheckOptions) error {
+	h, rep, now, err := runner.Check(filepath.Join(dir, "history.jsonl"), runner.CheckOptions{Timeout: o.Timeout, RequireRecovery: saved != nil && saved.LivenessCounts})
 	if err != nil {
 		return err
 	}

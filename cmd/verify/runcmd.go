@@ -9,13 +9,17 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/lockcheck/lockcheck/catalog"
 	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/harness"
+	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/runner"
 	"github.com/lockcheck/lockcheck/scenarios"
 )
 
@@ -46,6 +50,8 @@ type runFlags struct {
 	workload        string
 	clientsAs       string
 	scenario        string
+	worker          string
+	backend         string
 }
 
 func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
@@ -78,7 +84,9 @@ func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
 	fs.StringVar(&f.redisAddrs, "redis-addr", "", "run Redis lockers against these real servers, `host:port[,host:port,...]` (redlock takes three); default: embedded Redis servers on loopback")
 	fs.StringVar(&f.workload, "workload", "mutex", "what the critical section does: mutex, register, fenced-register or request-release (see `verify list`)")
 	fs.StringVar(&f.clientsAs, "clients-as", "goroutine", "run each client as a `goroutine` in this process, or as a `process` (a `verify worker` child that gets real SIGSTOP and SIGKILL; GCS and Redis lockers)")
-	fs.StringVar(&f.scenario, "scenario", "", "run this named scenario (see `verify scenarios`) on its first seed, or on -seed; only -seed, -out and -q go with it")
+	fs.StringVar(&f.scenario, "scenario", "", "run this named scenario (see `verify scenarios`), or the scenario `file` (a path to a .json file), on its first seed or on -seed; only -seed, -out and -q go with it")
+	fs.StringVar(&f.worker, "worker", "", "run every client as this external worker `command` (protocol v1; quote it: -worker 'node workers/node/worker.js'); -locker then only names it in reports, and -backend says what the harness starts for it")
+	fs.StringVar(&f.backend, "backend", "", "with -worker: the backend the harness starts for the workers, `gcs`, redis, redis-server or none; without: redis-server runs a Redis locker on real redis-server processes")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: verify run [flags]
        verify run -scenario NAME [-seed N]
@@ -129,11 +137,11 @@ func runCommand(args []string, stdout, stderr io.Writer) (int, error) {
 			slices.Sort(given)
 			return 0, fmt.Errorf("-scenario sets these; drop %s (only -seed, -out and -q go with -scenario)", strings.Join(given, ", "))
 		}
-		s, err := scenarios.Lookup(f.scenario)
+		s, err := lookupScenario(f.scenario)
 		if err != nil {
 			return 0, fmt.Errorf("-scenario: %w", err)
 		}
-		if spec, err = s.Normalize(); err != nil {
+		if spec, err = s.Normalize(resolveLocker); err != nil {
 			return 0, err
 		}
 	} else {
@@ -164,41 +172,46 @@ var scenarioOverrides = map[string]bool{"scenario": true, "seed": true, "out": t
 // runSpec runs one seed of spec into a new directory under out and checks
 // it. dir is the run directory, "" when the run never started.
 func runSpec(ctx context.Context, spec scenarios.Spec, seed uint64, out string, quiet bool, stdout, stderr io.Writer) (code int, dir string, err error) {
-	dir = filepath.Join(out, harness.NewRunID(time.Now(), spec.Locker, seed))
-	cfg, cleanup, err := scenarios.Prepare(ctx, spec, seed, dir, workerCommand)
-	if err != nil {
+	prog := newProgress(stderr, time.Duration(spec.Duration), quiet)
+	job := runner.Job{
+		Spec: spec, Resolve: resolveLocker, Seed: seed, Worker: workerCommand,
+		Dir:       filepath.Join(out, harness.NewRunID(time.Now(), spec.Locker, seed)),
+		Observers: []func(history.Event){prog.observe},
+	}
+	started := false
+	res, err := runner.Run(ctx, job, func(cfg harness.Config) {
+		name := ""
+		if spec.Name != "" && spec.Name != runSpecName {
+			name = " (scenario " + spec.Name + ")"
+		}
+		fmt.Fprintf(stdout, "run %s%s\n  locker %s, %d clients, %d keys, %v, faults [%s], seed %d\n",
+			filepath.Base(cfg.Dir), name, cfg.Locker.Name, cfg.Clients, cfg.Workload.Keys, cfg.Duration, strings.Join(spec.Faults, ","), cfg.Seed)
+		if len(spec.Worker) > 0 {
+			fmt.Fprintf(stdout, "  worker %s, backend %s\n", strings.Join(spec.Worker, " "), spec.Backend)
+		}
+		prog.start()
+		started = true
+	})
+	if started {
+		prog.stop()
+	}
+	if res == nil {
 		if spec.Name == runSpecName {
 			return 0, "", fmt.Errorf("flags: %w", err)
 		}
 		return 0, "", fmt.Errorf("scenario %s: %w", spec.Name, err)
 	}
-	defer cleanup()
-	name := ""
-	if spec.Name != "" && spec.Name != runSpecName {
-		name = " (scenario " + spec.Name + ")"
-	}
-	fmt.Fprintf(stdout, "run %s%s\n  locker %s, %d clients, %d keys, %v, faults [%s], seed %d\n",
-		filepath.Base(cfg.Dir), name, cfg.Locker.Name, cfg.Clients, cfg.Workload.Keys, cfg.Duration, strings.Join(spec.Faults, ","), cfg.Seed)
-	prog := newProgress(stderr, cfg.Duration, quiet)
-	cfg.Observers = append(cfg.Observers, prog.observe)
-	prog.start()
-	res, runErr := harness.Run(ctx, cfg)
-	prog.stop()
-	if res == nil {
-		return 0, "", runErr
-	}
-	rec := spec
-	rec.Seeds = []uint64{seed}
-	// The first event wrote it already, unless the run recorded none.
-	recErr := scenarios.WriteRecord(res.Dir, rec)
-	if res.Interrupted {
+	if res.Outcome.Interrupted {
 		fmt.Fprintln(stdout, "interrupted: faults healed, checking the history recorded so far")
 	}
-	if len(res.Unfinished) > 0 {
-		fmt.Fprintf(stdout, "clients %v were still inside a call when the run stopped waiting for them\n", res.Unfinished)
+	if len(res.Outcome.Unfinished) > 0 {
+		fmt.Fprintf(stdout, "clients %v were still inside a call when the run stopped waiting for them\n", res.Outcome.Unfinished)
 	}
-	code, err = checkAndReport(res.HistoryPath, res.Dir, checkOptions{timeout: time.Duration(spec.CheckTimeout), requireRecovery: spec.RequireRecovery}, stdout)
-	return code, res.Dir, errors.Join(runErr, recErr, err)
+	if res.Report == nil {
+		fmt.Fprintf(stdout, "history kept in %s (no verdict: the run could not be judged)\n", res.Dir)
+		return 0, res.Dir, err
+	}
+	return printVerdict(res, stdout), res.Dir, err
 }
 
 // runSpecName names the spec that verify run's flags make.
@@ -226,7 +239,22 @@ func (f *runFlags) spec(set map[string]bool) (scenarios.Spec, error) {
 	if set["time-scale"] && (f.timeScale <= 0 || f.timeScale > 100) {
 		return scenarios.Spec{}, fmt.Errorf("-time-scale %v: time scale must be in (0, 100]", f.timeScale)
 	}
-	if _, err := harness.LookupLocker(f.locker); err != nil {
+	var workerArgv []string
+	locker, clientsAs := f.locker, f.clientsAs
+	if f.worker != "" || set["worker"] {
+		if workerArgv, err = splitCommand(f.worker); err != nil {
+			return scenarios.Spec{}, fmt.Errorf("-worker: %w", err)
+		}
+		if f.backend == "" {
+			return scenarios.Spec{}, errors.New("-worker: give -backend too, the backend the harness starts for the workers: gcs (the embedded GCS), redis (embedded Redis), redis-server, or none (the worker brings its own)")
+		}
+		if !set["locker"] {
+			locker = scenarios.DefaultWorkerLocker
+		}
+		if !set["clients-as"] {
+			clientsAs = harness.ClientsAsProcesses
+		}
+	} else if _, err := catalog.Lookup(f.locker); err != nil {
 		return scenarios.Spec{}, fmt.Errorf("-locker: %w", err)
 	}
 	if _, err := faults.Lookup(names); err != nil {
@@ -239,9 +267,11 @@ func (f *runFlags) spec(set map[string]bool) (scenarios.Spec, error) {
 	s := scenarios.Spec{
 		Name:            runSpecName,
 		Summary:         "verify run with flags",
-		Locker:          f.locker,
+		Locker:          locker,
+		Worker:          workerArgv,
+		Backend:         f.backend,
 		Workload:        f.workload,
-		ClientsAs:       f.clientsAs,
+		ClientsAs:       clientsAs,
 		Faults:          names,
 		Clients:         f.clients,
 		Keys:            f.keys,
@@ -280,4 +310,13 @@ func (f *runFlags) redisList() ([]string, error) {
 		addrs = append(addrs, a)
 	}
 	return addrs, nil
+}
+
+// lookupScenario is a scenario file when name is one on disk (or ends in
+// .json), a named scenario otherwise.
+func lookupScenario(name string) (scenarios.Spec, error) {
+	if st, err := os.Stat(name); (err == nil && !st.IsDir()) || strings.HasSuffix(name, ".json") {
+		return scenarios.ReadFile(name)
+	}
+	return scenarios.Lookup(name)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"os"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockcheck/lockcheck/catalog"
 	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/harness"
 	"github.com/lockcheck/lockcheck/scenarios"
@@ -19,7 +19,7 @@ import (
 // oldConfig is how verify run turned its flags into a run before flags
 // became a scenario: kept here to hold the one path to it.
 func oldConfig(f *runFlags) (harness.Config, error) {
-	locker, err := harness.LookupLocker(f.locker)
+	locker, err := catalog.Lookup(f.locker)
 	if err != nil {
 		return harness.Config{}, err
 	}
@@ -73,11 +73,10 @@ func TestFlagsGoThroughPrepareToTheOldConfig(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v: %v", args, err)
 		}
-		got, cleanup, err := scenarios.Prepare(context.Background(), spec, f.seed, "dir", workerCommand)
+		got, err := scenarios.Prepare(spec, resolveLocker, f.seed, "dir", workerCommand)
 		if err != nil {
 			t.Fatalf("%v: %v", args, err)
 		}
-		cleanup()
 		want, err := oldConfig(f)
 		if err != nil {
 			t.Fatalf("%v: %v", args, err)

@@ -15,9 +15,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lockcheck/lockcheck/harness"
+	"github.com/lockcheck/lockcheck/catalog"
 	"github.com/lockcheck/lockcheck/internal/suite"
 	"github.com/lockcheck/lockcheck/models"
+	"github.com/lockcheck/lockcheck/runner"
 	"github.com/lockcheck/lockcheck/scenarios"
 )
 
@@ -41,8 +42,12 @@ func suiteCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	seedsFlag := fs.String("seeds", "", "comma-separated seeds that replace every scenario's own (default: each scenario's)")
 	only := fs.String("only", "", "comma-separated scenario names: run just these of the suite (as make regression/<defect> does)")
 	list := fs.Bool("list", false, "print the jobs of this shard and exit without running them")
+	dirFlag := fs.String("dir", "", "run the scenario files in this `directory` (every *.json, each one scenario) instead of a named suite")
+	workerFlag := fs.String("worker", "", "run every scenario's clients as this external worker `command` (protocol v1), on -backend")
+	backendFlag := fs.String("backend", "", "with -worker: the backend the harness starts for the workers, `gcs`, redis, redis-server or none")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: verify suite [flags] <%s>
+       verify suite [flags] -dir DIR
 
 Runs every scenario of a suite on each of its seeds, judges each run against
 the verdict its scenario expects, and writes results/suite-<name>-<time>/:
@@ -65,6 +70,12 @@ Examples:
   verify suite nightly -shard 2/4 -junit junit.xml
   verify suite regression -parallel 2 -markdown summary.md
   verify suite regression -only regression/tus616-pause-stale-delete
+  verify suite -dir ci/scenarios -junit junit.xml
+  verify suite -dir ci/scenarios -worker 'node workers/node/worker.js' -backend redis
+
+A scenario file is one JSON object with the fields of 'verify scenarios
+-json' (unknown fields are errors); every field left out gets verify
+run's default, and a file without "expect" expects valid.
 
 Flags:
 `, strings.Join(scenarios.Suites, "|"))
@@ -91,9 +102,12 @@ Flags:
 		}
 		args = fs.Args()[1:]
 	}
-	if name == "" {
+	switch {
+	case name == "" && *dirFlag == "":
 		fs.Usage()
-		return 0, fmt.Errorf("name a suite: one of %s", strings.Join(scenarios.Suites, ", "))
+		return 0, fmt.Errorf("name a suite: one of %s, or give -dir with scenario files", strings.Join(scenarios.Suites, ", "))
+	case name != "" && *dirFlag != "":
+		return 0, fmt.Errorf("suite %s and -dir %s both given; give one", name, *dirFlag)
 	}
 	if len(extra) > 0 {
 		return 0, fmt.Errorf("unexpected arguments %q: name one suite (see verify help suite)", extra)
@@ -116,9 +130,33 @@ Flags:
 		}
 		seeds = append(seeds, n)
 	}
-	specs, err := lookupSuite(name)
-	if err != nil {
+	var specs []scenarios.Spec
+	if *dirFlag != "" {
+		if specs, err = scenarios.ReadDir(*dirFlag); err != nil {
+			return 0, err
+		}
+		name = filepath.Base(filepath.Clean(*dirFlag))
+	} else if specs, err = lookupSuite(name); err != nil {
 		return 0, err
+	}
+	if *workerFlag != "" || *backendFlag != "" {
+		argv, err := splitCommand(*workerFlag)
+		if err != nil {
+			return 0, fmt.Errorf("-worker: %w", err)
+		}
+		if *backendFlag == "" {
+			return 0, errors.New("-worker: give -backend too, the backend the harness starts for the workers: gcs, redis, redis-server or none")
+		}
+		for k := range specs {
+			specs[k].Worker, specs[k].Backend = argv, *backendFlag
+			// The scenario's own locker becomes the worker's name in
+			// reports, unless it names a built-in one: an external
+			// worker is not that locker.
+			if _, err := catalog.Lookup(specs[k].Locker); err == nil || specs[k].Locker == "" {
+				specs[k].Locker = scenarios.DefaultWorkerLocker
+			}
+			specs[k].ClientsAs, specs[k].TTL = "", 0
+		}
 	}
 	if specs, err = onlyScenarios(specs, name, splitList(*only)); err != nil {
 		return 0, fmt.Errorf("-only: %w", err)
@@ -127,7 +165,7 @@ Flags:
 		if len(seeds) > 0 {
 			s.Seeds = seeds
 		}
-		if specs[k], err = s.Normalize(); err != nil {
+		if specs[k], err = s.Normalize(resolveLocker); err != nil {
 			return 0, err
 		}
 	}
@@ -270,46 +308,25 @@ func writeSuiteReports(dir, name string, results []suite.Result, junit, markdown
 func runSuiteJob(ctx context.Context, j suite.Job, dir string) (suite.Outcome, error) {
 	// suite.Run times the job, setup and check included.
 	var o suite.Outcome
-	cfg, cleanup, err := scenarios.Prepare(ctx, j.Spec, j.Seed, dir, workerCommand)
-	if err != nil {
-		return o, fmt.Errorf("prepare: %w", err)
+	res, err := runner.Run(ctx, runner.Job{Spec: j.Spec, Resolve: resolveLocker, Seed: j.Seed, Dir: dir, Worker: workerCommand}, nil)
+	if res == nil {
+		return o, err
 	}
-	defer cleanup()
-	out, runErr := harness.Run(ctx, cfg)
-	if out == nil {
-		return o, runErr
-	}
-	o.Dir = out.Dir
-	rec := j.Spec
-	rec.Seeds = []uint64{j.Seed}
-	recErr := scenarios.WriteRecord(out.Dir, rec)
-	rep, verdict, checkErr := checkSuiteRun(out.HistoryPath, out.Dir, checkOptions{
-		timeout: time.Duration(j.Spec.CheckTimeout), requireRecovery: j.Spec.RequireRecovery,
-	})
-	if rep != nil {
-		o.Verdict = verdict
-		for _, c := range rep.Checkers {
+	o.Dir = res.Dir
+	if res.Report != nil {
+		o.Verdict = res.Verdict
+		for _, c := range res.Report.Checkers {
 			if c.Safety && len(c.Counterexamples) > 0 {
 				o.Counterexample = c.Counterexamples[0]
 				break
 			}
 		}
 	}
-	if err := errors.Join(runErr, recErr, checkErr); err != nil {
+	if err != nil {
 		return o, err
 	}
-	if out.Interrupted {
+	if res.Outcome.Interrupted {
 		return o, errors.New("interrupted before the run finished")
 	}
 	return o, nil
-}
-
-// checkSuiteRun checks a run and writes its results, as checkAndReport
-// does, without printing; liveness counts when the scenario asks.
-func checkSuiteRun(path, dir string, o checkOptions) (*models.Report, models.Verdict, error) {
-	h, rep, verdict, err := checkHistory(path, o.timeout, o.requireRecovery)
-	if err != nil {
-		return nil, "", err
-	}
-	return rep, verdict, writeResults(dir, h, rep, verdict, o)
 }

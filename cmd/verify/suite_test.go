@@ -11,6 +11,7 @@ import (
 
 	"github.com/lockcheck/lockcheck/internal/suite"
 	"github.com/lockcheck/lockcheck/models"
+	"github.com/lockcheck/lockcheck/runner"
 	"github.com/lockcheck/lockcheck/scenarios"
 )
 
@@ -64,7 +65,7 @@ func TestSuiteRunsEachScenarioAndWritesEveryReport(t *testing.T) {
 			t.Errorf("%s missing or empty: %v", f, err)
 		}
 	}
-	res, err := readResult(filepath.Join(dir, "tiny_mutant-silent-expiry-s1", "result.json"))
+	res, err := runner.ReadResult(filepath.Join(dir, "tiny_mutant-silent-expiry-s1", "result.json"))
 	if err != nil || res.Verdict != models.Invalid || res.Seed != 1 {
 		t.Errorf("mutant's result.json: %+v %v", res, err)
 	}
@@ -179,7 +180,7 @@ func TestRegressionScenariosReproduce(t *testing.T) {
 	// asserted: a slow machine must not fail a reproduction.
 	const budget = 30 * time.Second
 	for k, s := range specs {
-		if specs[k], err = s.Normalize(); err != nil {
+		if specs[k], err = s.Normalize(resolveLocker); err != nil {
 			t.Fatal(err)
 		}
 		if bound := time.Duration(specs[k].Duration) + time.Duration(specs[k].RecoveryTimeout); bound > budget {

@@ -1,4 +1,4 @@
-package register
+package register_test
 
 import (
 	"context"
@@ -8,6 +8,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/lockcheck/lockcheck/harness/register"
+	"github.com/lockcheck/lockcheck/harness/register/stores"
 
 	"github.com/lockcheck/lockcheck/harness/gcs"
 	"github.com/lockcheck/lockcheck/lockers"
@@ -37,20 +40,20 @@ func httpClient(t *testing.T, wrap func(http.RoundTripper) http.RoundTripper) *h
 	return &http.Client{Transport: rt}
 }
 
-func openGCS(t *testing.T, srv *gcs.Server, hc *http.Client, fenced bool) Store {
+func openGCS(t *testing.T, srv *gcs.Server, hc *http.Client, fenced bool) register.Store {
 	t.Helper()
-	s, err := NewGCS(context.Background(), srv.Endpoint(), srv.Bucket(), hc, fenced)
+	s, err := stores.NewGCS(context.Background(), srv.Endpoint(), srv.Bucket(), hc, fenced)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.(*GCS).Close() })
+	t.Cleanup(func() { s.(*stores.GCS).Close() })
 	return s
 }
 
 func TestGCS(t *testing.T) {
 	srv := startGCS(t)
 	hc := httpClient(t, nil)
-	runSuite(t, func(t *testing.T, fenced bool) Store { return openGCS(t, srv, hc, fenced) })
+	runSuite(t, func(t *testing.T, fenced bool) register.Store { return openGCS(t, srv, hc, fenced) })
 }
 
 // interposer runs hook before forwarding each of the first n uploads
@@ -105,7 +108,7 @@ func TestGCSFencedConflict(t *testing.T) {
 		// compete is the competitor's call; call is the one under test,
 		// which returns what check needs.
 		compete func(ctx context.Context, key string) error
-		call    func(ctx context.Context, s Store, key string) (int64, error)
+		call    func(ctx context.Context, s register.Store, key string) (int64, error)
 		check   func(ctx context.Context, t *testing.T, key string, got int64, err error)
 		final   int64
 		uploads []int
@@ -114,7 +117,7 @@ func TestGCSFencedConflict(t *testing.T) {
 			name:    "equal-token-write-retries-and-lands",
 			n:       1,
 			compete: func(ctx context.Context, key string) error { return other.Write(ctx, key, 10, 2) },
-			call: func(ctx context.Context, s Store, key string) (int64, error) {
+			call: func(ctx context.Context, s register.Store, key string) (int64, error) {
 				return 0, s.Write(ctx, key, 2, 2)
 			},
 			check: func(_ context.Context, t *testing.T, _ string, _ int64, err error) {
@@ -129,7 +132,7 @@ func TestGCSFencedConflict(t *testing.T) {
 			name:    "higher-token-wins-the-retry-is-stale",
 			n:       1,
 			compete: func(ctx context.Context, key string) error { return other.Write(ctx, key, 10, 3) },
-			call: func(ctx context.Context, s Store, key string) (int64, error) {
+			call: func(ctx context.Context, s register.Store, key string) (int64, error) {
 				return 0, s.Write(ctx, key, 2, 2)
 			},
 			check: func(_ context.Context, t *testing.T, _ string, _ int64, err error) {
@@ -142,7 +145,7 @@ func TestGCSFencedConflict(t *testing.T) {
 			name:    "read-raising-the-fence-retries-and-sees-the-new-value",
 			n:       1,
 			compete: func(ctx context.Context, key string) error { return other.Write(ctx, key, 7, 2) },
-			call: func(ctx context.Context, s Store, key string) (int64, error) {
+			call: func(ctx context.Context, s register.Store, key string) (int64, error) {
 				return s.Read(ctx, key, 5)
 			},
 			check: func(ctx context.Context, t *testing.T, key string, got int64, err error) {
@@ -159,11 +162,11 @@ func TestGCSFencedConflict(t *testing.T) {
 			name:    "gives-up-after-the-bound-with-no-effect",
 			n:       -1,
 			compete: func(ctx context.Context, key string) error { return other.Write(ctx, key, 10, 2) },
-			call: func(ctx context.Context, s Store, key string) (int64, error) {
+			call: func(ctx context.Context, s register.Store, key string) (int64, error) {
 				return 0, s.Write(ctx, key, 2, 2)
 			},
 			check: func(_ context.Context, t *testing.T, _ string, _ int64, err error) {
-				if err == nil || IsStale(err) || !errors.Is(err, lockers.ErrNoEffect) || !strings.Contains(err.Error(), "rounds in a row") {
+				if err == nil || register.IsStale(err) || !errors.Is(err, lockers.ErrNoEffect) || !strings.Contains(err.Error(), "rounds in a row") {
 					t.Fatalf("write losing every round: got %v, want a no-effect error naming the bound", err)
 				}
 			},
@@ -188,7 +191,7 @@ func TestGCSFencedConflict(t *testing.T) {
 			wantFinal(ctx, t, other, key, c.final)
 			want := c.uploads
 			if want == nil {
-				want = make([]int, gcsRounds)
+				want = make([]int, stores.GCSRounds)
 				for i := range want {
 					want[i] = http.StatusPreconditionFailed
 				}

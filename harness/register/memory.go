@@ -36,7 +36,7 @@ func (m *Memory) Read(ctx context.Context, key string, token uint64) (int64, err
 	r := m.regs[key]
 	if m.fenced {
 		if token < r.fence {
-			return 0, staleError("read", key, token, r.fence)
+			return 0, StaleError("read", key, token, r.fence)
 		}
 		if token > r.fence {
 			r.fence = token
@@ -56,7 +56,7 @@ func (m *Memory) Write(ctx context.Context, key string, value int64, token uint6
 	r := m.regs[key]
 	if m.fenced {
 		if token < r.fence {
-			return staleError("write", key, token, r.fence)
+			return StaleError("write", key, token, r.fence)
 		}
 		r.fence = token
 	}

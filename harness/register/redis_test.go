@@ -1,9 +1,12 @@
-package register
+package register_test
 
 import (
 	"context"
 	"errors"
 	"testing"
+
+	"github.com/lockcheck/lockcheck/harness/register"
+	"github.com/lockcheck/lockcheck/harness/register/stores"
 
 	"github.com/redis/go-redis/v9"
 
@@ -24,7 +27,7 @@ func TestRedisEmbedded(t *testing.T) {
 	}
 	t.Cleanup(func() { srv.Close() })
 	c := redisClient(t, srv)
-	runSuite(t, func(t *testing.T, fenced bool) Store { return NewRedis(c, fenced) })
+	runSuite(t, func(t *testing.T, fenced bool) register.Store { return stores.NewRedis(c, fenced) })
 }
 
 func TestRedisReal(t *testing.T) {
@@ -37,5 +40,5 @@ func TestRedisReal(t *testing.T) {
 	}
 	t.Cleanup(func() { srv.Close() })
 	c := redisClient(t, srv)
-	runSuite(t, func(t *testing.T, fenced bool) Store { return NewRedis(c, fenced) })
+	runSuite(t, func(t *testing.T, fenced bool) register.Store { return stores.NewRedis(c, fenced) })
 }

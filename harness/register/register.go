@@ -46,7 +46,8 @@ type Store interface {
 // IsStale reports whether err is a fenced store's refusal.
 func IsStale(err error) bool { return errors.Is(err, ErrStale) }
 
-// staleError is the refusal of a call whose token is below the key's fence.
-func staleError(op, key string, token, fence uint64) error {
+// StaleError is the refusal of a call whose token is below the key's fence;
+// every fenced store answers a stale call with one.
+func StaleError(op, key string, token, fence uint64) error {
 	return fmt.Errorf("register: %s %q with token %d, fence is %d: %w", op, key, token, fence, ErrStale)
 }

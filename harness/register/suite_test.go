@@ -1,4 +1,4 @@
-package register
+package register_test
 
 import (
 	"context"
@@ -11,12 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockcheck/lockcheck/harness/register"
+
 	"github.com/lockcheck/lockcheck/lockers"
 )
 
 // opener returns a store of one flavour. Stores of one test share a
 // backend; each case uses its own key.
-type opener func(t *testing.T, fenced bool) Store
+type opener func(t *testing.T, fenced bool) register.Store
 
 // suiteTimeout bounds each case: a hung backend fails the test rather than
 // the whole binary.
@@ -57,22 +59,22 @@ var (
 var suiteCases = []struct {
 	name string
 	only *bool // nil: both flavours
-	run  func(ctx context.Context, t *testing.T, s Store, key string)
+	run  func(ctx context.Context, t *testing.T, s register.Store, key string)
 }{
-	{"absent-key-reads-0", nil, func(ctx context.Context, t *testing.T, s Store, key string) {
+	{"absent-key-reads-0", nil, func(ctx context.Context, t *testing.T, s register.Store, key string) {
 		wantFinal(ctx, t, s, key, 0)
 		wantRead(ctx, t, s, key, 0, 0)
 		wantRead(ctx, t, s, key, 3, 0)
 		wantFinal(ctx, t, s, key, 0)
 	}},
-	{"write-then-read", nil, func(ctx context.Context, t *testing.T, s Store, key string) {
+	{"write-then-read", nil, func(ctx context.Context, t *testing.T, s register.Store, key string) {
 		mustWrite(ctx, t, s, key, 7, 1)
 		wantRead(ctx, t, s, key, 1, 7)
 		mustWrite(ctx, t, s, key, -3, 1)
 		wantRead(ctx, t, s, key, 1, -3)
 		wantFinal(ctx, t, s, key, -3)
 	}},
-	{"accepts-any-token-order", plainOnly, func(ctx context.Context, t *testing.T, s Store, key string) {
+	{"accepts-any-token-order", plainOnly, func(ctx context.Context, t *testing.T, s register.Store, key string) {
 		wantRead(ctx, t, s, key, 5, 0)
 		mustWrite(ctx, t, s, key, 1, 4)
 		wantRead(ctx, t, s, key, 0, 1)
@@ -81,7 +83,7 @@ var suiteCases = []struct {
 		wantRead(ctx, t, s, key, 1, 3)
 		wantFinal(ctx, t, s, key, 3)
 	}},
-	{"refuses-stale-tokens", fencedOnly, func(ctx context.Context, t *testing.T, s Store, key string) {
+	{"refuses-stale-tokens", fencedOnly, func(ctx context.Context, t *testing.T, s register.Store, key string) {
 		// A read raises the fence: the write of an older holder that
 		// read before it must not land.
 		wantRead(ctx, t, s, key, 5, 0)
@@ -103,14 +105,14 @@ var suiteCases = []struct {
 		wantStaleWrite(ctx, t, s, key, 99, 7)
 		wantFinal(ctx, t, s, key, 4)
 	}},
-	{"read-of-absent-key-raises-fence", fencedOnly, func(ctx context.Context, t *testing.T, s Store, key string) {
+	{"read-of-absent-key-raises-fence", fencedOnly, func(ctx context.Context, t *testing.T, s register.Store, key string) {
 		wantRead(ctx, t, s, key, 3, 0)
 		wantStaleWrite(ctx, t, s, key, 1, 2)
 		wantFinal(ctx, t, s, key, 0)
 		mustWrite(ctx, t, s, key, 1, 3)
 		wantFinal(ctx, t, s, key, 1)
 	}},
-	{"tokens-above-2^53-compare-exactly", fencedOnly, func(ctx context.Context, t *testing.T, s Store, key string) {
+	{"tokens-above-2^53-compare-exactly", fencedOnly, func(ctx context.Context, t *testing.T, s register.Store, key string) {
 		// A float64 holds 1<<60 and 1<<60+1 as the same number.
 		const big = uint64(1) << 60
 		wantRead(ctx, t, s, key, big+1, 0)
@@ -120,7 +122,7 @@ var suiteCases = []struct {
 		wantStaleRead(ctx, t, s, key, ^uint64(0)-1)
 		wantFinal(ctx, t, s, key, 3)
 	}},
-	{"concurrent-holders-never-let-a-lower-token-win", fencedOnly, func(ctx context.Context, t *testing.T, s Store, key string) {
+	{"concurrent-holders-never-let-a-lower-token-win", fencedOnly, func(ctx context.Context, t *testing.T, s register.Store, key string) {
 		calls := raceIncrements(ctx, t, s, key)
 		final, err := s.Final(ctx, key)
 		if err != nil {
@@ -168,7 +170,7 @@ type call struct {
 
 // raceIncrements runs the race on s and returns every call. Any error that
 // is not a definite refusal fails the test: with no faults there is none.
-func raceIncrements(ctx context.Context, t *testing.T, s Store, key string) []call {
+func raceIncrements(ctx context.Context, t *testing.T, s register.Store, key string) []call {
 	var (
 		clock atomic.Uint64
 		mu    sync.Mutex
@@ -248,7 +250,7 @@ func checkFenced(calls []call, final int64) error {
 	return nil
 }
 
-func wantRead(ctx context.Context, t *testing.T, s Store, key string, token uint64, want int64) {
+func wantRead(ctx context.Context, t *testing.T, s register.Store, key string, token uint64, want int64) {
 	t.Helper()
 	got, err := s.Read(ctx, key, token)
 	if err != nil {
@@ -259,14 +261,14 @@ func wantRead(ctx context.Context, t *testing.T, s Store, key string, token uint
 	}
 }
 
-func mustWrite(ctx context.Context, t *testing.T, s Store, key string, value int64, token uint64) {
+func mustWrite(ctx context.Context, t *testing.T, s register.Store, key string, value int64, token uint64) {
 	t.Helper()
 	if err := s.Write(ctx, key, value, token); err != nil {
 		t.Fatalf("Write(%q, %d, token %d): %v", key, value, token, err)
 	}
 }
 
-func wantFinal(ctx context.Context, t *testing.T, s Store, key string, want int64) {
+func wantFinal(ctx context.Context, t *testing.T, s register.Store, key string, want int64) {
 	t.Helper()
 	got, err := s.Final(ctx, key)
 	if err != nil {
@@ -279,18 +281,18 @@ func wantFinal(ctx context.Context, t *testing.T, s Store, key string, want int6
 
 func wantStale(t *testing.T, what string, err error) {
 	t.Helper()
-	if !IsStale(err) || !errors.Is(err, lockers.ErrNoEffect) {
-		t.Fatalf("%s: got %v, want a refusal wrapping ErrStale and ErrNoEffect", what, err)
+	if !register.IsStale(err) || !errors.Is(err, lockers.ErrNoEffect) {
+		t.Fatalf("%s: got %v, want a refusal wrapping register.ErrStale and ErrNoEffect", what, err)
 	}
 }
 
-func wantStaleRead(ctx context.Context, t *testing.T, s Store, key string, token uint64) {
+func wantStaleRead(ctx context.Context, t *testing.T, s register.Store, key string, token uint64) {
 	t.Helper()
 	_, err := s.Read(ctx, key, token)
 	wantStale(t, fmt.Sprintf("Read(%q, token %d)", key, token), err)
 }
 
-func wantStaleWrite(ctx context.Context, t *testing.T, s Store, key string, value int64, token uint64) {
+func wantStaleWrite(ctx context.Context, t *testing.T, s register.Store, key string, value int64, token uint64) {
 	t.Helper()
 	err := s.Write(ctx, key, value, token)
 	wantStale(t, fmt.Sprintf("Write(%q, %d, token %d)", key, value, token), err)
@@ -315,7 +317,7 @@ func TestCheckFencedGood(t *testing.T) {
 func TestCheckFencedBadOrder(t *testing.T) {
 	// What a plain store does: it lets token 4 write after token 5 read.
 	ctx := context.Background()
-	s := NewMemory(false)
+	s := register.NewMemory(false)
 	var calls []call
 	v, err := s.Read(ctx, "k", 5)
 	calls = append(calls, call{op: "read", token: 5, value: v, ok: err == nil, inv: 1, ret: 2})
@@ -343,5 +345,5 @@ func TestCheckFencedBadLostUpdate(t *testing.T) {
 }
 
 func TestMemory(t *testing.T) {
-	runSuite(t, func(t *testing.T, fenced bool) Store { return NewMemory(fenced) })
+	runSuite(t, func(t *testing.T, fenced bool) register.Store { return register.NewMemory(fenced) })
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lockcheck/lockcheck/harness/register"
@@ -68,9 +69,47 @@ type Process struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// violation is the first way the worker broke the protocol, under
+	// mu; violated is closed when it is set.
+	violation    error
+	violated     chan struct{}
+	violatedOnce sync.Once
+	// lines counts the lines of the worker's output, for violations.
+	lines int
+	// stopping is set once the harness asked the worker to end (close,
+	// SIGKILL): an exit after it is no violation.
+	stopping atomic.Bool
 }
 
 var _ lockers.Locker = (*Process)(nil)
+
+// ErrProtocol marks the error of a worker that broke the protocol: a
+// line of its output that is no protocol message, an answer that does not
+// fit, an exit nobody asked for. Such a run's history is kept, and it has
+// no verdict.
+var ErrProtocol = errors.New("worker broke the protocol")
+
+// violate records the worker's first protocol violation.
+func (p *Process) violate(format string, args ...any) {
+	err := fmt.Errorf("%w: %s", ErrProtocol, fmt.Sprintf(format, args...))
+	p.logf("protocol: %v", err)
+	p.violatedOnce.Do(func() {
+		p.mu.Lock()
+		p.violation = err
+		p.mu.Unlock()
+		close(p.violated)
+	})
+}
+
+// Violation is the first way the worker broke the protocol, or nil: a
+// malformed line (with its line number), an exit the harness did not ask
+// for.
+func (p *Process) Violation() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.violation
+}
 
 type pendingCall struct {
 	op    string
@@ -91,14 +130,15 @@ type reply struct {
 // (out); o is the worker's child process, nil when it is not one.
 func newProcess(in io.ReadCloser, out io.WriteCloser, hooks Hooks, o *osProcess) *Process {
 	p := &Process{
-		hooks:   hooks,
-		os:      o,
-		out:     out,
-		wake:    make(chan struct{}, 1),
-		pending: map[int64]*pendingCall{},
-		leases:  map[uint64]*lease{},
-		gone:    make(chan struct{}),
-		exited:  make(chan struct{}),
+		hooks:    hooks,
+		os:       o,
+		out:      out,
+		wake:     make(chan struct{}, 1),
+		pending:  map[int64]*pendingCall{},
+		leases:   map[uint64]*lease{},
+		gone:     make(chan struct{}),
+		exited:   make(chan struct{}),
+		violated: make(chan struct{}),
 	}
 	if o != nil {
 		p.pid = o.cmd.Process.Pid
@@ -135,13 +175,13 @@ func (p *Process) hello(ctx context.Context, h Hello) error {
 		}{id, OpHello, h}
 	})
 	if err != nil {
-		return fmt.Errorf("worker hello: %w", err)
+		return err
 	}
 	if err := remoteErr(r.m); err != nil {
 		return fmt.Errorf("worker refused hello: %w", err)
 	}
 	if r.m.Protocol != Protocol {
-		return fmt.Errorf("worker answered hello with protocol %d, not %d: it does not speak this harness's protocol", r.m.Protocol, Protocol)
+		return fmt.Errorf("%w: the worker answered hello with protocol %d, not %d: it does not speak this harness's protocol", ErrProtocol, r.m.Protocol, Protocol)
 	}
 	if p.pid == 0 {
 		p.pid = r.m.PID
@@ -161,9 +201,17 @@ func (p *Process) call(ctx context.Context, op string, lease uint64, build func(
 	if err != nil {
 		return reply{}, err
 	}
+	var violated <-chan struct{}
+	if op == "" {
+		// The hello: a worker that broke the protocol before it
+		// answered will not answer well.
+		violated = p.violated
+	}
 	select {
 	case r := <-pc.reply:
 		return r, nil
+	case <-violated:
+		return reply{}, p.Violation()
 	case <-p.gone:
 		select {
 		case r := <-pc.reply:
@@ -288,9 +336,13 @@ func (p *Process) read(in io.ReadCloser) {
 	}()
 	logf := func(format string, args ...any) { p.logf("protocol: worker output: "+format, args...) }
 	scanLines(in, logf, func(b []byte, _ time.Time) bool {
+		p.mu.Lock()
+		p.lines++
+		line := p.lines
+		p.mu.Unlock()
 		var m message
 		if err := json.Unmarshal(b, &m); err != nil {
-			logf("not a protocol message (%v): %.200q", err, b)
+			p.violate("line %d of its output is not a protocol message (%v): %.200q", line, err, b)
 			return true
 		}
 		switch {
@@ -299,7 +351,7 @@ func (p *Process) read(in io.ReadCloser) {
 		case m.ID != nil:
 			p.answer(*m.ID, m)
 		default:
-			logf("a message with neither an id nor an event: %.200q", b)
+			p.violate("line %d of its output has neither an id nor an event: %.200q", line, b)
 		}
 		return true
 	})
@@ -340,8 +392,9 @@ func (p *Process) answer(id int64, m message) {
 	pc := p.pending[id]
 	delete(p.pending, id)
 	if pc == nil {
+		line := p.lines
 		p.mu.Unlock()
-		p.logf("protocol: ignoring an answer to no pending request (id %d)", id)
+		p.violate("line %d of its output answers id %d, which has no request pending (answered twice, or never sent)", line, id)
 		return
 	}
 	var r reply
@@ -554,6 +607,7 @@ func (p *Process) Close(timeout time.Duration) error {
 }
 
 func (p *Process) close(timeout time.Duration) error {
+	p.stopping.Store(true)
 	select {
 	case <-p.exited:
 		p.closeInput()

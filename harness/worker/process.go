@@ -104,6 +104,18 @@ func Start(ctx context.Context, cmd Command, hello Hello, hooks Hooks) (*Process
 		o.mu.Lock()
 		o.waitErr = err
 		o.mu.Unlock()
+		if !p.stopping.Load() {
+			// Its last words explain the exit.
+			select {
+			case <-o.stderrDone:
+			case <-time.After(time.Second):
+			}
+			how := "with status 0"
+			if err != nil {
+				how = "(" + err.Error() + ")"
+			}
+			p.violate("exited by itself %s while the run went on%s", how, o.tailText())
+		}
 		close(p.exited)
 		p.markGone()
 	}()
@@ -111,6 +123,10 @@ func Start(ctx context.Context, cmd Command, hello Hello, hooks Hooks) (*Process
 	hctx, cancel := context.WithTimeout(ctx, helloTimeout)
 	defer cancel()
 	if err := p.hello(hctx, hello); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			err = fmt.Errorf("%w: the worker did not answer hello within %v (it must read one JSON line from stdin and answer with one on stdout)", ErrProtocol, helloTimeout)
+		}
+		p.stopping.Store(true)
 		_ = c.Process.Kill()
 		select {
 		case <-p.exited:
@@ -121,7 +137,14 @@ func Start(ctx context.Context, cmd Command, hello Hello, hooks Hooks) (*Process
 		case <-o.stderrDone:
 		case <-time.After(time.Second):
 		}
-		return nil, fmt.Errorf("%w (%s %s%s)", err, cmd.Path, strings.Join(cmd.Args, " "), o.tailText())
+		if errors.Is(err, ErrExited) {
+			how := "with status 0"
+			if werr := p.ExitError(); werr != nil {
+				how = "(" + werr.Error() + ")"
+			}
+			err = fmt.Errorf("%w: the worker exited %s before it answered hello", ErrProtocol, how)
+		}
+		return nil, fmt.Errorf("%w%s", err, o.tailText())
 	}
 	return p, nil
 }
@@ -203,7 +226,10 @@ func (p *Process) Continue() error { return p.signal(syscall.SIGCONT) }
 
 // Kill ends the worker at once (SIGKILL). Pending calls then fail with
 // ErrExited; Exited is closed once it is reaped.
-func (p *Process) Kill() error { return p.signal(syscall.SIGKILL) }
+func (p *Process) Kill() error {
+	p.stopping.Store(true)
+	return p.signal(syscall.SIGKILL)
+}
 
 // ExitError is how the child's process ended: nil for exit code 0, an
 // *exec.ExitError otherwise. It is meaningful once Exited is closed.
@@ -219,4 +245,9 @@ func (p *Process) ExitError() error {
 	p.os.mu.Lock()
 	defer p.os.mu.Unlock()
 	return p.os.waitErr
+}
+
+// String is the command line, for messages that name the worker.
+func (c Command) String() string {
+	return strings.TrimSpace(c.Path + " " + strings.Join(c.Args, " "))
 }

@@ -56,6 +56,9 @@ type Hello struct {
 	TimeScale float64 `json:"time_scale"`
 	Identity  string  `json:"identity"`
 	Seed      uint64  `json:"seed"`
+	// Backend names the backend the harness started for the worker:
+	// "gcs" (GCS is set), "redis" (Redis is set) or "none".
+	Backend string `json:"backend,omitempty"`
 	// GCS is set for GCS-backed lockers.
 	GCS *GCS `json:"gcs,omitempty"`
 	// Redis lists the Redis servers of Redis-backed lockers.

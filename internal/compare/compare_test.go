@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockcheck/lockcheck/catalog"
 	"github.com/lockcheck/lockcheck/harness"
 	"github.com/lockcheck/lockcheck/harness/history"
 	"github.com/lockcheck/lockcheck/models"
@@ -15,7 +16,7 @@ func lookup(t *testing.T, names ...string) []harness.LockerSpec {
 	t.Helper()
 	var out []harness.LockerSpec
 	for _, n := range names {
-		l, err := harness.LookupLocker(n)
+		l, err := catalog.Lookup(n)
 		if err != nil {
 			t.Fatal(err)
 		}

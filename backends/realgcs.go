@@ -1,4 +1,4 @@
-package harness
+package backends
 
 import (
 	"context"
@@ -14,7 +14,9 @@ import (
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
 
+	"github.com/lockcheck/lockcheck/harness"
 	"github.com/lockcheck/lockcheck/harness/register"
+	"github.com/lockcheck/lockcheck/harness/register/stores"
 	"github.com/lockcheck/lockcheck/lockers"
 )
 
@@ -24,7 +26,7 @@ import (
 // Requests are authenticated below each client's gate, so pauses and
 // crashes still apply; there is no proxy plane (network faults are refused)
 // and no server front (server faults are refused).
-func realGCS(ctx context.Context, p Params, build func(context.Context, gcsTarget, lockers.Env) (lockers.Locker, error)) (*Instance, error) {
+func realGCS(ctx context.Context, p harness.Params, build func(context.Context, GCSBucket, lockers.Env) (lockers.Locker, error)) (*harness.Instance, error) {
 	creds, err := google.FindDefaultCredentials(ctx, storage.ScopeFullControl)
 	if err != nil {
 		return nil, fmt.Errorf("real GCS: no application default credentials (%w); run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS", err)
@@ -38,11 +40,11 @@ func realGCS(ctx context.Context, p Params, build func(context.Context, gcsTarge
 		return nil, fmt.Errorf("real GCS: bucket %q: %w", p.GCSBucket, err)
 	}
 	prefix := p.RunID + "/"
-	return &Instance{
+	return &harness.Instance{
 		New: func(env lockers.Env) (lockers.Locker, error) {
 			base := env.HTTP.Transport
 			env.HTTP = &http.Client{Transport: &oauth2.Transport{Source: creds.TokenSource, Base: base}}
-			l, err := build(context.Background(), gcsTarget{bucket: p.GCSBucket}, env)
+			l, err := build(context.Background(), GCSBucket{Bucket: p.GCSBucket}, env)
 			if err != nil {
 				return nil, err
 			}
@@ -50,7 +52,7 @@ func realGCS(ctx context.Context, p Params, build func(context.Context, gcsTarge
 		},
 		Register: func(ctx context.Context, env lockers.Env, fenced bool) (register.Store, error) {
 			hc := &http.Client{Transport: &oauth2.Transport{Source: creds.TokenSource, Base: env.HTTP.Transport}}
-			store, err := register.NewGCS(ctx, "", p.GCSBucket, hc, fenced)
+			store, err := stores.NewGCS(ctx, "", p.GCSBucket, hc, fenced)
 			if err != nil {
 				return nil, err
 			}
@@ -65,12 +67,6 @@ func realGCS(ctx context.Context, p Params, build func(context.Context, gcsTarge
 			admin.Close()
 		},
 	}, nil
-}
-
-// gcsTarget is where a GCS locker's objects live; an empty endpoint is
-// the real service.
-type gcsTarget struct {
-	endpoint, bucket string
 }
 
 // prefixed puts every key of a run under the run's own prefix.

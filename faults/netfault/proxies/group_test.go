@@ -1,10 +1,11 @@
-package netfault_test
+package proxies_test
 
 import (
 	"context"
 	"testing"
 
 	"github.com/lockcheck/lockcheck/faults/netfault"
+	"github.com/lockcheck/lockcheck/faults/netfault/proxies"
 )
 
 // A fault through a narrowed group cuts a client off from the chosen
@@ -16,7 +17,7 @@ func TestGroupPartitionsChosenBackends(t *testing.T) {
 	for _, u := range ups {
 		addrs = append(addrs, u.srv.Listener.Addr().String())
 	}
-	g, err := netfault.StartGroup(context.Background(), addrs, 2)
+	g, err := proxies.StartGroup(context.Background(), addrs, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,10 @@
-package register
+package stores
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/lockcheck/lockcheck/harness/register"
 	"io"
 	"net/http"
 	"strconv"
@@ -16,10 +17,10 @@ import (
 	"github.com/lockcheck/lockcheck/lockers"
 )
 
-// gcsRounds bounds a fenced call's compare-and-swap loop. Each lost round
+// GCSRounds bounds a fenced call's compare-and-swap loop. Each lost round
 // means another call committed in between, so the bound is only reached
 // under heavy contention on one key.
-const gcsRounds = 20
+const GCSRounds = 20
 
 // metaFence is the custom metadata that holds a fenced object's fence.
 const metaFence = "fence"
@@ -33,7 +34,7 @@ const metaFence = "fence"
 // value (the new one for a Write, the same one for a Read that raises the
 // fence) with ifGenerationMatch on the generation read. A 412 means another
 // call committed first and this round wrote nothing, so the loop reads
-// again, at most gcsRounds times. Only whole-object uploads are used: the
+// again, at most GCSRounds times. Only whole-object uploads are used: the
 // fence and the value it guards change in one generation, never one
 // without the other.
 //
@@ -47,11 +48,11 @@ type GCS struct {
 	fenced bool
 }
 
-var _ Store = (*GCS)(nil)
+var _ register.Store = (*GCS)(nil)
 
 // NewGCS returns a store on bucket at endpoint, talking through hc. The
 // store owns the storage client it builds; Close releases it.
-func NewGCS(ctx context.Context, endpoint, bucket string, hc *http.Client, fenced bool) (Store, error) {
+func NewGCS(ctx context.Context, endpoint, bucket string, hc *http.Client, fenced bool) (register.Store, error) {
 	if bucket == "" {
 		return nil, errors.New("register: gcs store: empty bucket name")
 	}
@@ -121,7 +122,7 @@ var errChanged = errors.New("object changed while being read")
 // a Read writes only to raise the fence.
 func (s *GCS) swap(ctx context.Context, op, key string, token uint64, next func(cur int64) (int64, bool)) error {
 	obj := s.object(key)
-	for range gcsRounds {
+	for range GCSRounds {
 		if err := ctx.Err(); err != nil {
 			// Every earlier round was refused with 412: nothing written.
 			return fmt.Errorf("register: gcs %s %q: %w: %w", op, key, err, lockers.ErrNoEffect)
@@ -134,7 +135,7 @@ func (s *GCS) swap(ctx context.Context, op, key string, token uint64, next func(
 			return fmt.Errorf("register: gcs %s %q: %w", op, key, err)
 		}
 		if token < fence {
-			return staleError(op, key, token, fence)
+			return register.StaleError(op, key, token, fence)
 		}
 		value, write := next(cur)
 		if !write && token == fence {
@@ -156,7 +157,7 @@ func (s *GCS) swap(ctx context.Context, op, key string, token uint64, next func(
 		return fmt.Errorf("register: gcs %s %q: conditional upload: %w", op, key, err)
 	}
 	return fmt.Errorf("register: gcs %s %q: %d rounds in a row lost the compare-and-swap to other writers of the key; fewer concurrent callers per key would let it through: %w",
-		op, key, gcsRounds, lockers.ErrNoEffect)
+		op, key, GCSRounds, lockers.ErrNoEffect)
 }
 
 // snapshot reads the live generation (0 when absent), its fence and its

@@ -1,6 +1,8 @@
-package netfault
+package proxies
 
 import (
+	"github.com/lockcheck/lockcheck/faults/netfault"
+
 	"context"
 	"errors"
 	"fmt"
@@ -17,8 +19,8 @@ type Group struct {
 }
 
 var (
-	_ Faults = (*Group)(nil)
-	_ Shaper = (*Group)(nil)
+	_ netfault.Faults = (*Group)(nil)
+	_ netfault.Shaper = (*Group)(nil)
 )
 
 // StartGroup opens a Plane per upstream, each with one proxy per client.
@@ -57,7 +59,7 @@ func (g *Group) Redirect(client int, addr string) string {
 
 // Backends is the group narrowed to the given backends: a fault injected
 // through it cuts the clients off from those backends only.
-func (g *Group) Backends(backends []int) (*Group, error) {
+func (g *Group) Backends(backends []int) (netfault.Faults, error) {
 	sub := &Group{}
 	for _, b := range backends {
 		if b < 0 || b >= len(g.planes) {
@@ -73,8 +75,8 @@ func (g *Group) Backends(backends []int) (*Group, error) {
 
 // each injects one fault on every plane of g; if one fails, the ones
 // already injected are healed.
-func (g *Group) each(inject func(*Plane) (Heal, error)) (Heal, error) {
-	var heals []Heal
+func (g *Group) each(inject func(*Plane) (netfault.Heal, error)) (netfault.Heal, error) {
+	var heals []netfault.Heal
 	healAll := func() error {
 		var errs []error
 		for _, h := range heals {
@@ -92,32 +94,32 @@ func (g *Group) each(inject func(*Plane) (Heal, error)) (Heal, error) {
 	return healAll, nil
 }
 
-func (g *Group) Latency(clients []int, d, jitter time.Duration, dir Direction) (Heal, error) {
-	return g.each(func(p *Plane) (Heal, error) { return p.Latency(clients, d, jitter, dir) })
+func (g *Group) Latency(clients []int, d, jitter time.Duration, dir netfault.Direction) (netfault.Heal, error) {
+	return g.each(func(p *Plane) (netfault.Heal, error) { return p.Latency(clients, d, jitter, dir) })
 }
 
-func (g *Group) Partition(clients []int, dir Direction) (Heal, error) {
-	return g.each(func(p *Plane) (Heal, error) { return p.Partition(clients, dir) })
+func (g *Group) Partition(clients []int, dir netfault.Direction) (netfault.Heal, error) {
+	return g.each(func(p *Plane) (netfault.Heal, error) { return p.Partition(clients, dir) })
 }
 
-func (g *Group) LoseReplies(clients []int) (Heal, error) {
-	return g.each(func(p *Plane) (Heal, error) { return p.LoseReplies(clients) })
+func (g *Group) LoseReplies(clients []int) (netfault.Heal, error) {
+	return g.each(func(p *Plane) (netfault.Heal, error) { return p.LoseReplies(clients) })
 }
 
-func (g *Group) Reset(clients []int, dir Direction) (Heal, error) {
-	return g.each(func(p *Plane) (Heal, error) { return p.Reset(clients, dir) })
+func (g *Group) Reset(clients []int, dir netfault.Direction) (netfault.Heal, error) {
+	return g.each(func(p *Plane) (netfault.Heal, error) { return p.Reset(clients, dir) })
 }
 
-func (g *Group) Bandwidth(clients []int, kbPerSec int64, dir Direction) (Heal, error) {
-	return g.each(func(p *Plane) (Heal, error) { return p.Bandwidth(clients, kbPerSec, dir) })
+func (g *Group) Bandwidth(clients []int, kbPerSec int64, dir netfault.Direction) (netfault.Heal, error) {
+	return g.each(func(p *Plane) (netfault.Heal, error) { return p.Bandwidth(clients, kbPerSec, dir) })
 }
 
-func (g *Group) Slice(clients []int, avg, variation int, delay time.Duration, dir Direction) (Heal, error) {
-	return g.each(func(p *Plane) (Heal, error) { return p.Slice(clients, avg, variation, delay, dir) })
+func (g *Group) Slice(clients []int, avg, variation int, delay time.Duration, dir netfault.Direction) (netfault.Heal, error) {
+	return g.each(func(p *Plane) (netfault.Heal, error) { return p.Slice(clients, avg, variation, delay, dir) })
 }
 
-func (g *Group) LimitData(clients []int, n int64, dir Direction) (Heal, error) {
-	return g.each(func(p *Plane) (Heal, error) { return p.LimitData(clients, n, dir) })
+func (g *Group) LimitData(clients []int, n int64, dir netfault.Direction) (netfault.Heal, error) {
+	return g.each(func(p *Plane) (netfault.Heal, error) { return p.LimitData(clients, n, dir) })
 }
 
 // HealAll undoes every active fault on every backend.

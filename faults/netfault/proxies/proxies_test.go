@@ -1,4 +1,4 @@
-package netfault_test
+package proxies_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"cloud.google.com/go/storage"
 	"github.com/lockcheck/lockcheck/faults/netfault"
+	"github.com/lockcheck/lockcheck/faults/netfault/proxies"
 	"github.com/lockcheck/lockcheck/harness/gcs"
 )
 
@@ -45,9 +46,9 @@ func startUpstream(t *testing.T) *upstream {
 	return u
 }
 
-func startPlane(t *testing.T, up string, clients int) *netfault.Plane {
+func startPlane(t *testing.T, up string, clients int) *proxies.Plane {
 	t.Helper()
-	p, err := netfault.Start(context.Background(), up, clients)
+	p, err := proxies.Start(context.Background(), up, clients)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func startPlane(t *testing.T, up string, clients int) *netfault.Plane {
 
 // clientFor returns an HTTP client with its own transport (own keep-alive
 // pool) and the base URL of the client's proxy.
-func clientFor(t *testing.T, p *netfault.Plane, i int) (*http.Client, string) {
+func clientFor(t *testing.T, p *proxies.Plane, i int) (*http.Client, string) {
 	t.Helper()
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
@@ -396,7 +397,7 @@ func TestInjectRejectsBadInput(t *testing.T) {
 		"bad direction":       func() (netfault.Heal, error) { return p.Partition([]int{0}, netfault.Direction(9)) },
 		"negative latency":    func() (netfault.Heal, error) { return p.Latency([]int{0}, -time.Second, 0, netfault.Both) },
 		"unknown toxic": func() (netfault.Heal, error) {
-			return p.Inject([]int{0, 1}, netfault.Toxic{Type: "no-such-toxic"}, netfault.Both)
+			return p.Inject([]int{0, 1}, proxies.Toxic{Type: "no-such-toxic"}, netfault.Both)
 		},
 	} {
 		if _, err := inject(); err == nil {
@@ -406,17 +407,17 @@ func TestInjectRejectsBadInput(t *testing.T) {
 	if got := p.Active(); len(got) != 0 {
 		t.Fatalf("failed injections left faults behind: %v", got)
 	}
-	if _, err := netfault.Start(context.Background(), up.srv.Listener.Addr().String(), 0); err == nil {
+	if _, err := proxies.Start(context.Background(), up.srv.Listener.Addr().String(), 0); err == nil {
 		t.Error("Start with 0 clients: no error")
 	}
-	if _, err := netfault.Start(context.Background(), "no-port", 1); err == nil {
+	if _, err := proxies.Start(context.Background(), "no-port", 1); err == nil {
 		t.Error("Start with a bad upstream: no error")
 	}
 }
 
 func TestCloseStopsProxies(t *testing.T) {
 	up := startUpstream(t)
-	p, err := netfault.Start(context.Background(), up.srv.Listener.Addr().String(), 1)
+	p, err := proxies.Start(context.Background(), up.srv.Listener.Addr().String(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package runner
 
 import (
 	"runtime"
@@ -6,9 +6,9 @@ import (
 	"strings"
 )
 
-// versions names the code that produced a result: this module, Go, and the
+// Versions names the code that produced a result: this module, Go, and the
 // dependencies whose behaviour shapes a verdict.
-func versions() map[string]string {
+func Versions() map[string]string {
 	v := map[string]string{"go": runtime.Version()}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {

@@ -1,4 +1,4 @@
-package harness
+package backends
 
 import (
 	"context"

@@ -1,9 +1,10 @@
-package register
+package stores
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/lockcheck/lockcheck/harness/register"
 	"strconv"
 	"strings"
 
@@ -49,11 +50,11 @@ type Redis struct {
 	fenced bool
 }
 
-var _ Store = (*Redis)(nil)
+var _ register.Store = (*Redis)(nil)
 
 // NewRedis returns a store on client, which should have MaxRetries: -1
 // (see [Redis]). The caller owns the client.
-func NewRedis(client *redis.Client, fenced bool) Store {
+func NewRedis(client *redis.Client, fenced bool) register.Store {
 	return &Redis{client: client, fenced: fenced}
 }
 
@@ -133,7 +134,7 @@ func (s *Redis) scriptError(op, key string, token uint64, err error) error {
 		if f, ok := strings.CutPrefix(rerr.Error(), staleReply); ok {
 			fence, perr := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
 			if perr == nil {
-				return staleError(op, key, token, fence)
+				return register.StaleError(op, key, token, fence)
 			}
 		}
 	}

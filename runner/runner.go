@@ -1,0 +1,203 @@
+// Package runner is the one path from a scenario to a checked run
+// directory: prepare the harness configuration, run it, record the
+// scenario, check the history and write the results. verify run, replay
+// and suite go through Run, and so does the Go API (package check); verify
+// check and report re-check a saved run through Check and WriteResults.
+//
+// A run directory holds history.jsonl (streamed by the harness),
+// scenario.json (what ran, with the seed used), result.json (the verdict,
+// every checker's report, the versions), summary.txt, history.html
+// (porcupine's view of the search) and report.html (the timeline).
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/lockcheck/lockcheck/harness"
+	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/harness/worker"
+	"github.com/lockcheck/lockcheck/internal/report"
+	"github.com/lockcheck/lockcheck/lockers"
+	"github.com/lockcheck/lockcheck/models"
+	"github.com/lockcheck/lockcheck/scenarios"
+)
+
+// Job is one run of a scenario on one seed.
+type Job struct {
+	// Spec is the scenario, normalized.
+	Spec scenarios.Spec
+	// Resolve finds the locker Spec names.
+	Resolve scenarios.Resolve
+	// Seed picks the workload and the fault schedule; nonzero.
+	Seed uint64
+	// Dir is the run directory to create; it must not exist yet.
+	Dir string
+	// Worker is the command of a built-in locker's process clients
+	// (verify worker); nil when the scenario runs none.
+	Worker func() (worker.Command, error)
+	// Observers see every event as it is recorded (live progress).
+	Observers []func(history.Event)
+	// Log receives the run's diagnostics; nil discards them.
+	Log lockers.Logger
+}
+
+// Result is a checked run.
+type Result struct {
+	Dir         string
+	HistoryPath string
+	// Outcome is what the harness reported: an interruption, clients
+	// still inside a call, worker processes.
+	Outcome *harness.Outcome
+	History *history.History
+	Report  *models.Report
+	// Verdict is the run's verdict: safety, merged with liveness when
+	// the scenario requires recovery.
+	Verdict models.Verdict
+	// Config is what the harness ran.
+	Config harness.Config
+}
+
+// ErrNotStarted matches (errors.Is) the error of a run that could not
+// start: a bad scenario, a locker whose backend could not be set up.
+// Nothing was recorded.
+var ErrNotStarted = errors.New("the run did not start")
+
+// notStarted is the error of a run that never started: its cause, as
+// it is, matching ErrNotStarted too.
+type notStarted struct{ err error }
+
+func (n notStarted) Error() string        { return n.err.Error() }
+func (n notStarted) Unwrap() error        { return n.err }
+func (n notStarted) Is(target error) bool { return target == ErrNotStarted }
+
+// Run prepares, runs, checks and writes one run. A nil Result (with an
+// error wrapping ErrNotStarted) means the run never started; otherwise
+// the Result holds whatever was recorded and checked, even when the
+// error is set (an unwritable file, a worker that misbehaved). configured,
+// when set, sees the harness configuration before the run starts.
+func Run(ctx context.Context, j Job, configured func(harness.Config)) (*Result, error) {
+	cfg, err := scenarios.Prepare(j.Spec, j.Resolve, j.Seed, j.Dir, j.Worker)
+	if err != nil {
+		return nil, notStarted{err}
+	}
+	cfg.Observers = append(cfg.Observers, j.Observers...)
+	cfg.Log = j.Log
+	if configured != nil {
+		configured(cfg)
+	}
+	out, runErr := harness.Run(ctx, cfg)
+	if out == nil {
+		return nil, notStarted{runErr}
+	}
+	rec := j.Spec
+	rec.Seeds = []uint64{j.Seed}
+	// The first event wrote it already, unless the run recorded none.
+	recErr := scenarios.WriteRecord(out.Dir, rec)
+	res := &Result{Dir: out.Dir, HistoryPath: out.HistoryPath, Outcome: out, Config: cfg}
+	if errors.Is(runErr, harness.ErrWorker) {
+		// A worker that broke the protocol recorded calls that mean
+		// nothing; the history is kept for `verify check`, with no
+		// verdict.
+		return res, errors.Join(runErr, recErr)
+	}
+	o := CheckOptions{Timeout: time.Duration(j.Spec.CheckTimeout), RequireRecovery: j.Spec.RequireRecovery}
+	h, rep, verdict, checkErr := Check(out.HistoryPath, o)
+	if checkErr == nil {
+		res.History, res.Report, res.Verdict = h, rep, verdict
+		checkErr = WriteResults(out.Dir, h, rep, verdict, o)
+	}
+	return res, errors.Join(runErr, recErr, checkErr)
+}
+
+// CheckOptions are how a history is judged.
+type CheckOptions struct {
+	// Timeout bounds the linearizability search; past it the verdict is
+	// unknown.
+	Timeout time.Duration
+	// RequireRecovery merges liveness into the verdict.
+	RequireRecovery bool
+}
+
+// Check reads and checks the history at path. The verdict is the safety
+// verdict, merged with liveness when recovery is required: the one rule
+// every command that judges a run follows.
+func Check(path string, o CheckOptions) (*history.History, *models.Report, models.Verdict, error) {
+	h, err := history.ReadFile(path)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("read history: %w", err)
+	}
+	rep, err := models.Check(h, models.Options{LinearizabilityTimeout: o.Timeout})
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("check %s: %w", path, err)
+	}
+	verdict := rep.Verdict
+	if o.RequireRecovery && rep.Liveness != nil {
+		verdict = verdict.Merge(rep.Liveness.Verdict)
+	}
+	return h, rep, verdict, nil
+}
+
+// ResultFile is result.json: everything a run found, and enough about the
+// run to reproduce it.
+type ResultFile struct {
+	Verdict models.Verdict `json:"verdict"`
+	// LivenessCounts says whether liveness was part of Verdict
+	// (-require-recovery).
+	LivenessCounts bool              `json:"liveness_counts"`
+	Run            history.RunInfo   `json:"scenario"`
+	Seed           uint64            `json:"seed"`
+	Start          time.Time         `json:"start"`
+	Versions       map[string]string `json:"versions"`
+	Checked        time.Time         `json:"checked"`
+	Report         *models.Report    `json:"report"`
+}
+
+// ReadResult reads a run directory's result.json.
+func ReadResult(path string) (*ResultFile, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r ResultFile
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &r, nil
+}
+
+// WriteResults writes result.json, summary.txt, history.html and
+// report.html into dir.
+func WriteResults(dir string, h *history.History, rep *models.Report, verdict models.Verdict, o CheckOptions) error {
+	res := ResultFile{
+		Verdict: verdict, LivenessCounts: o.RequireRecovery,
+		Run: h.Header.Run, Seed: h.Header.Run.Seed, Start: h.Header.Start,
+		Versions: Versions(), Checked: time.Now().UTC(), Report: rep,
+	}
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("result.json: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "result.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	summary := fmt.Sprintf("run %s: locker %s, seed %d, %d clients, %d keys, %v, faults %v\nverdict: %s\n%s",
+		h.Header.Run.ID, h.Header.Run.Locker, h.Header.Run.Seed, h.Header.Run.Clients, h.Header.Run.Keys,
+		time.Duration(h.Header.Run.Duration), h.Header.Run.Faults, verdict, rep.Summary())
+	if err := os.WriteFile(filepath.Join(dir, "summary.txt"), []byte(summary), 0o644); err != nil {
+		return err
+	}
+	if err := rep.WriteVisualization(filepath.Join(dir, "history.html")); err != nil {
+		return fmt.Errorf("history.html: %w", err)
+	}
+	meta := report.Meta{Verdict: verdict, LivenessCounts: o.RequireRecovery, Checked: res.Checked, Versions: res.Versions}
+	if err := report.Write(filepath.Join(dir, "report.html"), h, rep, meta); err != nil {
+		return fmt.Errorf("report.html: %w", err)
+	}
+	return nil
+}
