@@ -3,14 +3,14 @@ GO      ?= go
 VERIFY  := $(GO) run ./cmd/verify
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: verify test vet bench build clean tus616-table redis-server compare-table compare-data-table quick nightly regression report-check chromium help
+.PHONY: verify test vet bench build clean node-worker tus616-table redis-server compare-table compare-data-table quick nightly regression report-check chromium help
 
 ## verify: a quick run of the default locker through pauses and crashes, checked
 verify:
 	$(VERIFY) run -locker memory-owner -clients 8 -keys 2 -duration 10s -faults pause,crash
 
 ## test: vet and every test with the race detector (installs redis-server first when missing: the Redis lockers are also tested against a real server), then the example module that tests its own lock through the Go API
-test: vet redis-server
+test: vet redis-server node-worker
 	$(GO) test -race -timeout 25m ./...
 	cd examples/ownlock && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 5m ./...
 
@@ -22,6 +22,15 @@ redis-server:
 	  $(SUDO) apt-get install -y -q redis-server >/dev/null 2>&1 || \
 	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q redis-server >/dev/null; }; }
 	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server could not be installed; install it (apt-get install redis-server) or set LOCKCHECK_REDIS_SERVER"; exit 1; }
+
+## node-worker: install Node.js from Debian packages when it is missing, then the Node worker's npm packages (npm ci in workers/node)
+node-worker:
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { \
+	  echo "installing nodejs and npm from Debian packages"; \
+	  $(SUDO) apt-get install -y -q nodejs npm >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q nodejs npm >/dev/null; }; }
+	@command -v node >/dev/null 2>&1 || { echo "node could not be installed; install Node.js 18 or later (apt-get install nodejs npm)"; exit 1; }
+	cd workers/node && npm ci --no-audit --no-fund --loglevel=error
 
 vet:
 	$(GO) vet ./...

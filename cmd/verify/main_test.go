@@ -121,6 +121,13 @@ func TestBadInputExitsThreeSayingWhatToFix(t *testing.T) {
 		{[]string{"run", "-clients-as", "thread"}, `clients-as must be "goroutine" or "process"`},
 		{[]string{"run", "-clients-as", "process", "-locker", "memory"}, "process clients need a backend another process can reach"},
 		{[]string{"worker", "extra"}, "unexpected arguments"},
+		{[]string{"run", "-worker", "node w.js"}, "-worker: give -backend too"},
+		{[]string{"run", "-worker", "node 'w.js", "-backend", "redis"}, "the ' quote is never closed"},
+		{[]string{"run", "-worker", "node w.js", "-backend", "etcd"}, `backend: "etcd": an external worker needs the backend`},
+		{[]string{"run", "-worker", "node w.js", "-backend", "redis", "-ttl", "1s"}, "ttl: an external worker's lease is unknown"},
+		{[]string{"run", "-scenario", "no/such/file.json"}, "scenario file: open no/such/file.json: no such file"},
+		{[]string{"suite", "-dir", "no/such/dir"}, "scenario directory: stat no/such/dir: no such file"},
+		{[]string{"suite", "quick", "-dir", "x"}, "suite quick and -dir x both given"},
 		{nil, "Usage:"},
 	}
 	for _, c := range cases {

@@ -149,6 +149,9 @@ func runCommand(args []string, stdout, stderr io.Writer) (int, error) {
 		if spec, err = f.spec(set); err != nil {
 			return 0, err
 		}
+		if err := spec.Validate(resolveLocker); err != nil {
+			return 0, fmt.Errorf("flags: %w", err)
+		}
 	}
 	seed := f.seed
 	if seed == 0 && f.scenario != "" {

@@ -46,14 +46,18 @@
 // hello, the first request, id 0, describes the locker to open:
 //
 //	{"id":0,"op":"hello","protocol":1,"locker":"fenced","time_scale":0.1,
-//	 "identity":"client-3","seed":123,
+//	 "identity":"client-3","seed":123,"backend":"gcs",
 //	 "gcs":{"endpoint":"http://127.0.0.1:PORT/storage/v1/","bucket":"b"},
 //	 "redis":["127.0.0.1:6379"],
 //	 "redirect":{"127.0.0.1:4443":"127.0.0.1:51234"},
 //	 "register":"fenced","clock":{"skew_ns":0,"drift":0}}
 //
-// (shown on several lines here; one line on the wire). "gcs" is present
-// only for GCS-backed lockers and "redis" only for Redis-backed ones.
+// (shown on several lines here; one line on the wire). "locker" is the
+// catalog name of a built-in locker for `verify worker`, and only a name
+// for the reports of an external worker (verify run -worker), which runs
+// its own lock. "backend" names what the harness started for the worker:
+// "gcs", "redis" or "none". "gcs" is present only for GCS-backed lockers
+// and "redis" only for Redis-backed ones.
 // "redirect" maps an address the locker dials to the address the worker
 // must really dial instead: the client's own fault proxy, so that the
 // harness can partition this client alone. "register" names the register
@@ -124,6 +128,17 @@
 // their contexts cancelled; the worker waits a bounded time for them,
 // answers those that end in that time before it answers close, and answers
 // none after.
+//
+// # Broken protocol
+//
+// A worker that answers hello with an error, with another protocol
+// version, or not within 30 s; that writes a line to stdout that is not a
+// protocol message (stdout is the protocol's: diagnostics go to stderr),
+// or answers a request that is not pending; or that exits without being
+// asked (close, or the harness's SIGKILL of a crash fault) makes the run
+// fail: verify exits 3 with the worker's command, the client, the line
+// number and the end of its stderr, and keeps the history recorded so
+// far, which is not judged.
 //
 // # Events
 //
