@@ -13,9 +13,11 @@ import (
 
 	"github.com/lockcheck/lockcheck/catalog"
 	"github.com/lockcheck/lockcheck/harness"
+	"github.com/lockcheck/lockcheck/harness/worker"
 	"github.com/lockcheck/lockcheck/internal/compare"
 	"github.com/lockcheck/lockcheck/models"
 	"github.com/lockcheck/lockcheck/runner"
+	"github.com/lockcheck/lockcheck/scenarios"
 )
 
 // defaultCompareLockers are the lockers a comparison runs unless told:
@@ -50,6 +52,9 @@ func compareCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	out := fs.String("out", "results", "directory that receives the comparison's directory")
 	markdown := fs.String("markdown", "", "also write the Markdown table to this file")
 	redisAddr := fs.String("redis-addr", "", "run Redis lockers against these real servers, host:port[,...] (default: embedded)")
+	workerFlag := fs.String("worker", "", "add a row: every client of it runs as this external worker `command` (protocol v1), on -backend; its lease is its own (no -ttl scaling)")
+	backendFlag := fs.String("backend", "", "with -worker: the backend the harness starts for the workers, `gcs`, redis, redis-server or none")
+	workerName := fs.String("worker-name", scenarios.DefaultWorkerLocker, "the -worker row's name in the table")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: verify compare [flags]
 
@@ -69,6 +74,7 @@ Examples:
   verify compare
   verify compare -lockers tus616,fenced -scenarios none,pause -seeds 1,2,3,4,5
   verify compare -parallel 2 -markdown results/compare.md
+  verify compare -lockers redis,redsync -scenarios none,pause,crash -worker 'node workers/node/worker.js workers/node/lockers/redlock.js' -backend redis -worker-name node-redlock
 
 Flags:
 `, scenarioHelp())
@@ -84,6 +90,22 @@ Flags:
 			return 0, fmt.Errorf("-lockers: %w", err)
 		}
 		specs = append(specs, l)
+	}
+	workers := map[string]worker.Command{}
+	argv, err := workerArgv(*workerFlag, *backendFlag, false)
+	if err != nil {
+		return 0, err
+	}
+	if argv != nil {
+		if slices.ContainsFunc(specs, func(l harness.LockerSpec) bool { return l.Name == *workerName }) {
+			return 0, fmt.Errorf("-worker-name %q is also in -lockers; name the worker's row otherwise", *workerName)
+		}
+		l, err := catalog.Resolve(*workerName, argv, *backendFlag)
+		if err != nil {
+			return 0, fmt.Errorf("-worker: %w", err)
+		}
+		specs = append(specs, l)
+		workers[l.Name] = worker.Command{Path: argv[0], Args: argv[1:]}
 	}
 	scenarios, err := compare.LookupScenarios(splitList(*scenariosFlag))
 	if err != nil {
@@ -120,7 +142,7 @@ Flags:
 		return 0, fmt.Errorf("flags: %w", err)
 	}
 	plan := compare.Plan{
-		Lockers: specs, Scenarios: scenarios, Seeds: seeds, TTL: *ttl, Base: base, Dir: dir, Parallel: *parallel,
+		Lockers: specs, Scenarios: scenarios, Seeds: seeds, TTL: *ttl, Base: base, Dir: dir, Parallel: *parallel, Workers: workers,
 		Check: func(historyPath, runDir string) (*models.Report, error) {
 			return checkQuietly(historyPath, runDir, runner.CheckOptions{Timeout: *checkTimeout})
 		},

@@ -242,14 +242,11 @@ func (f *runFlags) spec(set map[string]bool) (scenarios.Spec, error) {
 	if set["time-scale"] && (f.timeScale <= 0 || f.timeScale > 100) {
 		return scenarios.Spec{}, fmt.Errorf("-time-scale %v: time scale must be in (0, 100]", f.timeScale)
 	}
-	var workerArgv []string
+	var argv []string
 	locker, clientsAs := f.locker, f.clientsAs
 	if f.worker != "" || set["worker"] {
-		if workerArgv, err = splitCommand(f.worker); err != nil {
-			return scenarios.Spec{}, fmt.Errorf("-worker: %w", err)
-		}
-		if f.backend == "" {
-			return scenarios.Spec{}, errors.New("-worker: give -backend too, the backend the harness starts for the workers: gcs (the embedded GCS), redis (embedded Redis), redis-server, or none (the worker brings its own)")
+		if argv, err = workerArgv(f.worker, f.backend, true); err != nil {
+			return scenarios.Spec{}, err
 		}
 		if !set["locker"] {
 			locker = scenarios.DefaultWorkerLocker
@@ -271,7 +268,7 @@ func (f *runFlags) spec(set map[string]bool) (scenarios.Spec, error) {
 		Name:            runSpecName,
 		Summary:         "verify run with flags",
 		Locker:          locker,
-		Worker:          workerArgv,
+		Worker:          argv,
 		Backend:         f.backend,
 		Workload:        f.workload,
 		ClientsAs:       clientsAs,

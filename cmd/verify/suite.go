@@ -139,14 +139,11 @@ Flags:
 	} else if specs, err = lookupSuite(name); err != nil {
 		return 0, err
 	}
-	if *workerFlag != "" || *backendFlag != "" {
-		argv, err := splitCommand(*workerFlag)
-		if err != nil {
-			return 0, fmt.Errorf("-worker: %w", err)
-		}
-		if *backendFlag == "" {
-			return 0, errors.New("-worker: give -backend too, the backend the harness starts for the workers: gcs, redis, redis-server or none")
-		}
+	argv, err := workerArgv(*workerFlag, *backendFlag, false)
+	if err != nil {
+		return 0, err
+	}
+	if argv != nil {
 		for k := range specs {
 			specs[k].Worker, specs[k].Backend = argv, *backendFlag
 			// The scenario's own locker becomes the worker's name in

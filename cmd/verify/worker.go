@@ -119,3 +119,19 @@ func splitCommand(line string) ([]string, error) {
 	}
 	return words, nil
 }
+
+// workerArgv reads -worker and -backend together: the worker's words, or
+// nil when neither flag is given. A worker needs its backend named.
+func workerArgv(command, backend string, given bool) ([]string, error) {
+	if !given && command == "" && backend == "" {
+		return nil, nil
+	}
+	argv, err := splitCommand(command)
+	if err != nil {
+		return nil, fmt.Errorf("-worker: %w", err)
+	}
+	if backend == "" {
+		return nil, errors.New("-worker: give -backend too, the backend the harness starts for the workers: gcs (the embedded GCS), redis (embedded Redis), redis-server, or none (the worker brings its own)")
+	}
+	return argv, nil
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,5 +78,38 @@ func TestNodeWorkerRunsPublishedTusLockers(t *testing.T) {
 		"-time-scale", "0.1", "-clients", "4", "-keys", "1", "-duration", "2s", "-recovery-timeout", "5s", "-seed", "1")
 	if code != exitInvalid || !strings.Contains(stdout, "first counterexample (mutual-exclusion): key k0:") {
 		t.Fatalf("MemoryLocker across processes: exit %d, want 1 with a counterexample\n%s\n%s", code, stdout, stderr)
+	}
+}
+
+// A compare row and a suite of scenario files can run an external
+// worker: here this test binary's own `verify worker`, which knows the
+// built-in fenced lock by the name the harness gives it.
+func TestCompareAndSuiteRunAnExternalWorker(t *testing.T) {
+	self := os.Args[0] + " worker"
+	out := t.TempDir()
+	code, stdout, stderr := verify(t, "compare", "-out", out, "-lockers", "memory-owner", "-scenarios", "none", "-seeds", "1",
+		"-duration", "1s", "-recovery-timeout", "5s", "-worker", self, "-backend", "gcs", "-worker-name", "fenced")
+	if code != exitValid {
+		t.Fatalf("compare: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "| fenced | valid 1/1 |") {
+		t.Errorf("the worker's row is missing:\n%s", stdout)
+	}
+
+	dir := filepath.Join(t.TempDir(), "ci")
+	os.Mkdir(dir, 0o755)
+	file, _ := json.Marshal(map[string]any{"locker": "fenced", "worker": []string{os.Args[0], "worker"}, "backend": "gcs",
+		"duration": "1s", "recovery_timeout": "5s", "clients": 3})
+	os.WriteFile(filepath.Join(dir, "fenced.json"), file, 0o644)
+	os.WriteFile(filepath.Join(dir, "unsafe.json"), []byte(`{"locker": "mutant-double-grant", "keys": 1, "rate": 0, "duration": "1s",
+		"expect": {"verdict": "invalid", "reason": "planted: grants a held lock"}}`), 0o644)
+	code, stdout, stderr = verify(t, "suite", "-dir", dir, "-out", t.TempDir(), "-parallel", "1")
+	if code != exitValid {
+		t.Fatalf("suite -dir: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"suite ci", "ci/fenced", "ci/unsafe"} {
+		if !strings.Contains(stdout+stderr, want) {
+			t.Errorf("suite output does not say %q:\n%s\n%s", want, stdout, stderr)
+		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/harness"
 	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/harness/worker"
 	"github.com/lockcheck/lockcheck/models"
 )
 
@@ -111,6 +112,10 @@ type Plan struct {
 	Check func(historyPath, dir string) (*models.Report, error)
 	// Progress, when set, hears about every run as it ends.
 	Progress func(done, total int, r Run)
+	// Workers are the lockers of Lockers that run as external worker
+	// processes, by name, with the command of each: their clients are
+	// processes in every scenario.
+	Workers map[string]worker.Command
 }
 
 // Run is one locker, scenario and seed.
@@ -283,6 +288,9 @@ func (p Plan) runOne(ctx context.Context, l harness.LockerSpec, s Scenario, seed
 	}
 	if s.Processes {
 		cfg.ClientsAs = harness.ClientsAsProcesses
+	}
+	if w, ok := p.Workers[l.Name]; ok {
+		cfg.ClientsAs, cfg.Worker = harness.ClientsAsProcesses, w
 	}
 	if s.HoldLeases > 0 {
 		cfg.Workload.HoldMax = time.Duration(s.HoldLeases * float64(p.TTL))
