@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"time"
 
@@ -70,6 +71,12 @@ type Instance struct {
 	// brings none (an in-process one, or a real service reached
 	// directly).
 	Network func(ctx context.Context, upstreams []string, clients int) (Plane, error)
+	// Links, when set, is each client's own path to a backend that lives
+	// in this process with no socket (the simulation's in-memory GCS and
+	// Redis): the HTTP transport and the dialer that the client's gate
+	// wraps. Network faults then act on these paths (see Network). Nil
+	// for backends reached over the loopback network.
+	Links func(slot int) Link
 	// ServerFront says Params.ServerFront was installed in front of the
 	// backend, so server-side faults reach it.
 	ServerFront bool
@@ -115,9 +122,27 @@ type Params struct {
 	// Backend is Config.Backend: a backend the Setup starts instead of
 	// its default, which a Setup that cannot honour it refuses.
 	Backend string
+	// InMemory asks for a backend in this process with no socket, reached
+	// through Instance.Links: the simulation, inside a testing/synctest
+	// bubble. A Setup that cannot refuses.
+	InMemory bool
+	// Clients and Seed are the run's, for an in-memory backend's network
+	// (a path per client, latencies drawn from the seed).
+	Clients int
+	Seed    uint64
 	// RunID names the run; backends shared with others (a real bucket)
 	// keep the run's objects under it.
 	RunID string
+}
+
+// HarnessLink is the slot of the harness's own path to an in-memory
+// backend (its final reads of the registers), which no fault touches.
+const HarnessLink = -1
+
+// Link is one client's path to an in-process backend.
+type Link struct {
+	HTTP http.RoundTripper
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Plane is a network fault plane with a proxy per client in front of

@@ -19,7 +19,8 @@ import (
 // backend when the run schedules network faults, runs process clients
 // (each dials through its own proxy), or asks for proxies anyway.
 func (r *run) attachNetwork(ctx context.Context, inst *Instance, target *faults.Target) error {
-	wanted := r.cfg.Proxy || r.cfg.processes() || slices.ContainsFunc(r.cfg.Faults, func(k faults.Kind) bool { return k.Needs == faults.NeedsNetwork })
+	// An in-memory backend's paths are its network, faulted or not.
+	wanted := r.cfg.Proxy || r.cfg.processes() || inst.Links != nil || slices.ContainsFunc(r.cfg.Faults, func(k faults.Kind) bool { return k.Needs == faults.NeedsNetwork })
 	if len(inst.Upstreams) == 0 || inst.Network == nil || !wanted {
 		return nil
 	}
@@ -54,7 +55,11 @@ func (r *run) dialerFor(slot int, g *gate) func(ctx context.Context, network, ad
 		if r.plane != nil {
 			addr = r.plane.Redirect(slot, addr)
 		}
-		conn, err := d.DialContext(ctx, network, addr)
+		dial := d.DialContext
+		if r.inst != nil && r.inst.Links != nil && r.inst.Links(slot).Dial != nil {
+			dial = r.inst.Links(slot).Dial
+		}
+		conn, err := dial(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
@@ -72,6 +77,9 @@ func (r *run) closeNetwork() {
 // dial to the backend goes to the client's proxy instead, so the locker,
 // configured with the backend's address, never knows the proxy is there.
 func (r *run) transportFor(slot int) http.RoundTripper {
+	if r.inst != nil && r.inst.Links != nil {
+		return r.inst.Links(slot).HTTP
+	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	if r.plane != nil {
 		var d net.Dialer

@@ -85,6 +85,10 @@ type Config struct {
 	// redis-server processes in place of embedded Redis; an external
 	// worker's backend (BackendGCS, BackendRedis, BackendNone).
 	Backend string
+	// InMemory runs the backend in this process with no socket (the
+	// simulation): the whole run can then go inside a testing/synctest
+	// bubble, in virtual time. Goroutine clients only.
+	InMemory bool
 	// ClientsAs is ClientsAsGoroutines (the default when empty) or
 	// ClientsAsProcesses.
 	ClientsAs string
@@ -122,6 +126,7 @@ func (c Config) Validate() error {
 	check(c.ClientsAs == "" || c.ClientsAs == ClientsAsGoroutines || c.ClientsAs == ClientsAsProcesses, "clients-as must be %q or %q, got %q", ClientsAsGoroutines, ClientsAsProcesses, c.ClientsAs)
 	check(c.ClientsAs != ClientsAsProcesses || c.Worker.Path != "", "process clients need the worker command to start")
 	check(c.Dir != "", "no output directory")
+	check(!c.InMemory || !c.processes(), "a simulated run has no processes: its clients are goroutines in virtual time")
 	return errors.Join(errs...)
 }
 
@@ -243,7 +248,8 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	r := &run{cfg: cfg}
 	server := serverfault.New(serverfault.Options{Seed: cfg.Seed ^ 0x5e7fa17, OnEvent: r.recordServerFault})
 	setupCtx, cancelSetup := context.WithTimeout(ctx, time.Minute)
-	inst, err := cfg.Locker.Setup(setupCtx, Params{TimeScale: cfg.TimeScale, ServerFront: server.Wrap, GCSBucket: cfg.GCSBucket, RedisAddrs: cfg.RedisAddrs, Backend: cfg.Backend, RunID: filepath.Base(cfg.Dir)})
+	inst, err := cfg.Locker.Setup(setupCtx, Params{TimeScale: cfg.TimeScale, ServerFront: server.Wrap, GCSBucket: cfg.GCSBucket, RedisAddrs: cfg.RedisAddrs, Backend: cfg.Backend, RunID: filepath.Base(cfg.Dir),
+		InMemory: cfg.InMemory, Clients: cfg.Clients, Seed: cfg.Seed})
 	cancelSetup()
 	if err != nil {
 		return nil, fmt.Errorf("locker %s: setup: %w", cfg.Locker.Name, err)
@@ -368,7 +374,10 @@ func (r *run) execute(ctx context.Context, out *Outcome) {
 	stopWork := r.stopWork
 	for _, c := range r.clients {
 		if inc := c.current(); inc != nil {
-			go c.work(inc, stopWork)
+			go func() {
+				r.stagger(c.slot)
+				c.work(inc, stopWork)
+			}()
 		}
 	}
 
@@ -404,6 +413,16 @@ func (r *run) execute(ctx context.Context, out *Outcome) {
 
 func (r *run) registers() bool { return r.cfg.registers() }
 
+// stagger sets clients that start together a microsecond apart, in slot
+// order, in a simulated run: in virtual time they would start at one
+// instant, and their order would be the Go scheduler's, not the seed's.
+// A live run starts them as they come.
+func (r *run) stagger(slot int) {
+	if r.cfg.InMemory {
+		time.Sleep(time.Duration(slot+1) * time.Microsecond)
+	}
+}
+
 // registers says the workload's critical sections work on a register.
 func (c Config) registers() bool {
 	return c.Workload.Name == history.WorkloadRegister || c.Workload.Name == history.WorkloadFencedRegister
@@ -421,6 +440,11 @@ func (r *run) readFinals(ctx context.Context) {
 	defer cancel()
 	var d net.Dialer
 	env := lockers.Env{Clock: lockers.SystemClock{}, HTTP: &http.Client{}, Dial: d.DialContext, Identity: "harness", Log: r.log}
+	if r.inst.Links != nil {
+		// The harness's own path, which no fault touches.
+		link := r.inst.Links(HarnessLink)
+		env.HTTP, env.Dial = &http.Client{Transport: link.HTTP}, link.Dial
+	}
 	store, err := r.inst.Register(ctx, env, r.cfg.Workload.Name == history.WorkloadFencedRegister)
 	if err != nil {
 		r.log.Logf("final values: %v", err)
@@ -492,6 +516,7 @@ func (r *run) recover(ctx context.Context) bool {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			r.stagger(c.slot)
 			deadline := time.Now().Add(r.cfg.RecoveryTimeout)
 			for range maxRecoveryTries {
 				left := time.Until(deadline)

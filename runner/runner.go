@@ -22,6 +22,7 @@ import (
 	"github.com/lockcheck/lockcheck/harness"
 	"github.com/lockcheck/lockcheck/harness/history"
 	"github.com/lockcheck/lockcheck/harness/worker"
+	"github.com/lockcheck/lockcheck/internal/bubble"
 	"github.com/lockcheck/lockcheck/internal/report"
 	"github.com/lockcheck/lockcheck/lockers"
 	"github.com/lockcheck/lockcheck/models"
@@ -45,6 +46,13 @@ type Job struct {
 	Observers []func(history.Event)
 	// Log receives the run's diagnostics; nil discards them.
 	Log lockers.Logger
+	// ReportFailuresOnly writes result.json, summary.txt and the HTML
+	// reports only for a run whose verdict is not valid: an exploration of
+	// thousands of seeds keeps only its failures.
+	ReportFailuresOnly bool
+	// Bubbles runs a simulated scenario (Spec.Sim) in virtual time; nil
+	// starts a pool of one for the run.
+	Bubbles *bubble.Pool
 }
 
 // Result is a checked run.
@@ -91,7 +99,7 @@ func Run(ctx context.Context, j Job, configured func(harness.Config)) (*Result, 
 	if configured != nil {
 		configured(cfg)
 	}
-	out, runErr := harness.Run(ctx, cfg)
+	out, runErr := execute(ctx, cfg, j.Bubbles)
 	if out == nil {
 		return nil, notStarted{runErr}
 	}
@@ -110,7 +118,9 @@ func Run(ctx context.Context, j Job, configured func(harness.Config)) (*Result, 
 	h, rep, verdict, checkErr := Check(out.HistoryPath, o)
 	if checkErr == nil {
 		res.History, res.Report, res.Verdict = h, rep, verdict
-		checkErr = WriteResults(out.Dir, h, rep, verdict, o)
+		if !j.ReportFailuresOnly || verdict != models.Valid {
+			checkErr = WriteResults(out.Dir, h, rep, verdict, o)
+		}
 	}
 	return res, errors.Join(runErr, recErr, checkErr)
 }
@@ -200,4 +210,31 @@ func WriteResults(dir string, h *history.History, rep *models.Report, verdict mo
 		return fmt.Errorf("report.html: %w", err)
 	}
 	return nil
+}
+
+// simWallLimit bounds one simulated run's wall time: a run of 10 virtual
+// seconds takes well under one, so a run still going after this has
+// stalled.
+const simWallLimit = 5 * time.Minute
+
+// execute runs cfg: in a bubble of pool when it is a simulation, where
+// the run's only context is its own (a context from outside the bubble
+// would keep its clock from ever advancing); directly otherwise.
+func execute(ctx context.Context, cfg harness.Config, pool *bubble.Pool) (*harness.Outcome, error) {
+	if !cfg.InMemory {
+		return harness.Run(ctx, cfg)
+	}
+	if pool == nil {
+		pool = bubble.Start(1)
+		defer pool.Close()
+	}
+	var out *harness.Outcome
+	var runErr error
+	err := pool.Run(func() { out, runErr = harness.Run(context.Background(), cfg) }, simWallLimit)
+	if errors.Is(err, bubble.ErrStalled) {
+		// The run goes on in its stalled bubble; what it recorded is on
+		// disk, with no verdict.
+		return &harness.Outcome{Dir: cfg.Dir, HistoryPath: filepath.Join(cfg.Dir, "history.jsonl"), Interrupted: true}, fmt.Errorf("%w: %w", harness.ErrWorker, err)
+	}
+	return out, errors.Join(runErr, err)
 }

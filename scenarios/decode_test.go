@@ -87,3 +87,22 @@ func TestNormalizeFillsAFileSpec(t *testing.T) {
 		}
 	}
 }
+
+// No input makes Decode panic, and every refusal names the file and a
+// line:column.
+func FuzzDecode(f *testing.F) {
+	for _, seed := range []string{
+		`{"locker": "fenced", "faults": ["pause"], "duration": "2s"}`,
+		`{"worker": ["node", "w.js"], "backend": "redis", "expect": {"verdict": "valid", "reason": "x"}}`,
+		`{"rate": 0, "seeds": [1, 2], "clients": 1e3}`,
+		`{"expect": {"verdict": 3}}`, `{"duration": 5}`, `[{}]`, `{"a":`, "\"\\u12", `{} {}`, ``, `null`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, err := Decode("f.json", data)
+		if err != nil && !strings.HasPrefix(err.Error(), "f.json:") {
+			t.Errorf("error without the file's name: %v", err)
+		}
+	})
+}

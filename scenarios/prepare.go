@@ -84,6 +84,10 @@ func (s Spec) Normalize(resolve Resolve) (Spec, error) {
 	if s.Workload == "" {
 		s.Workload = history.WorkloadMutex
 	}
+	if s.Sim && s.ClientsAs == harness.ClientsAsProcesses {
+		errs := fmt.Errorf("scenario %s: clients_as: a simulated run's clients are goroutines in virtual time, not processes", name)
+		return s, errs
+	}
 	if len(s.Worker) > 0 {
 		if s.Locker == "" {
 			s.Locker = DefaultWorkerLocker
@@ -161,6 +165,8 @@ func (s Spec) Validate(resolve Resolve) error {
 		if s.GCSBucket != "" || len(s.RedisAddrs) > 0 {
 			add("backend", errors.New("an external worker runs on the backend the harness starts (gcs, redis, redis-server or none); drop gcs_bucket and redis_addrs"))
 		}
+	case s.Sim && (s.Backend != "" || s.GCSBucket != "" || len(s.RedisAddrs) > 0):
+		add("sim", errors.New("a simulated run keeps its backend in memory; drop backend, gcs_bucket and redis_addrs"))
 	case s.Backend == "":
 	case s.Backend == BackendRedisServer:
 		if _, ok := redisServers[s.Locker]; !ok {
@@ -327,6 +333,7 @@ func (s Spec) config(resolve Resolve, seed uint64, dir string, worker func() (wo
 		GCSBucket:       s.GCSBucket,
 		ClientsAs:       s.ClientsAs,
 		Backend:         s.Backend,
+		InMemory:        s.Sim,
 		Dir:             dir,
 	}
 	switch {

@@ -30,7 +30,11 @@ type Spec struct {
 	// Backend is "" (a built-in locker's embedded default) or
 	// "redis-server" (a real redis-server started for the run); with
 	// Worker, one of "gcs", "redis", "redis-server" or "none".
-	Backend   string   `json:"backend,omitempty"`
+	Backend string `json:"backend,omitempty"`
+	// Sim runs the scenario in simulation (verify sim): the backend in
+	// memory, the whole run in virtual time inside a testing/synctest
+	// bubble. Goroutine clients only.
+	Sim       bool     `json:"sim,omitempty"`
 	Workload  string   `json:"workload,omitempty"`   // default "mutex"
 	ClientsAs string   `json:"clients_as,omitempty"` // default "goroutine"
 	Faults    []string `json:"faults,omitempty"`

@@ -31,10 +31,13 @@ Usage:
   verify check [flags] <run dir | history.jsonl>
                                        re-check a saved run or history
   verify run -scenario NAME [-seed N]  run a named scenario
+  verify run -worker 'CMD ARGS' -backend gcs|redis|none
+                                       every client as an external worker, any language
+  verify sim [flags] -seeds 1-10000    the locker in virtual time, seed after seed, until a violation
   verify replay [flags] <run dir>      run a saved run's scenario and seed again
   verify scenarios [-suite NAME]       list named scenarios and their expected verdicts
   verify compare [flags]               run lockers × fault scenarios × seeds, side by side
-  verify suite [flags] <quick|nightly|regression>
+  verify suite [flags] <quick|nightly|regression> | -dir DIR
                                        run a suite of scenarios, each judged against its expected verdict
   verify report <results dir>          an HTML index of every run under a directory
   verify list                          list lockers, faults and workloads
@@ -88,6 +91,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		code, err = scenariosCommand(rest, stdout, stderr)
 	case "compare":
 		code, err = compareCommand(rest, stdout, stderr)
+	case "sim":
+		code, err = simCommand(rest, stdout, stderr)
 	case "suite":
 		code, err = suiteCommand(rest, stdout, stderr)
 	case "report":

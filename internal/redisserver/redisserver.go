@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/lockcheck/lockcheck/faults/netfault/memnet"
 )
 
 // ErrNoRedisServer is returned by [StartReal] when no redis-server binary
@@ -67,7 +68,9 @@ func (s *Server) Addr() string { return s.addr }
 // and returns one end of a net.Pipe; otherwise it dials TCP to addr.
 func (s *Server) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	if s.inMemory {
-		return s.mini.Dial()
+		client, server := memnet.Pipe()
+		s.mini.Server().ServeConn(server)
+		return client, nil
 	}
 	var d net.Dialer
 	return d.DialContext(ctx, network, addr)
@@ -98,10 +101,21 @@ func StartEmbedded() (*Server, error) {
 // NewInMemory makes a miniredis with no listener: every connection is a
 // net.Pipe made by [Server.Dial]. It touches no socket, so it works inside
 // a testing/synctest bubble, where its keys expire on the bubble's clock.
-func NewInMemory() *Server {
+func NewInMemory() *Server { return NewInMemoryAt("in-memory:0") }
+
+// NewInMemoryAt is NewInMemory with addr as its address, so that several
+// in-memory servers of one run can be told apart by the address a locker
+// dials.
+func NewInMemoryAt(addr string) *Server {
 	m := miniredis.NewMiniRedis()
 	m.ClockTTL(true)
-	return &Server{addr: "in-memory:0", mini: m, inMemory: true}
+	// Its first Dial starts the server; connections are then served
+	// over pipes with a socket's buffer (memnet.Pipe), on which a
+	// publish to a paused subscriber does not wait.
+	if c, err := m.Dial(); err == nil {
+		c.Close()
+	}
+	return &Server{addr: addr, mini: m, inMemory: true}
 }
 
 // Options configures [StartReal].

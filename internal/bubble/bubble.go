@@ -1,0 +1,204 @@
+// Package bubble runs functions inside testing/synctest bubbles from a
+// program that is not a test: each job gets a bubble of its own, with its
+// own fake clock that advances only when every goroutine in the bubble is
+// durably blocked, so a run of minutes takes milliseconds.
+//
+// synctest.Test is the only way into a bubble, and it wants a *testing.T.
+// A Pool gets one by starting the testing package's own main
+// (testing.MainStart) with a single test whose parallel subtests serve the
+// jobs. MainStart is meant for generated test mains and may change from one
+// Go release to the next; the dependency interface it wants is satisfied
+// by deps below, which the compiler checks, so a Go upgrade that changes
+// it breaks the build here and nowhere else.
+//
+// # The simulation, and what escapes determinism
+//
+// verify sim runs a whole run in one bubble: the harness, every client's
+// locker, the fault schedule, the recorder, and the backend in memory
+// (backends with harness.Params.InMemory: the embedded GCS's handler chain
+// called by each client's transport, miniredis over in-memory pipes),
+// each client's path to it through faults/netfault/memnet. Time is the
+// bubble's; the seed decides the workload, the fault schedule, and every
+// HTTP request's own latency (drawn per client), so that the run's events
+// fall at distinct virtual instants and their order is the seed's. Clients
+// that start together (the workload phase, the recovery phase) start a
+// microsecond apart in slot order.
+//
+// What still escapes the seed, precisely:
+//   - Goroutines woken at one virtual instant run in the Go scheduler's
+//     order. Byte streams (Redis) get no latency of their own (see
+//     memnet.Network.Dialer), so a Redis locker's replies can fall at the
+//     instant of another client's call; so can two timers of one locker.
+//   - A select with several ready cases picks one at random, and map
+//     iteration order is random, in lockers and in the libraries they use.
+//   - Randomness a library draws itself (crypto/rand lock values in
+//     redsync and redislock) differs from run to run; it shapes no
+//     ordering the harness records, but it is not the seed's.
+//
+// verify sim -determinism measures what is left: each seed run twice and
+// the histories compared event line by event line.
+//
+// What cannot be simulated: a goroutine waiting on a sync.Mutex is never
+// durably blocked, so a library that holds a mutex while it waits for
+// virtual time, with another goroutine queued on that mutex, stalls the
+// bubble; Run gives up on it after its wall-time bound (ErrStalled).
+// Process clients, sockets and real backends cannot enter a bubble at all.
+package bubble
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strconv"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// Pool runs jobs in bubbles, at most Parallel at once.
+type Pool struct {
+	jobs chan job
+	done chan struct{}
+	code int
+	once sync.Once
+}
+
+type job struct {
+	f      func()
+	result chan error
+}
+
+var started sync.Mutex
+
+// Start starts a pool of parallel bubbles. Only one pool may run at a time
+// in a process (the testing package keeps global state); Start waits for
+// the previous one to be closed.
+func Start(parallel int) *Pool {
+	parallel = max(parallel, 1)
+	started.Lock()
+	p := &Pool{jobs: make(chan job), done: make(chan struct{})}
+	ready := make(chan struct{})
+	go func() {
+		defer close(p.done)
+		defer started.Unlock()
+		// The testing package's flags: as many parallel subtests as
+		// asked for, and nothing of the program's own command line.
+		args := os.Args
+		os.Args = []string{args[0], "-test.parallel=" + strconv.Itoa(parallel)}
+		testing.Init()
+		stdout := os.Stdout
+		devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err == nil {
+			// Its PASS line is not the program's output.
+			os.Stdout = devNull
+		}
+		m := testing.MainStart(deps{}, []testing.InternalTest{{Name: "bubbles", F: func(t *testing.T) {
+			os.Args = args
+			close(ready)
+			for i := range parallel {
+				t.Run(strconv.Itoa(i), func(t *testing.T) {
+					t.Parallel()
+					for j := range p.jobs {
+						j.result <- runOne(t, j.f)
+					}
+				})
+			}
+		}}}, nil, nil, nil)
+		p.code = m.Run()
+		os.Stdout = stdout
+		if devNull != nil {
+			devNull.Close()
+		}
+	}()
+	<-ready
+	return p
+}
+
+// runOne runs f in a bubble of its own. A panic of f's own goroutine is
+// returned as an error; a panic of another goroutine of the bubble ends
+// the program, as it would outside one.
+func runOne(t *testing.T, f func()) (err error) {
+	synctest.Test(t, func(*testing.T) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("bubble: panic: %v", r)
+			}
+		}()
+		f()
+	})
+	return err
+}
+
+// ErrStalled is the error of a job that did not finish within its wall
+// time: its bubble's clock could not advance, because a goroutine in it
+// waits on something synctest does not count as durably blocking (a
+// sync.Mutex held by a goroutine that waits for virtual time, a channel or
+// I/O from outside the bubble). The job's goroutines are left behind, so
+// the program should end soon after.
+var ErrStalled = errors.New("bubble: the simulation stalled (a goroutine waits on a mutex or on something outside the bubble, so virtual time cannot advance)")
+
+// Run runs f in a bubble and returns once f and every goroutine it started
+// have returned, or with ErrStalled once within of wall time has passed.
+func (p *Pool) Run(f func(), within time.Duration) error {
+	j := job{f: f, result: make(chan error, 1)}
+	limit := time.NewTimer(within)
+	defer limit.Stop()
+	select {
+	case p.jobs <- j:
+	case <-p.done:
+		return errors.New("bubble: the pool is closed")
+	}
+	select {
+	case err := <-j.result:
+		return err
+	case <-limit.C:
+		return fmt.Errorf("%w; gave up after %v of wall time", ErrStalled, within)
+	}
+}
+
+// Close stops the pool once its running jobs are done.
+func (p *Pool) Close() {
+	p.once.Do(func() { close(p.jobs) })
+	<-p.done
+}
+
+// deps is what testing.MainStart needs of a test main: nothing here
+// profiles, fuzzes or matches test names.
+type deps struct{}
+
+func (deps) MatchString(pat, str string) (bool, error)   { return true, nil }
+func (deps) StartCPUProfile(io.Writer) error             { return nil }
+func (deps) StopCPUProfile()                             {}
+func (deps) WriteProfileTo(string, io.Writer, int) error { return nil }
+func (deps) ImportPath() string                          { return "" }
+func (deps) ModulePath() string                          { return "" }
+func (deps) StartTestLog(io.Writer)                      {}
+func (deps) StopTestLog() error                          { return nil }
+func (deps) SetPanicOnExit0(bool)                        {}
+func (deps) CoordinateFuzzing(time.Duration, int64, time.Duration, int64, int, []corpusEntry, []reflect.Type, string, string) error {
+	return errors.New("bubble: no fuzzing")
+}
+func (deps) RunFuzzWorker(func(corpusEntry) error) error { return errors.New("bubble: no fuzzing") }
+func (deps) ReadCorpus(string, []reflect.Type) ([]corpusEntry, error) {
+	return nil, nil
+}
+func (deps) CheckCorpus([]any, []reflect.Type) error { return nil }
+func (deps) ResetCoverage()                          {}
+func (deps) SnapshotCoverage()                       {}
+func (deps) InitRuntimeCoverage() (string, func(string, string) (string, error), func() float64) {
+	return "", nil, nil
+}
+
+// corpusEntry has the shape of the testing package's fuzz corpus entry,
+// which its dependency interface names.
+type corpusEntry = struct {
+	Parent     string
+	Path       string
+	Data       []byte
+	Values     []any
+	Generation int
+	IsSeed     bool
+}

@@ -1,0 +1,56 @@
+package bubble
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Jobs run in bubbles of their own, in parallel, in virtual time: ten
+// minutes of sleep take no wall time worth waiting for.
+func TestJobsRunInVirtualTime(t *testing.T) {
+	p := Start(3)
+	defer p.Close()
+	var wg sync.WaitGroup
+	elapsed := make([]time.Duration, 6)
+	for i := range elapsed {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := p.Run(func() {
+				start := time.Now()
+				time.Sleep(10 * time.Minute)
+				elapsed[i] = time.Since(start)
+			}, time.Minute)
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, e := range elapsed {
+		if e != 10*time.Minute {
+			t.Errorf("job %d: %v of virtual time, want exactly 10m", i, e)
+		}
+	}
+	if err := p.Run(func() { panic("boom") }, time.Minute); err == nil {
+		t.Error("a job's panic was not returned")
+	}
+}
+
+// A bubble whose clock cannot advance is given up on within its wall
+// time, not waited for forever.
+func TestAStalledBubbleIsGivenUpOn(t *testing.T) {
+	p := Start(1)
+	outside := make(chan struct{}) // made outside the bubble: no durable wait on it
+	err := p.Run(func() {
+		<-outside
+		time.Sleep(time.Hour) // would take no wall time, were the clock free
+	}, 200*time.Millisecond)
+	if !errors.Is(err, ErrStalled) {
+		t.Fatalf("error %v, want ErrStalled", err)
+	}
+	close(outside)
+	p.Close()
+}
