@@ -71,6 +71,7 @@ func (c *client) start() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	g := newGate()
+	c.run.keepGate(g)
 	clock := &clientClock{gate: g, machine: c.machine}
 	c.generation++
 	seed := c.run.cfg.Seed ^ uint64(c.slot)<<32 ^ c.generation<<48

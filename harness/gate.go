@@ -23,6 +23,11 @@ type gate struct {
 	dead    bool
 	resumed chan struct{} // closed at resume or death; replaced at each pause
 	held    []func()      // timer deliveries that came due while paused
+	// graves are the timer deliveries that came due after death: a dead
+	// client's goroutines wait for them forever, as a dead process's
+	// would, until the run buries it (simulation only).
+	graves []func()
+	buried bool
 }
 
 func newGate() *gate {
@@ -75,6 +80,26 @@ func (g *gate) kill() {
 	}
 }
 
+// bury lets a dead client's goroutines run to their end: every timer it
+// waits for fires, and every call it makes fails at once. A simulated run
+// does this once its history is complete, since a testing/synctest bubble
+// ends only when every goroutine in it has returned; a live run leaves
+// them frozen, as a dead process is.
+func (g *gate) bury() {
+	g.mu.Lock()
+	if !g.dead || g.buried {
+		g.mu.Unlock()
+		return
+	}
+	g.buried = true
+	graves := g.graves
+	g.graves = nil
+	g.mu.Unlock()
+	for _, f := range graves {
+		f()
+	}
+}
+
 func (g *gate) isDead() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -85,7 +110,11 @@ func (g *gate) isDead() bool {
 func (g *gate) deliver(f func()) {
 	g.mu.Lock()
 	switch {
+	case g.dead && g.buried:
+		g.mu.Unlock()
+		f()
 	case g.dead:
+		g.graves = append(g.graves, f)
 		g.mu.Unlock()
 	case g.paused:
 		g.held = append(g.held, f)
@@ -107,6 +136,12 @@ func (g *gate) pass(ctx context.Context) error {
 			return nil
 		}
 		if dead {
+			g.mu.Lock()
+			buried := g.buried
+			g.mu.Unlock()
+			if buried {
+				return errKilled
+			}
 			<-ctx.Done()
 			return ctx.Err()
 		}

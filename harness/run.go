@@ -204,6 +204,8 @@ type run struct {
 	// procs are every worker process started, with their clients, under
 	// mu.
 	procs []workerProc
+	// gates are every incarnation's gate, under mu.
+	gates []*gate
 	// startFailure is why a client's first worker would not start: the
 	// run then ends before its workload.
 	startFailure error
@@ -328,6 +330,9 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	r.execute(ctx, out)
 	// Before the outcome is read: every worker process is reaped by then.
 	r.closeLockers()
+	if cfg.InMemory {
+		r.buryTheDead()
+	}
 	r.mu.Lock()
 	out.WorkerPIDs = r.workerPIDs
 	r.mu.Unlock()
@@ -412,6 +417,29 @@ func (r *run) execute(ctx context.Context, out *Outcome) {
 }
 
 func (r *run) registers() bool { return r.cfg.registers() }
+
+func (r *run) keepGate(g *gate) {
+	r.mu.Lock()
+	r.gates = append(r.gates, g)
+	r.mu.Unlock()
+}
+
+// simDrain is how long a simulated run waits, in virtual time, for the
+// goroutines of its dead clients to end once they are buried.
+const simDrain = time.Minute
+
+// buryTheDead ends a simulated run: its history is complete, and a
+// testing/synctest bubble ends only when every goroutine in it has
+// returned, so the dead clients' goroutines are let run to their end.
+func (r *run) buryTheDead() {
+	r.mu.Lock()
+	gates := r.gates
+	r.mu.Unlock()
+	for _, g := range gates {
+		g.bury()
+	}
+	time.Sleep(simDrain)
+}
 
 // stagger sets clients that start together a microsecond apart, in slot
 // order, in a simulated run: in virtual time they would start at one

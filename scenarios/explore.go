@@ -163,9 +163,10 @@ func expectation(locker, family string) Expect {
 	return Expect{ExpectValid, "valid 3/3 in the comparison tables (seeds 1-3, 1 s leases)"}
 }
 
-// All is every regression scenario, then every exploratory one.
+// All is every regression scenario, then their sim forms, then every
+// exploratory scenario.
 func All() []Spec {
-	return append(Regression(), Explore()...)
+	return append(append(Regression(), RegressionSim()...), Explore()...)
 }
 
 // Lookup finds a scenario by name.
@@ -212,7 +213,7 @@ func near(a, b string) bool {
 }
 
 // Suites are the named sets of scenarios `verify suite` runs.
-var Suites = []string{"quick", "nightly", "regression"}
+var Suites = []string{"quick", "nightly", "regression", "regression-sim"}
 
 // quick is a fast cross-section: controls that must stay valid, and an
 // invalid cell that is invalid on every seed per fault family that has
@@ -230,7 +231,8 @@ var quick = []string{
 
 // Suite returns the scenarios of a named suite: "quick" (a few minutes on
 // two cores at parallel 2, one seed each), "nightly" (every exploratory
-// scenario, three seeds each) or "regression" (every pinned defect).
+// scenario, three seeds each), "regression" (every pinned defect) or
+// "regression-sim" (the sim form of each, in virtual time).
 func Suite(name string) ([]Spec, error) {
 	switch name {
 	case "quick":
@@ -248,6 +250,8 @@ func Suite(name string) ([]Spec, error) {
 		return Explore(), nil
 	case "regression":
 		return Regression(), nil
+	case "regression-sim":
+		return RegressionSim(), nil
 	}
 	return nil, fmt.Errorf("unknown suite %q; known suites: %s", name, strings.Join(Suites, ", "))
 }

@@ -14,6 +14,29 @@ import (
 //go:embed regression/*.json
 var regressionFS embed.FS
 
+// SimForm is s as a simulation on its SimSeed, named "<name>/sim", and
+// whether s has one.
+func SimForm(s Spec) (Spec, bool) {
+	if s.SimSeed == 0 {
+		return Spec{}, false
+	}
+	s.Name += "/sim"
+	s.Sim, s.Seeds, s.SimSeed = true, []uint64{s.SimSeed}, 0
+	return s, true
+}
+
+// RegressionSim is the sim form of every regression scenario that has
+// one, in file-name order.
+func RegressionSim() []Spec {
+	var out []Spec
+	for _, s := range Regression() {
+		if f, ok := SimForm(s); ok {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // Regression returns every regression scenario, in file-name order.
 func Regression() []Spec {
 	specs, err := loadRegression(regressionFS)

@@ -72,8 +72,12 @@ type Spec struct {
 	CheckTimeout    Duration `json:"check_timeout,omitempty"`
 	RequireRecovery bool     `json:"require_recovery,omitempty"`
 
-	Seeds  []uint64 `json:"seeds"`
-	Expect Expect   `json:"expect"`
+	Seeds []uint64 `json:"seeds"`
+	// SimSeed, on a regression scenario, is the seed on which its
+	// simulation reproduces the defect: its sim form (SimForm), the same
+	// history every time, in virtual time.
+	SimSeed uint64 `json:"sim_seed,omitempty"`
+	Expect  Expect `json:"expect"`
 }
 
 // Expect is the verdict a scenario should get, and why. A locker known to

@@ -59,6 +59,8 @@ Suites:
   quick       a few short scenarios, minutes: a smoke test before a merge
   nightly     every scenario on several seeds: shard it across machines
   regression  one scenario per pinned defect, each reproducing it
+  regression-sim  the same defects in simulation, each on the seed that
+              reproduces it in virtual time: the same history every run
 
 Exit status: 0 every run as expected (or a flaky cell, either verdict);
 1 a verdict differs from its expectation; 2 none differs, but a verdict is

@@ -47,6 +47,7 @@ package bubble
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -89,6 +90,18 @@ func Start(parallel int) *Pool {
 		args := os.Args
 		os.Args = []string{args[0], "-test.parallel=" + strconv.Itoa(parallel)}
 		testing.Init()
+		// Inside a test binary the flags are parsed already, and the
+		// outer test's (its log file, profiles, filters, timeout) would
+		// be this main's too: it would close the outer log file, or
+		// filter out its own test. They are set for this main alone and
+		// put back after it.
+		restore := setFlags(map[string]string{
+			"test.parallel": strconv.Itoa(parallel), "test.testlogfile": "", "test.run": "", "test.skip": "",
+			"test.count": "1", "test.timeout": "0", "test.failfast": "false", "test.shuffle": "off",
+			"test.cpuprofile": "", "test.memprofile": "", "test.blockprofile": "", "test.mutexprofile": "",
+			"test.trace": "", "test.coverprofile": "", "test.fuzz": "", "test.bench": "", "test.list": "",
+		})
+		defer restore()
 		stdout := os.Stdout
 		devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 		if err == nil {
@@ -163,6 +176,25 @@ func (p *Pool) Run(f func(), within time.Duration) error {
 func (p *Pool) Close() {
 	p.once.Do(func() { close(p.jobs) })
 	<-p.done
+}
+
+// setFlags sets the flags named in values that exist, and returns what
+// puts them back.
+func setFlags(values map[string]string) (restore func()) {
+	old := map[string]string{}
+	for name, v := range values {
+		f := flag.Lookup(name)
+		if f == nil {
+			continue
+		}
+		old[name] = f.Value.String()
+		f.Value.Set(v)
+	}
+	return func() {
+		for name, v := range old {
+			flag.Lookup(name).Value.Set(v)
+		}
+	}
 }
 
 // deps is what testing.MainStart needs of a test main: nothing here
