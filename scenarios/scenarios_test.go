@@ -242,8 +242,18 @@ func TestLookupAndSuites(t *testing.T) {
 	}
 	nightly, _ := Suite("nightly")
 	reg, _ := Suite("regression")
-	if len(nightly) != len(Explore()) || len(reg) != len(Regression()) || len(All()) != len(nightly)+len(reg) {
-		t.Errorf("nightly %d, regression %d, all %d", len(nightly), len(reg), len(All()))
+	regSim, _ := Suite("regression-sim")
+	if len(nightly) != len(Explore()) || len(reg) != len(Regression()) || len(regSim) != len(RegressionSim()) ||
+		len(All()) != len(nightly)+len(reg)+len(regSim) {
+		t.Errorf("nightly %d, regression %d, regression-sim %d, all %d", len(nightly), len(reg), len(regSim), len(All()))
+	}
+	for _, s := range regSim {
+		if !s.Sim || len(s.Seeds) != 1 || !strings.HasSuffix(s.Name, "/sim") {
+			t.Errorf("sim form %s: sim %v, seeds %v; want a simulation on one seed named <defect>/sim", s.Name, s.Sim, s.Seeds)
+		}
+		if _, err := Lookup(s.Name); err != nil {
+			t.Errorf("sim form %s cannot be looked up: %v", s.Name, err)
+		}
 	}
 	for _, s := range nightly {
 		if len(s.Seeds) != 3 {
