@@ -71,7 +71,7 @@ func TestFaultsActOnOneClientsRequests(t *testing.T) {
 		// A call held by the partition ends when it heals.
 		done := make(chan error, 1)
 		go func() { done <- get(t.Context(), c0) }()
-		time.Sleep(100 * time.Millisecond)
+		synctest.Wait() // the call is held by the partition
 		heal()
 		if err := <-done; !errors.Is(err, errHealed) {
 			t.Errorf("a call held across the heal: %v, want the closed connection", err)
