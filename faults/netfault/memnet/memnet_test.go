@@ -71,7 +71,10 @@ func TestFaultsActOnOneClientsRequests(t *testing.T) {
 		// A call held by the partition ends when it heals.
 		done := make(chan error, 1)
 		go func() { done <- get(t.Context(), c0) }()
-		synctest.Wait() // the call is held by the partition
+		// Past the request's own latency, in the bubble's virtual time,
+		// to where the lost reply holds it.
+		time.Sleep(10 * time.Millisecond)
+		synctest.Wait()
 		heal()
 		if err := <-done; !errors.Is(err, errHealed) {
 			t.Errorf("a call held across the heal: %v, want the closed connection", err)
