@@ -108,10 +108,10 @@ func Run(ctx context.Context, j Job, configured func(harness.Config)) (*Result, 
 	// The first event wrote it already, unless the run recorded none.
 	recErr := scenarios.WriteRecord(out.Dir, rec)
 	res := &Result{Dir: out.Dir, HistoryPath: out.HistoryPath, Outcome: out, Config: cfg}
-	if errors.Is(runErr, harness.ErrWorker) {
+	if errors.Is(runErr, harness.ErrWorker) || errors.Is(runErr, bubble.ErrStalled) {
 		// A worker that broke the protocol recorded calls that mean
-		// nothing; the history is kept for `verify check`, with no
-		// verdict.
+		// nothing, and a stalled simulation is still running; either
+		// way the history is kept for `verify check`, with no verdict.
 		return res, errors.Join(runErr, recErr)
 	}
 	o := CheckOptions{Timeout: time.Duration(j.Spec.CheckTimeout), RequireRecovery: j.Spec.RequireRecovery}
@@ -234,7 +234,7 @@ func execute(ctx context.Context, cfg harness.Config, pool *bubble.Pool) (*harne
 	if errors.Is(err, bubble.ErrStalled) {
 		// The run goes on in its stalled bubble; what it recorded is on
 		// disk, with no verdict.
-		return &harness.Outcome{Dir: cfg.Dir, HistoryPath: filepath.Join(cfg.Dir, "history.jsonl"), Interrupted: true}, fmt.Errorf("%w: %w", harness.ErrWorker, err)
+		return &harness.Outcome{Dir: cfg.Dir, HistoryPath: filepath.Join(cfg.Dir, "history.jsonl"), Interrupted: true}, err
 	}
 	return out, errors.Join(runErr, err)
 }

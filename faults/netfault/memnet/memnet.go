@@ -196,13 +196,11 @@ var (
 // hold waits out a partition: until the caller gives up, or the
 // partition heals, which closes the connection it held.
 func hold(ctx context.Context, s state) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.healed:
-			return errHealed
-		}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.healed:
+		return errHealed
 	}
 }
 
