@@ -53,6 +53,10 @@ type Config struct {
 	Duration time.Duration
 	Workload Workload
 	Faults   []faults.Kind
+	// FaultPlan, when not empty, is the schedule to play in place of one
+	// drawn from the seed (faults.Plan): a shrunk counterexample's exact
+	// faults. Played one at a time, in order.
+	FaultPlan []faults.Planned
 	// FaultInterval is the mean quiet time between faults.
 	FaultInterval time.Duration
 	// FaultMin and FaultMax, when positive, bound how long each fault
@@ -102,6 +106,15 @@ type Config struct {
 	Log lockers.Logger
 }
 
+// DrawFaultPlan is the fault schedule c's seed draws: the one a run
+// without a FaultPlan plays.
+func (c Config) DrawFaultPlan() []faults.Planned {
+	return faults.Plan(c.Seed, c.Faults, faults.PlanOptions{
+		Clients: c.Clients, Window: c.Duration, Interval: c.FaultInterval,
+		MinDuration: c.FaultMin, MaxDuration: c.FaultMax,
+	})
+}
+
 // Validate reports the first problem with c, naming what to fix.
 func (c Config) Validate() error {
 	var errs []error
@@ -121,6 +134,14 @@ func (c Config) Validate() error {
 	check(len(c.Faults) == 0 || c.FaultInterval > 0, "fault interval must be positive when faults are on, got %v", c.FaultInterval)
 	check(c.TimeScale > 0 && c.TimeScale <= 100, "time scale must be in (0, 100], got %v", c.TimeScale)
 	check(c.FaultMin >= 0 && (c.FaultMax == 0 || c.FaultMax >= c.FaultMin), "fault duration range %v..%v is empty or negative", c.FaultMin, c.FaultMax)
+	for i, p := range c.FaultPlan {
+		inRange := len(p.Clients) > 0
+		for _, cl := range p.Clients {
+			inRange = inRange && cl >= 0 && cl < c.Clients
+		}
+		check(p.Kind.Inject != nil && inRange && p.At >= 0 && p.Duration > 0 && p.At+p.Duration <= c.Duration,
+			"fault plan entry %d (%s at %v for %v on %v) must name a fault, clients 0..%d, and end by the run's end %v", i, p.Kind.Name, p.At, p.Duration, p.Clients, c.Clients-1, c.Duration)
+	}
 	check(c.ClockStep >= 0 && c.ClockSpread >= 0, "clock step %v and clock spread %v must not be negative", c.ClockStep, c.ClockSpread)
 	check(slices.Contains(Workloads(), c.Workload.Name), "unknown workload %q; known workloads: %s", c.Workload.Name, strings.Join(Workloads(), ", "))
 	check(c.ClientsAs == "" || c.ClientsAs == ClientsAsGoroutines || c.ClientsAs == ClientsAsProcesses, "clients-as must be %q or %q, got %q", ClientsAsGoroutines, ClientsAsProcesses, c.ClientsAs)
@@ -387,10 +408,10 @@ func (r *run) execute(ctx context.Context, out *Outcome) {
 	}
 
 	nem := &nemesis{run: r, stopWork: stopWork, rng: rand.New(rand.NewPCG(r.cfg.Seed, 0x401de5))}
-	plan := faults.Plan(r.cfg.Seed, r.cfg.Faults, faults.PlanOptions{
-		Clients: r.cfg.Clients, Window: r.cfg.Duration, Interval: r.cfg.FaultInterval,
-		MinDuration: r.cfg.FaultMin, MaxDuration: r.cfg.FaultMax,
-	})
+	plan := r.cfg.FaultPlan
+	if len(plan) == 0 {
+		plan = r.cfg.DrawFaultPlan()
+	}
 	nemDone := make(chan struct{})
 	nemCtx, stopNemesis := context.WithCancel(ctx)
 	go func() { defer close(nemDone); nem.play(nemCtx, plan) }()

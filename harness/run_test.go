@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -216,6 +217,42 @@ func TestSameSeedSameFaultSchedule(t *testing.T) {
 		if a[i] != b[i] {
 			t.Errorf("fault %d: %s vs %s", i, a[i], b[i])
 		}
+	}
+}
+
+// An explicit fault plan is played as it is: what was planned starts,
+// when planned, on the client planned, and nothing the seed would draw.
+func TestAFaultPlanIsPlayedAsGiven(t *testing.T) {
+	cfg := testConfig(t, "pause", "crash")
+	kinds := cfg.Faults
+	cfg.FaultPlan = []faults.Planned{
+		{ID: 1, Kind: kinds[1], Clients: []int{2}, At: 200 * time.Millisecond, Duration: 300 * time.Millisecond},
+		{ID: 2, Kind: kinds[0], Clients: []int{1}, At: 900 * time.Millisecond, Duration: 200 * time.Millisecond},
+	}
+	if drawn := cfg.DrawFaultPlan(); len(drawn) == len(cfg.FaultPlan) {
+		t.Fatalf("the seed draws %d faults, as many as the plan; the test needs another number to tell them apart", len(drawn))
+	}
+	_, h := runAndRead(t, cfg)
+	var got []history.Fault
+	for _, e := range h.Events {
+		if e.F == history.FaultStart {
+			var f history.Fault
+			if err := json.Unmarshal(e.Value, &f); err != nil {
+				t.Fatal(err)
+			}
+			if at := time.Duration(e.Time); at < cfg.FaultPlan[len(got)%2].At {
+				t.Errorf("fault %d started at %v, before its planned %v", f.ID, at, cfg.FaultPlan[len(got)%2].At)
+			}
+			got = append(got, f)
+		}
+	}
+	if len(got) != 2 || got[0].Kind != "crash" || got[0].Clients[0] != 2 || got[1].Kind != "pause" || got[1].Clients[0] != 1 {
+		t.Fatalf("played %+v, want crash on client 2 then pause on client 1", got)
+	}
+	bad := testConfig(t, "pause")
+	bad.FaultPlan = []faults.Planned{{ID: 1, Kind: bad.Faults[0], Clients: []int{9}, At: 0, Duration: time.Second}}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "fault plan entry 0") {
+		t.Errorf("a plan aimed at client 9 of 4: %v", err)
 	}
 }
 

@@ -189,6 +189,7 @@ func (s Spec) Validate(resolve Resolve) error {
 	if _, _, err := ParseFaultDuration(s.FaultDuration); err != nil {
 		add("fault_duration", err)
 	}
+	add("fault_plan", s.validatePlan())
 	if s.TTL < 0 {
 		add("ttl", fmt.Errorf("%v: want a positive duration", time.Duration(s.TTL)))
 	}
@@ -234,6 +235,34 @@ func (s Spec) Validate(resolve Resolve) error {
 			err = cfg.Validate()
 		}
 		add("settings", err)
+	}
+	return errors.Join(errs...)
+}
+
+// validatePlan checks a FaultPlan against the rest of the spec.
+func (s Spec) validatePlan() error {
+	var errs []error
+	var prevEnd Duration
+	for i, f := range s.FaultPlan {
+		bad := func(format string, args ...any) {
+			errs = append(errs, fmt.Errorf("[%d] (%s at %v): %s", i, f.Kind, time.Duration(f.At), fmt.Sprintf(format, args...)))
+		}
+		if !slices.Contains(s.Faults, f.Kind) {
+			bad("kind %q is not in faults %v; list every kind the plan uses there", f.Kind, s.Faults)
+		}
+		if f.Client < 0 || f.Client >= s.Clients {
+			bad("client %d: want 0..%d (clients is %d)", f.Client, s.Clients-1, s.Clients)
+		}
+		if f.At < 0 || f.Duration <= 0 {
+			bad("at %v, duration %v: want at >= 0 and a positive duration", time.Duration(f.At), time.Duration(f.Duration))
+		}
+		if f.At+f.Duration > s.Duration {
+			bad("ends at %v, after the run's duration %v", time.Duration(f.At+f.Duration), time.Duration(s.Duration))
+		}
+		if f.At < prevEnd {
+			bad("starts before the fault before it ends (%v); faults are played one at a time, in order", time.Duration(prevEnd))
+		}
+		prevEnd = f.At + f.Duration
 	}
 	return errors.Join(errs...)
 }
@@ -307,6 +336,14 @@ func (s Spec) config(resolve Resolve, seed uint64, dir string, worker func() (wo
 	if s.TTL > 0 && locker.TTL > 0 {
 		timeScale = float64(s.TTL) / float64(locker.TTL)
 	}
+	var plan []faults.Planned
+	for i, f := range s.FaultPlan {
+		k, err := faults.Lookup([]string{f.Kind})
+		if err != nil {
+			return harness.Config{}, fmt.Errorf("fault_plan: %w", err)
+		}
+		plan = append(plan, faults.Planned{ID: i + 1, Kind: k[0], Clients: []int{f.Client}, At: time.Duration(f.At), Duration: time.Duration(f.Duration)})
+	}
 	rate := DefaultRate
 	if s.Rate != nil {
 		rate = *s.Rate
@@ -320,6 +357,7 @@ func (s Spec) config(resolve Resolve, seed uint64, dir string, worker func() (wo
 			HoldMin: time.Duration(s.HoldMin), HoldMax: time.Duration(s.HoldMax), AcquireTimeout: time.Duration(s.AcquireTimeout),
 		},
 		Faults:          kinds,
+		FaultPlan:       plan,
 		FaultInterval:   time.Duration(s.FaultInterval),
 		RecoveryTimeout: time.Duration(s.RecoveryTimeout),
 		Seed:            seed,

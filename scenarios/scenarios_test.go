@@ -119,6 +119,21 @@ func TestBadSpecsNameWhatToFix(t *testing.T) {
 		{"clients", func(s *Spec) { s.Clients = -1 }, "settings: clients must be between 1 and 1024"},
 		{"hold range", func(s *Spec) { s.HoldMin = Duration(time.Second) }, "hold range 1s..50ms is empty"},
 		{"redis addr", func(s *Spec) { s.RedisAddrs = []string{"localhost"} }, `redis_addrs: "localhost": want host:port`},
+		{"plan kind", func(s *Spec) {
+			s.FaultPlan = []PlannedFault{{Kind: "pause", Client: 0, At: Duration(time.Second), Duration: Duration(time.Second)}}
+		}, `fault_plan: [0] (pause at 1s): kind "pause" is not in faults []`},
+		{"plan client", func(s *Spec) {
+			s.Faults = []string{"pause"}
+			s.FaultPlan = []PlannedFault{{Kind: "pause", Client: 8, At: Duration(time.Second), Duration: Duration(time.Second)}}
+		}, "fault_plan: [0] (pause at 1s): client 8: want 0..7"},
+		{"plan end", func(s *Spec) {
+			s.Faults = []string{"pause"}
+			s.FaultPlan = []PlannedFault{{Kind: "pause", At: Duration(9 * time.Second), Duration: Duration(2 * time.Second)}}
+		}, "ends at 11s, after the run's duration"},
+		{"plan overlap", func(s *Spec) {
+			s.Faults = []string{"pause"}
+			s.FaultPlan = []PlannedFault{{Kind: "pause", At: Duration(time.Second), Duration: Duration(2 * time.Second)}, {Kind: "pause", At: Duration(2 * time.Second), Duration: Duration(time.Second)}}
+		}, "fault_plan: [1] (pause at 2s): starts before the fault before it ends (3s)"},
 	}
 	for _, c := range cases {
 		s := good()

@@ -55,6 +55,12 @@ type Spec struct {
 	FaultInterval  Duration `json:"fault_interval,omitempty"`
 	// FaultDuration is "D" or "MIN-MAX", as verify run's -fault-duration.
 	FaultDuration   string   `json:"fault_duration,omitempty"`
+	// FaultPlan, when set, is the fault schedule itself, in place of one
+	// drawn from the seed: which fault (one of Faults) hits which client,
+	// when and for how long, played one at a time in order. verify shrink
+	// writes one, so that a shrunk counterexample keeps exactly the
+	// faults it needs whatever the seed.
+	FaultPlan []PlannedFault `json:"fault_plan,omitempty"`
 	ClockStep       Duration `json:"clock_step,omitempty"`
 	ClockSpread     Duration `json:"clock_spread,omitempty"`
 	RecoveryTimeout Duration `json:"recovery_timeout,omitempty"`
@@ -97,6 +103,18 @@ type Expect struct {
 // DefaultExpectReason is the reason Normalize gives a spec that expects
 // nothing: one written for a single run rather than for a suite.
 const DefaultExpectReason = "no expectation given: a lock must keep mutual exclusion, so anything but valid is a finding"
+
+// PlannedFault is one fault of a FaultPlan.
+type PlannedFault struct {
+	Kind string `json:"kind"`
+	// Client is the target slot; a fault aimed at a holder
+	// (pause-holder and the like) goes to whoever holds a lock when it
+	// starts, and to Client only when nobody does.
+	Client int `json:"client"`
+	// At is when it starts, from the start of the run.
+	At       Duration `json:"at"`
+	Duration Duration `json:"duration"`
+}
 
 // Expected verdicts.
 const (

@@ -30,6 +30,8 @@ type simFlags struct {
 	all         bool
 	determinism bool
 	keep        bool
+	shrink      bool
+	shrinkFlags
 }
 
 func simCommand(args []string, stdout, stderr io.Writer) (int, error) {
@@ -40,6 +42,8 @@ func simCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	fs.BoolVar(&sf.all, "all", false, "explore every seed, not only until the first violation")
 	fs.BoolVar(&sf.determinism, "determinism", false, "run every seed twice and compare the histories byte for byte (the determinism self-check)")
 	fs.BoolVar(&sf.keep, "keep", false, "keep every seed's run directory (by default only failing seeds' are kept)")
+	fs.BoolVar(&sf.shrink, "shrink", false, "shrink the first failing seed's run to a small one that still fails (as verify shrink does)")
+	sf.shrinkFlags.register(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: verify sim [flags]
 
@@ -62,6 +66,7 @@ Examples:
   verify sim -locker tus616 -faults pause-holder -ttl 1s -seeds 1-500 -parallel 2
   verify sim -locker fenced -faults partition,lost-reply,server-503 -seeds 1-10000 -all
   verify sim -locker lease -seeds 1-1000 -determinism
+  verify sim -locker lai -faults crash -seeds 1-200 -shrink
 
 Exit codes: 0 every seed valid, 1 a seed invalid, 2 a seed unknown,
 3 bad flags or a seed that could not run.
@@ -78,6 +83,9 @@ Flags:
 	seeds, err := parseSeeds(sf.seeds)
 	if err != nil {
 		return 0, fmt.Errorf("-seeds: %w", err)
+	}
+	if err := sf.shrinkFlags.validate(); err != nil {
+		return 0, err
 	}
 	if sf.parallel < 1 || sf.parallel > 64 {
 		return 0, fmt.Errorf("-parallel %d: want 1..64", sf.parallel)
@@ -114,7 +122,14 @@ Flags:
 		dir, spec.Locker, spec.Clients, spec.Keys, time.Duration(spec.Duration), strings.Join(spec.Faults, ","), len(seeds), sf.parallel)
 	ex := &explorer{spec: spec, dir: dir, flags: sf, stderr: stderr, quiet: f.quiet}
 	sum := ex.explore(ctx, seeds)
-	return sum.print(stdout, spec, sf)
+	code, err := sum.print(stdout, spec, sf)
+	if err != nil || !sf.shrink || sum.failed == nil || ctx.Err() != nil {
+		return code, err
+	}
+	fmt.Fprintln(stdout)
+	pool := bubble.Start(1)
+	defer pool.Close()
+	return runShrink(ctx, spec, sum.failed.seed, sum.failed.dir+"-shrunk", sf.shrinkFlags, pool, f.quiet, stdout, stderr)
 }
 
 // explorer runs seeds in simulation.

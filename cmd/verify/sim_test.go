@@ -78,3 +78,32 @@ func TestSimRefusesWhatItCannotSimulate(t *testing.T) {
 		}
 	}
 }
+
+// verify sim -shrink shrinks the first failing seed into a small run and a
+// scenario file; verify shrink does the same from the run directory, and
+// verify run -scenario runs the file to the same verdict.
+func TestSimShrinksTheFirstFailingSeed(t *testing.T) {
+	out := t.TempDir()
+	code, stdout, stderr := verify(t, "sim", "-q", "-out", out, "-locker", "mutant-unlock-any", "-seeds", "1-50", "-duration", "5s", "-shrink", "-shrink-runs", "60")
+	if code != exitInvalid {
+		t.Fatalf("exit %d, want 1\n%s\n%s", code, stdout, stderr)
+	}
+	m := regexp.MustCompile(`before: (\d+) clients, .*, (\d+) operations, .*\n  after:  (\d+) clients?, .*, (\d+) operations?, `).FindStringSubmatch(stdout)
+	file := regexp.MustCompile(`scenario file: (\S+)`).FindStringSubmatch(stdout)
+	if m == nil || file == nil {
+		t.Fatalf("no before, after and scenario file in:\n%s", stdout)
+	}
+	if m[4] >= m[2] && len(m[4]) >= len(m[2]) {
+		t.Errorf("operations before %s, after %s: not smaller", m[2], m[4])
+	}
+	code, stdout, stderr = verify(t, "run", "-q", "-out", t.TempDir(), "-scenario", file[1])
+	if code != exitInvalid || !strings.Contains(stdout, "verdict: invalid") {
+		t.Errorf("verify run -scenario %s: exit %d\n%s\n%s", file[1], code, stdout, stderr)
+	}
+	failing := regexp.MustCompile(`  run directory: (\S+)\n  replay`).FindStringSubmatch(stdout)
+	_ = failing
+	code, _, stderr = verify(t, "shrink", filepath.Join(out, "nope"))
+	if code != exitCouldNot || !strings.Contains(stderr, "has no scenario.json") {
+		t.Errorf("verify shrink of a missing directory: exit %d\n%s", code, stderr)
+	}
+}
