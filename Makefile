@@ -3,7 +3,7 @@ GO      ?= go
 VERIFY  := $(GO) run ./cmd/verify
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: verify test vet bench build clean node-worker tus616-table redis-server compare-table compare-data-table quick nightly regression report-check chromium help
+.PHONY: verify test vet bench build clean node-worker tus616-table redis-server compare-table compare-data-table sim-table quick nightly regression report-check chromium help
 
 ## verify: a quick run of the default locker through pauses and crashes, checked
 verify:
@@ -69,6 +69,11 @@ compare-table: build
 compare-data-table: build
 	bin/verify compare -parallel 2 -seeds 1,2,3 -scenarios clock,skew,register-pause,fenced-pause,sigstop,sigkill,request-release -markdown results/compare-data-table.md > /dev/null || [ $$? -le 2 ]
 	$(GO) run ./internal/readmetable -marker compare-data -table results/compare-data-table.md README.md
+
+## sim-table: every regression scenario and planted mutant, sim (seeds 1-200) against live (seeds 1-5): the first failing seed, seeds explored and wall time to the first violation, one command at a time; the table goes into README.md (about 4 min)
+sim-table:
+	$(GO) run ./internal/simtable > results/sim-table.md
+	$(GO) run ./internal/readmetable -marker sim-table -table results/sim-table.md README.md
 
 ## report-check: a short invalid run and a valid one, their index, every page opened in headless Chromium (installed first when missing); fails on any script error and leaves screenshots of the invalid run's page and of the index in results/report-check/
 REPORT_CHECK := results/report-check
