@@ -54,16 +54,16 @@ type Spec struct {
 	AcquireTimeout Duration `json:"acquire_timeout,omitempty"`
 	FaultInterval  Duration `json:"fault_interval,omitempty"`
 	// FaultDuration is "D" or "MIN-MAX", as verify run's -fault-duration.
-	FaultDuration   string   `json:"fault_duration,omitempty"`
+	FaultDuration string `json:"fault_duration,omitempty"`
 	// FaultPlan, when set, is the fault schedule itself, in place of one
 	// drawn from the seed: which fault (one of Faults) hits which client,
 	// when and for how long, played one at a time in order. verify shrink
 	// writes one, so that a shrunk counterexample keeps exactly the
 	// faults it needs whatever the seed.
-	FaultPlan []PlannedFault `json:"fault_plan,omitempty"`
-	ClockStep       Duration `json:"clock_step,omitempty"`
-	ClockSpread     Duration `json:"clock_spread,omitempty"`
-	RecoveryTimeout Duration `json:"recovery_timeout,omitempty"`
+	FaultPlan       []PlannedFault `json:"fault_plan,omitempty"`
+	ClockStep       Duration       `json:"clock_step,omitempty"`
+	ClockSpread     Duration       `json:"clock_spread,omitempty"`
+	RecoveryTimeout Duration       `json:"recovery_timeout,omitempty"`
 
 	// Proxy, GCSBucket and RedisAddrs are verify run's -proxy, -gcs-bucket
 	// and -redis-addr: where the backend is and how clients reach it.
