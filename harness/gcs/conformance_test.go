@@ -5,16 +5,23 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
+	"net/textproto"
+	"net/url"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/storage"
+	"golang.org/x/oauth2/google"
 	"google.golang.org/api/googleapi"
 )
 
@@ -53,10 +60,18 @@ const (
 	opCopy                      // copy a source object onto the case's object
 	opCompose                   // compose a source object onto the case's object
 	opComposeSelf               // compose the object onto itself (gmutex's extend)
+	// The upload paths of the Node.js client, in raw HTTP.
+	opResumableStream   // resumable, one PUT with "bytes 0-*/*" (file.save's default)
+	opResumableOneShot  // resumable, one PUT with "bytes 0-(n-1)/n"
+	opResumableTakenMid // resumable started; another client creates the object; then the commit
+	opResumableFreedMid // resumable started; the object is deleted; then the commit
+	opNumericMeta       // multipart upload with custom metadata numbers and booleans
+	opNumericMetaResume // resumable start with custom metadata numbers and booleans
 )
 
 func (o op) String() string {
-	return [...]string{"create", "create-resumable", "patch", "delete", "attrs", "read-xml", "read-json", "copy", "compose", "compose-self"}[o]
+	return [...]string{"create", "create-resumable", "patch", "delete", "attrs", "read-xml", "read-json", "copy", "compose", "compose-self",
+		"resumable-stream", "resumable-oneshot", "resumable-taken-mid", "resumable-freed-mid", "numeric-meta", "numeric-meta-resumable"}[o]
 }
 
 // after is the expected state of the object after the operation.
@@ -150,6 +165,17 @@ var conformanceCases = []confCase{
 	{name: "compose/absent/srcGenMatch=cur", setup: absent, op: opCompose, srcGenMatch: cur, want: 200, after: newGen, afterMeta: 1, afterV: "composed"},
 	{name: "compose/fresh/srcGenMatch=stale", setup: fresh, op: opCompose, srcGenMatch: stale, want: 412, after: same, afterMeta: 1, afterV: "orig"},
 	{name: "compose/fresh/doesNotExist", setup: fresh, op: opCompose, genMatch: zero, want: 412, after: same, afterMeta: 1, afterV: "orig"},
+
+	{name: "resumable-stream/absent/doesNotExist", setup: absent, op: opResumableStream, genMatch: zero, want: 200, after: newGen, afterMeta: 1, afterV: "new"},
+	{name: "resumable-stream/fresh/doesNotExist", setup: fresh, op: opResumableStream, genMatch: zero, want: 412, after: same, afterMeta: 1, afterV: "orig"},
+	{name: "resumable-stream/updated/metaMatch=stale", setup: updated, op: opResumableStream, meta: stale, want: 412, after: same, afterMeta: 2, afterV: "patched"},
+	{name: "resumable-stream/fresh/genMatch=cur", setup: fresh, op: opResumableStream, genMatch: cur, want: 200, after: newGen, afterMeta: 1, afterV: "new"},
+	{name: "resumable-oneshot/fresh/doesNotExist", setup: fresh, op: opResumableOneShot, genMatch: zero, want: 412, after: same, afterMeta: 1, afterV: "orig"},
+	{name: "resumable-oneshot/absent/doesNotExist", setup: absent, op: opResumableOneShot, genMatch: zero, want: 200, after: newGen, afterMeta: 1, afterV: "new"},
+	{name: "resumable-taken-mid/absent/doesNotExist", setup: absent, op: opResumableTakenMid, genMatch: zero, want: 412, after: newGen, afterMeta: 1, afterV: "other"},
+	{name: "resumable-freed-mid/fresh/doesNotExist", setup: fresh, op: opResumableFreedMid, genMatch: zero, want: 200, after: newGen, afterMeta: 1, afterV: "new"},
+	{name: "numeric-meta/absent/doesNotExist", setup: absent, op: opNumericMeta, genMatch: zero, want: 200, after: newGen, afterMeta: 1, afterV: "new"},
+	{name: "numeric-meta-resumable/absent/doesNotExist", setup: absent, op: opNumericMetaResume, genMatch: zero, want: 200, after: newGen, afterMeta: 1, afterV: "new"},
 }
 
 // backend is what the table runs against: two clients (XML and JSON reads)
@@ -158,6 +184,10 @@ type backend struct {
 	client, jsonClient *storage.Client
 	bucket             string
 	prefix             string // object name prefix, unique per run
+	// raw sends the raw-HTTP cases to base (the API's root, without
+	// /storage/v1), authenticated when the backend is GCS.
+	raw  *http.Client
+	base string
 }
 
 func (b backend) obj(c *storage.Client, name string) *storage.ObjectHandle {
@@ -310,6 +340,12 @@ func runCase(ctx context.Context, b backend, tc confCase) error {
 		}
 	case opCopy:
 		got, err = ch.CopierFrom(src).Run(ctx)
+	case opResumableStream, opResumableOneShot, opResumableTakenMid, opResumableFreedMid, opNumericMeta, opNumericMetaResume:
+		var code int
+		code, got, err = rawUpload(ctx, b, tc, c, h)
+		if err == nil && code != 200 {
+			err = &googleapi.Error{Code: code}
+		}
 	case opCompose, opComposeSelf:
 		// Compose takes the destination's metadata from the request, not
 		// from the sources.
@@ -346,6 +382,11 @@ func runCase(ctx context.Context, b backend, tc confCase) error {
 	}
 	if v := now.Metadata["v"]; v != tc.afterV {
 		return fmt.Errorf("after: metadata v=%q, want %q", v, tc.afterV)
+	}
+	if tc.op == opNumericMeta || tc.op == opNumericMetaResume {
+		if n, ok, null := now.Metadata["exp"], now.Metadata["ok"], now.Metadata["gone"]; n != "1733170000000" || ok != "true" || null != "" {
+			return fmt.Errorf("after: metadata exp=%q ok=%q gone=%q, want the number's and the boolean's text, and no null", n, ok, null)
+		}
 	}
 	if got != nil {
 		// Every object resource a reply carries must agree with the state.
@@ -384,7 +425,8 @@ func newTestBackend(t testing.TB, raw bool) (*Server, backend) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close(); jc.Close() })
-	return srv, backend{client: c, jsonClient: jc, bucket: srv.Bucket(), prefix: "conformance/"}
+	base := strings.TrimSuffix(srv.Endpoint(), "/storage/v1/")
+	return srv, backend{client: c, jsonClient: jc, bucket: srv.Bucket(), prefix: "conformance/", raw: hc, base: base}
 }
 
 // newHTTPClient keeps enough idle connections for the race tests' goroutines,
@@ -427,7 +469,11 @@ func TestConformanceRealGCS(t *testing.T) {
 	t.Cleanup(func() { c.Close(); jc.Close() })
 	var id [6]byte
 	rand.Read(id[:])
-	b := backend{client: c, jsonClient: jc, bucket: bucket, prefix: "lockcheck-conformance/" + hex.EncodeToString(id[:]) + "/"}
+	raw, err := google.DefaultClient(ctx, storage.ScopeFullControl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := backend{client: c, jsonClient: jc, bucket: bucket, prefix: "lockcheck-conformance/" + hex.EncodeToString(id[:]) + "/", raw: raw, base: "https://storage.googleapis.com"}
 	for _, tc := range conformanceCases {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := runCase(ctx, b, tc); err != nil {
@@ -476,6 +522,9 @@ var knownGaps = []string{
 	"copy/fresh/srcGenMatch=stale",
 	"compose/fresh/srcGenMatch=stale",
 	"compose/fresh/doesNotExist",
+	"resumable-stream/updated/metaMatch=stale",
+	"numeric-meta/absent/doesNotExist",
+	"numeric-meta-resumable/absent/doesNotExist",
 }
 
 func TestKnownGapsRaw(t *testing.T) {
@@ -493,4 +542,76 @@ func TestKnownGapsRaw(t *testing.T) {
 	if !slices.Equal(failed, knownGaps) {
 		t.Errorf("raw emulator failures changed:\n got  %q\n want %q", failed, knownGaps)
 	}
+}
+
+// rawUpload performs the raw-HTTP upload cases, as the Node.js client sends
+// them: the conditions c in the query string of the upload's first
+// request, the object's custom metadata in its JSON. It returns the
+// status of the request that commits (or of the first that failed) and the
+// object resource of a 200.
+func rawUpload(ctx context.Context, b backend, tc confCase, c storage.Conditions, h *storage.ObjectHandle) (int, *storage.ObjectAttrs, error) {
+	q := url.Values{"name": {h.ObjectName()}}
+	if c.DoesNotExist {
+		q.Set("ifGenerationMatch", "0")
+	}
+	for p, v := range map[string]int64{"ifGenerationMatch": c.GenerationMatch, "ifGenerationNotMatch": c.GenerationNotMatch, "ifMetagenerationMatch": c.MetagenerationMatch, "ifMetagenerationNotMatch": c.MetagenerationNotMatch} {
+		if v != 0 {
+			q.Set(p, strconv.FormatInt(v, 10))
+		}
+	}
+	meta := map[string]any{"name": h.ObjectName(), "metadata": map[string]any{"v": "new"}}
+	if tc.op == opNumericMeta || tc.op == opNumericMetaResume {
+		meta["metadata"] = map[string]any{"v": "new", "exp": 1733170000000, "ok": true, "gone": nil}
+	}
+	mj, _ := json.Marshal(meta)
+	data := []byte("new")
+	upload := b.base + "/upload/storage/v1/b/" + url.PathEscape(b.bucket) + "/o?"
+	if tc.op == opNumericMeta {
+		var body bytes.Buffer
+		mw := multipart.NewWriter(&body)
+		pw, _ := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"application/json; charset=UTF-8"}})
+		pw.Write(mj)
+		pw, _ = mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"text/plain"}})
+		pw.Write(data)
+		mw.Close()
+		q.Set("uploadType", "multipart")
+		return rawObject(send(ctx, b.raw, "POST", upload+q.Encode(), http.Header{"Content-Type": {"multipart/related; boundary=" + mw.Boundary()}}, body.Bytes()))
+	}
+	q.Set("uploadType", "resumable")
+	code, hdr, body, err := send(ctx, b.raw, "POST", upload+q.Encode(), http.Header{"Content-Type": {"application/json; charset=UTF-8"}}, mj)
+	if err != nil || code != 200 {
+		return code, nil, errors.Join(err, fmt.Errorf("initiate: %d %s", code, body))
+	}
+	switch tc.op {
+	case opResumableTakenMid:
+		if _, err := write(ctx, h.If(storage.Conditions{DoesNotExist: true}), "other", false); err != nil {
+			return 0, nil, fmt.Errorf("the competing create: %w", err)
+		}
+	case opResumableFreedMid:
+		if err := h.Delete(ctx); err != nil {
+			return 0, nil, fmt.Errorf("the delete between start and commit: %w", err)
+		}
+	}
+	rng := "bytes 0-*/*"
+	if tc.op == opResumableOneShot {
+		rng = fmt.Sprintf("bytes 0-%d/%d", len(data)-1, len(data))
+	}
+	return rawObject(send(ctx, b.raw, "PUT", hdr.Get("Location"), http.Header{"Content-Range": {rng}}, data))
+}
+
+// rawObject reads the object resource of a 200 reply.
+func rawObject(code int, _ http.Header, body []byte, err error) (int, *storage.ObjectAttrs, error) {
+	if err != nil || code != 200 {
+		return code, nil, err
+	}
+	var o struct {
+		Generation     string `json:"generation"`
+		Metageneration string `json:"metageneration"`
+	}
+	if err := json.Unmarshal(body, &o); err != nil {
+		return code, nil, fmt.Errorf("reply: %w: %s", err, body)
+	}
+	g, _ := strconv.ParseInt(o.Generation, 10, 64)
+	m, _ := strconv.ParseInt(o.Metageneration, 10, 64)
+	return code, &storage.ObjectAttrs{Generation: g, Metageneration: m}, nil
 }

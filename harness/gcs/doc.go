@@ -19,9 +19,8 @@
 // # What the layer does
 //
 //   - Judges ifGenerationMatch, ifGenerationNotMatch, ifMetagenerationMatch
-//     and ifMetagenerationNotMatch itself on media, multipart and resumable
-//     uploads (checked at initiation and again on the committing chunk),
-//     metadata GET, media downloads (JSON ?alt=media, /download/storage/v1/...
+//     and ifMetagenerationNotMatch itself on every upload (see "Upload
+//     paths" below), metadata GET, media downloads (JSON ?alt=media, /download/storage/v1/...
 //     and the XML /BUCKET/OBJECT route with x-goog-if-* headers), patch and
 //     update, delete, and copy/rewrite/compose destinations; and the source
 //     preconditions of copy/rewrite (ifSource*, sourceGeneration) and of
@@ -49,6 +48,49 @@
 //     Generations are the emulator's (wall-clock microseconds): nothing
 //     assumes they count up by one.
 //
+//   - Turns custom metadata numbers and booleans into their text, as GCS
+//     stores them (the Node.js client sends a number for a lock's expiry);
+//     the emulator answers them with a 500. A null is dropped from a new
+//     object's metadata; an object or a list is refused with 400.
+//
+// # Upload paths
+//
+// Every way the Go and Node.js clients write an object, and where the
+// layer judges its preconditions (conformance table cases in brackets):
+//
+//   - Simple media upload (uploadType=media, Node's resumable: false with
+//     no metadata): judged on the request [raw tests].
+//   - Multipart upload (uploadType=multipart; the Go client's Writer with
+//     ChunkSize 0 or an object within one chunk, Node's resumable: false):
+//     judged on the request; custom metadata in its first part made
+//     strings [create/*, numeric-meta/*].
+//   - Resumable upload, multi-chunk (the Go client's Writer past one
+//     chunk, "bytes a-b/*" chunks then "bytes a-b/N"): the start records
+//     the preconditions and is never refused for them; middle chunks are
+//     forwarded unjudged; the chunk that commits is judged against the
+//     object as it is then, as GCS judges it [create-resumable/*,
+//     resumable-taken-mid/*, resumable-freed-mid/*].
+//   - Resumable upload, single request (Node's file.save() default: one PUT
+//     with "bytes 0-*/*" while the length is unknown, or "bytes 0-(n-1)/n"):
+//     that PUT commits and is judged [resumable-stream/*,
+//     resumable-oneshot/*].
+//   - Resumable status query ("bytes */*", no body, sent by the Node client
+//     before it resumes): answered by the layer, 308 with the Range it holds
+//     (200 with X-Http-Status-Code-Override: 308 for the Go client), never
+//     forwarded, since the emulator would commit the partial object.
+//   - A request to a completed session (a final chunk resent after its
+//     reply was lost): answered with the object the session made, as GCS
+//     does, nothing written again; the layer remembers the last 4096.
+//     A session the layer never saw start is answered 404.
+//   - XML API PUT of /BUCKET/OBJECT (x-goog-if-generation-match): judged on
+//     the request, served as a multipart upload [raw tests, TestXMLWrites].
+//   - Copy, rewrite and compose destinations: judged on the request
+//     [copy/*, compose/*].
+//
+// Which chunk commits follows gcsapi.ChunkCommits, the rule GCS and the
+// emulator apply; a Content-Range that does not parse counts as
+// committing, so it is judged once too often rather than never.
+//
 // # Atomicity
 //
 // Each object-scoped request takes a mutex for its (bucket, object) — the
@@ -72,6 +114,8 @@
 //     virtual-host-style object paths (BUCKET.host/OBJECT): the layer answers
 //     501 rather than let them reach the emulator unchecked.
 //   - ETag and If-Match/If-None-Match/If-Modified-Since preconditions.
+//   - A null custom metadata value in a patch, which GCS takes as "remove
+//     this key": it reaches the emulator as it is.
 //
 // Start with Options{Raw: true} serves the bare emulator: it exists only so
 // the known-gaps test notices an upstream fix.

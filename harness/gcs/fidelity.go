@@ -78,7 +78,15 @@ type objState struct {
 type upload struct {
 	bucket, object string
 	conds          conds
+	// received counts the bytes of the chunks the emulator took without
+	// committing: the Range a status query is answered with.
+	received int64
 }
+
+// finishedSessions bounds how many completed sessions the layer remembers
+// to answer a resent final chunk or a status query with the object, as
+// GCS does; an older one is answered as unknown (404).
+const finishedSessions = 4096
 
 // fidelity is the HTTP middleware that makes the emulator answer
 // preconditions, metageneration and updated as GCS does. See the package doc.
@@ -88,9 +96,13 @@ type fidelity struct {
 
 	locks keyedMutex
 
-	mu      sync.Mutex // guards objects, uploads and lastGen
+	mu      sync.Mutex // guards objects, uploads, finished and lastGen
 	objects map[string]objState
 	uploads map[string]upload
+	// finished holds the reply of each completed session, in order of
+	// completion (finishedOrder), at most finishedSessions of them.
+	finished      map[string]*gcsapi.Reply
+	finishedOrder []string
 	// lastGen is the newest generation each name ever had, deleted or
 	// not: the emulator's generations are its clock in microseconds, and
 	// a new one must never repeat an old one (see freshGeneration).
@@ -99,11 +111,12 @@ type fidelity struct {
 
 func newFidelity(fake *fakestorage.Server, next http.Handler) *fidelity {
 	return &fidelity{
-		fake:    fake,
-		next:    next,
-		objects: make(map[string]objState),
-		uploads: make(map[string]upload),
-		lastGen: make(map[string]int64),
+		fake:     fake,
+		next:     next,
+		objects:  make(map[string]objState),
+		uploads:  make(map[string]upload),
+		finished: make(map[string]*gcsapi.Reply),
+		lastGen:  make(map[string]int64),
 	}
 }
 
@@ -162,6 +175,10 @@ func (f *fidelity) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if body, err = normalizeMetadata(r, t, body); err != nil {
+		writeError(w, r, t, http.StatusBadRequest, "invalid", err.Error())
+		return
+	}
 
 	var c conds
 	commit := true
@@ -169,7 +186,21 @@ func (f *fidelity) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case opResumeChunk:
 		f.mu.Lock()
 		u, ok := f.uploads[t.uploadID]
+		done := f.finished[t.uploadID]
 		f.mu.Unlock()
+		if done != nil {
+			// A completed session answers anything sent to it (a final
+			// chunk resent after its reply was lost, a status query) with
+			// the object it made, as GCS does; nothing is written again.
+			done.Flush(w, r)
+			return
+		}
+		if ok && gcsapi.IsStatusQuery(r.Header.Get("Content-Range"), len(body)) {
+			// The emulator would commit what it has; GCS says how much it
+			// has and commits nothing.
+			writeIncomplete(w, r, u.received)
+			return
+		}
 		if !ok {
 			// A session the layer did not see start has no recorded
 			// preconditions: forwarding it could commit unchecked, so it is
@@ -239,7 +270,45 @@ func (f *fidelity) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if t.xml && t.kind == opWrite {
 		rec = xmlWriteReply(rec)
 	}
+	if t.kind == opResumeChunk && commit && rec.Code >= 200 && rec.Code < 300 {
+		f.finish(t.uploadID, rec)
+	}
 	rec.Flush(w, r)
+}
+
+// finish remembers a completed session's reply, forgetting the oldest
+// beyond finishedSessions.
+func (f *fidelity) finish(id string, rec *gcsapi.Reply) {
+	kept := gcsapi.NewReply()
+	for k, v := range rec.Header() {
+		kept.Header()[k] = slices.Clone(v)
+	}
+	kept.WriteHeader(rec.Code)
+	kept.Write(rec.Body.Bytes())
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.finished[id] = kept
+	f.finishedOrder = append(f.finishedOrder, id)
+	if len(f.finishedOrder) > finishedSessions {
+		delete(f.finished, f.finishedOrder[0])
+		f.finishedOrder = f.finishedOrder[1:]
+	}
+}
+
+// writeIncomplete answers a status query of a session that has received
+// n bytes: 308 with the Range it holds, or, for the Go client (which asks
+// with X-Guploader-No-308), 200 saying 308 in a header.
+func writeIncomplete(w http.ResponseWriter, r *http.Request, n int64) {
+	if n > 0 {
+		w.Header().Set("Range", fmt.Sprintf("bytes=0-%d", n-1))
+	}
+	w.Header().Set("Content-Length", "0")
+	if _, no308 := r.Header["X-Guploader-No-308"]; no308 {
+		w.Header().Set("X-Http-Status-Code-Override", "308")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	w.WriteHeader(http.StatusPermanentRedirect)
 }
 
 // xmlWriteReply turns the JSON object resource of an upload into an XML API
@@ -277,9 +346,13 @@ func xmlWriteReply(rec *gcsapi.Reply) *gcsapi.Reply {
 func (f *fidelity) serveLocked(r *http.Request, t target, c conds, commit bool, key string) (*gcsapi.Reply, int) {
 	live, cur := f.current(t.bucket, t.object, key)
 
-	if t.kind != opResumeChunk || commit {
-		// A failed final chunk keeps its session: a retry of it is checked
-		// again rather than committed unchecked.
+	// A resumable session's preconditions are judged when it commits, as
+	// GCS judges them (google-cloud-java issue 201): its start is never
+	// refused for them, and a middle chunk is not checked. A failed final
+	// chunk keeps its session: a retry of it is checked again rather than
+	// committed unchecked.
+	judged := t.kind != opResumeStart && (t.kind != opResumeChunk || commit)
+	if judged {
 		if st := evaluate(t.kind, c, live, cur); st != 0 {
 			return nil, st
 		}
@@ -326,11 +399,17 @@ func (f *fidelity) serveLocked(r *http.Request, t target, c conds, commit bool, 
 			}
 		}
 	case opResumeChunk:
-		if commit && ok {
-			f.mu.Lock()
+		f.mu.Lock()
+		switch {
+		case commit && ok:
 			delete(f.uploads, t.uploadID)
-			f.mu.Unlock()
+		case ok:
+			if u, live := f.uploads[t.uploadID]; live {
+				u.received += r.ContentLength
+				f.uploads[t.uploadID] = u
+			}
 		}
+		f.mu.Unlock()
 	}
 	// Reshape the emulator's own 404s for requests that name an existing
 	// object; other 404s (a missing bucket on upload) pass through as they are.

@@ -13,24 +13,38 @@ import (
 	"strings"
 )
 
-// ChunkCommits reports whether a resumable chunk with this Content-Range
-// completes its upload: "bytes a-b/N" with b+1 ≥ N, "bytes */N", or no
-// range at all — the rule the emulator applies.
+// ChunkCommits reports whether a request to a resumable session with this
+// Content-Range completes the upload, so that its preconditions must hold:
+//   - no Content-Range: the body is the whole object;
+//   - "bytes a-b/N": the last chunk when b+1 >= N, else a middle one;
+//   - "bytes a-b/*": a middle chunk of an upload of unknown length;
+//   - "bytes a-*/N" and "bytes a-*/*": the rest of the object, to the
+//     body's end (the Node.js client's one-request upload sends
+//     "bytes 0-*/*");
+//   - "bytes */N": finalize at N bytes;
+//   - "bytes */*": a status query (see IsStatusQuery), which commits
+//     nothing.
+//
+// A header that does not parse counts as committing: checked once too
+// often is safe, unchecked never is.
 func ChunkCommits(contentRange string) bool {
 	spec, ok := strings.CutPrefix(strings.TrimSpace(contentRange), "bytes ")
 	if !ok {
 		return true
 	}
 	rng, total, ok := strings.Cut(spec, "/")
-	if !ok || total == "*" {
-		return false
-	}
-	if rng == "*" {
-		return true
-	}
-	_, end, ok := strings.Cut(rng, "-")
 	if !ok {
 		return true
+	}
+	if rng == "*" {
+		return total != "*"
+	}
+	_, end, ok := strings.Cut(rng, "-")
+	if !ok || end == "*" {
+		return true
+	}
+	if total == "*" {
+		return false
 	}
 	e, err1 := strconv.ParseInt(end, 10, 64)
 	n, err2 := strconv.ParseInt(total, 10, 64)
@@ -38,6 +52,13 @@ func ChunkCommits(contentRange string) bool {
 		return true
 	}
 	return e+1 >= n
+}
+
+// IsStatusQuery reports whether a request to a resumable session asks how
+// much of the upload the server has ("bytes */*" with an empty body, as
+// the Node.js client sends before resuming), committing nothing.
+func IsStatusQuery(contentRange string, bodyLen int) bool {
+	return strings.TrimSpace(contentRange) == "bytes */*" && bodyLen == 0
 }
 
 // UploadIDFromLocation reads the session id of a resumable start's reply.

@@ -14,10 +14,21 @@ func TestChunkCommits(t *testing.T) {
 		"bytes */10":       true,
 		"bytes 0-262143/*": false,
 		"bytes 0-4/10":     false,
+		"bytes 0-*/*":      true,
+		"bytes 5-*/10":     true,
+		"bytes */*":        false,
+		"bytes nonsense":   true,
+		"chunks 0-9/10":    true,
 	} {
 		if got := ChunkCommits(cr); got != want {
 			t.Errorf("ChunkCommits(%q) = %v, want %v", cr, got, want)
 		}
+	}
+}
+
+func TestIsStatusQuery(t *testing.T) {
+	if !IsStatusQuery("bytes */*", 0) || IsStatusQuery("bytes */*", 3) || IsStatusQuery("bytes */10", 0) {
+		t.Error("a status query is bytes */* with no body, and nothing else")
 	}
 }
 

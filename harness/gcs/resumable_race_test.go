@@ -1,0 +1,162 @@
+package gcs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/storage"
+)
+
+// createIfAbsent is one create-if-absent upload; it returns the HTTP
+// status of its outcome (200 won, 412 lost).
+type createIfAbsent func(ctx context.Context, round int) (int, error)
+
+// createRounds runs rounds of n concurrent create-if-absent uploads of one
+// object, deleting it between rounds, and returns each round's winners:
+// exactly one on GCS.
+func createRounds(ctx context.Context, h *storage.ObjectHandle, n, rounds int, create createIfAbsent) ([]int, error) {
+	wins := make([]int, rounds)
+	for round := range rounds {
+		if err := h.Delete(ctx); err != nil && !errors.Is(err, storage.ErrObjectNotExist) {
+			return wins, fmt.Errorf("round %d: delete: %w", round, err)
+		}
+		var (
+			wg     sync.WaitGroup
+			won    atomic.Int64
+			errMu  sync.Mutex
+			errs   []error
+			starts = make(chan struct{})
+		)
+		for range n {
+			wg.Go(func() {
+				<-starts
+				code, err := create(ctx, round)
+				switch {
+				case err == nil && code == 200:
+					won.Add(1)
+				case err == nil && code == 412:
+				default:
+					errMu.Lock()
+					errs = append(errs, fmt.Errorf("status %d: %v", code, err))
+					errMu.Unlock()
+				}
+			})
+		}
+		close(starts)
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return wins, fmt.Errorf("round %d: %w", round, err)
+		}
+		wins[round] = int(won.Load())
+	}
+	return wins, nil
+}
+
+// goResumable uploads through the Go client in chunks of its minimum
+// size, so that every upload is a resumable session of two chunks whose
+// last one commits.
+func goResumable(b backend, name string) createIfAbsent {
+	h := b.obj(b.client, name).If(storage.Conditions{DoesNotExist: true})
+	data := bytes.Repeat([]byte("r"), 300<<10)
+	return func(ctx context.Context, round int) (int, error) {
+		w := h.NewWriter(ctx)
+		w.ChunkSize = 256 << 10
+		w.Metadata = map[string]string{"round": fmt.Sprint(round)}
+		if _, err := w.Write(data); err != nil {
+			w.Close()
+			return status(err), nil
+		}
+		return status(w.Close()), nil
+	}
+}
+
+// nodeResumable uploads the way the Node.js client's file.save() does by
+// default: a resumable session whose one PUT carries the whole object with
+// Content-Range "bytes 0-*/*" (length unknown while streaming), with
+// numeric custom metadata as a lock would write its expiry.
+func nodeResumable(hc *http.Client, base, bucket, name string) createIfAbsent {
+	start := base + "/upload/storage/v1/b/" + bucket + "/o?uploadType=resumable&ifGenerationMatch=0&name=" + name
+	return func(ctx context.Context, round int) (int, error) {
+		meta := fmt.Sprintf(`{"name":%q,"metadata":{"exp":%d}}`, name, 1733170000000+round)
+		code, hdr, body, err := send(ctx, hc, "POST", start, http.Header{"Content-Type": {"application/json"}}, []byte(meta))
+		if err == nil && code == 412 {
+			// GCS judges a session's preconditions at its commit, so it
+			// never answers this; counted as a loss, as a client would.
+			return code, nil
+		}
+		if err != nil || code != 200 {
+			return code, fmt.Errorf("initiate: %v %s", err, body)
+		}
+		code, _, body, err = send(ctx, hc, "PUT", hdr.Get("Location"), http.Header{"Content-Range": {"bytes 0-*/*"}}, []byte(fmt.Sprint("owner-", round)))
+		if err != nil || (code != 200 && code != 412) {
+			return code, fmt.Errorf("upload: %v %s", err, body)
+		}
+		return code, nil
+	}
+}
+
+func send(ctx context.Context, hc *http.Client, method, u string, hdr http.Header, body []byte) (int, http.Header, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	res, err := hc.Do(req)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	return res.StatusCode, res.Header, b, err
+}
+
+// TestResumableCreateRace: 50 goroutines x 200 rounds of create-if-absent
+// over resumable uploads, through the Go client (two chunks each) and in
+// the Node.js client's one-request form; exactly one winner per round.
+// -short runs 20 rounds of each.
+func TestResumableCreateRace(t *testing.T) {
+	n, rounds := 50, 200
+	if testing.Short() {
+		rounds = 20
+	}
+	srv, b := newTestBackend(t, false)
+	hc := newHTTPClient(t)
+	base := strings.TrimSuffix(srv.Endpoint(), "/storage/v1/")
+	for _, c := range []struct {
+		name   string
+		create createIfAbsent
+	}{
+		{"go-client", goResumable(b, "race/resumable-go")},
+		{"node-form", nodeResumable(hc, base, srv.Bucket(), b.prefix+"race/resumable-node")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			obj := "race/resumable-go"
+			if c.name == "node-form" {
+				obj = "race/resumable-node"
+			}
+			wins, err := createRounds(ctx, b.obj(b.client, obj), n, rounds, c.create)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hist := map[int]int{}
+			for _, w := range wins {
+				hist[w]++
+			}
+			t.Logf("%s: rounds by number of winners: %v", c.name, hist)
+			checkOneWinner(t, wins)
+		})
+	}
+}
