@@ -28,17 +28,20 @@
 //     from the query before forwarding, so the emulator's partial checks
 //     cannot disagree. ifGenerationMatch=0 means "no live object";
 //     ifGenerationNotMatch=0 means "a live object exists".
+//
 //   - Serves the XML API's PUT, DELETE, GET and HEAD of /BUCKET/OBJECT (the
 //     way gmutex talks to GCS) through the emulator's JSON routes: a PUT
 //     becomes a multipart upload carrying x-goog-meta-* and the standard
 //     headers, and its reply is the x-goog-generation / x-goog-metageneration
 //     headers with no body. Other XML requests are refused with 501 rather
 //     than passed to the emulator unchecked.
+//
 //   - Answers a failed precondition with 412 conditionNotMet in GCS's JSON
 //     shape (XML shape on the XML route), a failed NotMatch precondition on a
 //     read with 304 Not Modified and no body, and a missing object with 404
 //     notFound shaped like GCS's. A successful delete answers 204 with no
 //     body, as GCS does (the emulator says 200).
+//
 //   - Keeps its own metageneration and updated per object generation: 1 and
 //     the emulator's timestamp for every new generation, +1 and a strictly
 //     later timestamp for every successful metadata update. It rewrites
