@@ -11,18 +11,49 @@ import (
 // regressionFS holds one file per defect lockcheck has found in a ported
 // locker, each pinned to a seed that reproduced it on every try.
 //
-//go:embed regression/*.json
+// The sim forms that are scenarios of their own (regression/sim/) are
+// the defect's counterexample shrunk by verify shrink: a run of 32
+// clients for 15 s that takes 20 s of wall time to simulate becomes one of
+// a few clients for a few seconds, with an explicit fault plan, that takes
+// a fraction of a second.
+//
+//go:embed regression/*.json regression/sim/*.json
 var regressionFS embed.FS
 
-// SimForm is s as a simulation on its SimSeed, named "<name>/sim", and
-// whether s has one.
+// SimForm is s's simulation, named "<name>/sim", and whether s has one:
+// regression/sim/<defect>.json when there is one, or else s itself as a
+// simulation on its SimSeed.
 func SimForm(s Spec) (Spec, bool) {
+	if f, err := simFile(regressionFS, s); err == nil {
+		return f, true
+	}
 	if s.SimSeed == 0 {
 		return Spec{}, false
 	}
 	s.Name += "/sim"
 	s.Sim, s.Seeds, s.SimSeed = true, []uint64{s.SimSeed}, 0
 	return s, true
+}
+
+// simFile reads the sim form of s from fsys, which must be a simulation
+// named after s, expecting what s expects.
+func simFile(fsys fs.FS, s Spec) (Spec, error) {
+	n := "regression/sim/" + strings.TrimPrefix(s.Name, "regression/") + ".json"
+	f, err := decodeFile(fsys, n)
+	if err != nil {
+		return Spec{}, err
+	}
+	switch {
+	case f.Name != s.Name+"/sim":
+		return Spec{}, fmt.Errorf("%s: name %q, want %q", n, f.Name, s.Name+"/sim")
+	case !f.Sim:
+		return Spec{}, fmt.Errorf("%s: not a simulation; give \"sim\": true", n)
+	case f.Expect.Verdict != s.Expect.Verdict:
+		return Spec{}, fmt.Errorf("%s: expects %q, but %s expects %q", n, f.Expect.Verdict, s.Name, s.Expect.Verdict)
+	case len(f.Seeds) != 1:
+		return Spec{}, fmt.Errorf("%s: seeds %v: a sim form is pinned to one seed", n, f.Seeds)
+	}
+	return f, nil
 }
 
 // RegressionSim is the sim form of every regression scenario that has

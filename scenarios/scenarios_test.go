@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io/fs"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -42,6 +44,39 @@ func TestRegressionFilesLoadAndValidate(t *testing.T) {
 		if wall := time.Duration(n.Duration + n.RecoveryTimeout); wall > 30*time.Second {
 			t.Errorf("%s: duration + recovery timeout = %v, want at most 30s", s.Name, wall)
 		}
+	}
+}
+
+// A sim form of its own is read in place of the derived one only when it
+// is right; SimForm falls back quietly, so every file is checked here: it
+// has a regression scenario, its name, a simulation, one seed, the
+// expectation of its regression scenario, and it validates.
+func TestSimFormFilesBelongAndValidate(t *testing.T) {
+	files, err := fs.Glob(regressionFS, "regression/sim/*.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range files {
+		parent, err := Lookup("regression/" + strings.TrimSuffix(path.Base(file), ".json"))
+		if err != nil {
+			t.Errorf("%s: no regression scenario of that name: %v", file, err)
+			continue
+		}
+		f, err := simFile(regressionFS, parent)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		if _, err := f.Normalize(resolve); err != nil {
+			t.Errorf("%s: %v", file, err)
+		}
+		if got, _ := SimForm(parent); got.Name != f.Name || len(got.FaultPlan) != len(f.FaultPlan) || got.Clients != f.Clients {
+			t.Errorf("%s: SimForm does not return the file", file)
+		}
+	}
+	bad := fstest.MapFS{"regression/sim/x.json": {Data: []byte(`{"name": "regression/x/sim", "locker": "lai", "seeds": [1], "expect": {"verdict": "invalid", "reason": "r"}}`)}}
+	if _, err := simFile(bad, Spec{Name: "regression/x", Expect: Expect{Verdict: ExpectInvalid}}); err == nil || !strings.Contains(err.Error(), "not a simulation") {
+		t.Errorf("a sim form without sim: true: %v", err)
 	}
 }
 

@@ -37,7 +37,7 @@ type simFlags struct {
 func simCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	fs, f := newRunFlags(stderr)
 	var sf simFlags
-	fs.StringVar(&sf.seeds, "seeds", "1-100", "seeds to explore: `A-B` or a comma list (1-10000, or 3,17,42)")
+	fs.StringVar(&sf.seeds, "seeds", "1-100", "seeds to explore: `A-B` or a comma list (1-10000, or 3,17,42); with -scenario, the scenario's own seeds unless given")
 	fs.IntVar(&sf.parallel, "parallel", 1, "seeds simulated at once")
 	fs.BoolVar(&sf.all, "all", false, "explore every seed, not only until the first violation")
 	fs.BoolVar(&sf.determinism, "determinism", false, "run every seed twice and compare the histories byte for byte (the determinism self-check)")
@@ -99,6 +99,11 @@ Flags:
 		s.Sim = true
 		if spec, err = s.Normalize(resolveLocker); err != nil {
 			return 0, err
+		}
+		if !set["seeds"] {
+			// A scenario pinned to its seeds (a sim form, a shrunk
+			// counterexample) runs on them unless told otherwise.
+			seeds = spec.Seeds
 		}
 	} else {
 		if set["worker"] || set["clients-as"] || set["gcs-bucket"] || set["redis-addr"] || set["backend"] {
