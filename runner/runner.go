@@ -1,8 +1,9 @@
 // Package runner is the one path from a scenario to a checked run
 // directory: prepare the harness configuration, run it, record the
-// scenario, check the history and write the results. verify run, replay
-// and suite go through Run, and so does the Go API (package check); verify
-// check and report re-check a saved run through Check and WriteResults.
+// scenario, check the history and write the results. verify run, replay,
+// suite, compare, sim and shrink go through Run, and so does the Go API
+// (package check); verify check and report re-check a saved run through
+// Check and WriteResults.
 //
 // A run directory holds history.jsonl (streamed by the harness),
 // scenario.json (what ran, with the seed used), result.json (the verdict,

@@ -8,7 +8,6 @@ import (
 
 	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/harness/history"
-	"github.com/lockcheck/lockcheck/internal/compare"
 )
 
 // Families are the fault families of the exploratory cross-product, each a
@@ -87,7 +86,7 @@ func applicable(b backend, kinds []faults.Kind) bool {
 // measured (a lost update needs two holders; the register-pause column
 // agrees with the pause column for every locker).
 func Explore() []Spec {
-	cols, err := compare.LookupScenarios(Families)
+	cols, err := LookupColumns(Families)
 	if err != nil {
 		panic(err) // Families names compare's columns; a test holds them together.
 	}

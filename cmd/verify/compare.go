@@ -13,7 +13,6 @@ import (
 
 	"github.com/lockcheck/lockcheck/catalog"
 	"github.com/lockcheck/lockcheck/harness"
-	"github.com/lockcheck/lockcheck/harness/worker"
 	"github.com/lockcheck/lockcheck/internal/compare"
 	"github.com/lockcheck/lockcheck/models"
 	"github.com/lockcheck/lockcheck/runner"
@@ -91,7 +90,7 @@ Flags:
 		}
 		specs = append(specs, l)
 	}
-	workers := map[string]worker.Command{}
+	workers := map[string]compare.Worker{}
 	argv, err := workerArgv(*workerFlag, *backendFlag, false)
 	if err != nil {
 		return 0, err
@@ -105,9 +104,9 @@ Flags:
 			return 0, fmt.Errorf("-worker: %w", err)
 		}
 		specs = append(specs, l)
-		workers[l.Name] = worker.Command{Path: argv[0], Args: argv[1:]}
+		workers[l.Name] = compare.Worker{Argv: argv, Backend: *backendFlag}
 	}
-	scenarios, err := compare.LookupScenarios(splitList(*scenariosFlag))
+	columns, err := compare.LookupScenarios(splitList(*scenariosFlag))
 	if err != nil {
 		return 0, fmt.Errorf("-scenarios: %w", err)
 	}
@@ -125,27 +124,17 @@ Flags:
 		return 0, err
 	}
 	dir := filepath.Join(*out, "compare-"+time.Now().UTC().Format("20060102-150405"))
-	base := harness.Config{
-		Clients:       *clients,
-		Duration:      *duration,
-		Workload:      harness.Workload{Name: "mutex", Keys: *keys, Rate: *rate, HoldMax: *holdMax, AcquireTimeout: *acquireTimeout},
-		FaultInterval: *faultInterval, RecoveryTimeout: *recoveryTimeout, RedisAddrs: redisAddrs,
-		// Validate wants these; each run sets its own.
-		Locker: specs[0], Seed: 1, TimeScale: 1, Dir: dir,
+	rateV := *rate
+	base := scenarios.Spec{
+		Clients: *clients, Keys: *keys, Duration: scenarios.Duration(*duration), Rate: &rateV,
+		HoldMax: scenarios.Duration(*holdMax), AcquireTimeout: scenarios.Duration(*acquireTimeout),
+		FaultInterval: scenarios.Duration(*faultInterval), RecoveryTimeout: scenarios.Duration(*recoveryTimeout),
+		CheckTimeout: scenarios.Duration(*checkTimeout), RedisAddrs: redisAddrs,
 	}
-	if slices.ContainsFunc(scenarios, func(s compare.Scenario) bool { return s.Processes }) {
-		if base.Worker, err = workerCommand(); err != nil {
-			return 0, err
-		}
-	}
-	if err := base.Validate(); err != nil {
-		return 0, fmt.Errorf("flags: %w", err)
-	}
+	// The settings are checked once, on the first cell, before any run.
 	plan := compare.Plan{
-		Lockers: specs, Scenarios: scenarios, Seeds: seeds, TTL: *ttl, Base: base, Dir: dir, Parallel: *parallel, Workers: workers,
-		Check: func(historyPath, runDir string) (*models.Report, error) {
-			return checkQuietly(historyPath, runDir, runner.CheckOptions{Timeout: *checkTimeout})
-		},
+		Lockers: specs, Scenarios: columns, Seeds: seeds, TTL: *ttl, Base: base, Resolve: resolveLocker,
+		Dir: dir, Parallel: *parallel, Workers: workers, ProcessWorker: workerCommand,
 		Progress: func(done, total int, r compare.Run) {
 			what := string(r.Verdict)
 			switch {
@@ -157,9 +146,12 @@ Flags:
 			fmt.Fprintf(stderr, "[%d/%d] %s / %s / seed %d: %s, %.1fs\n", done, total, r.Locker, r.Scenario, r.Seed, what, r.Elapsed.Seconds())
 		},
 	}
-	total := len(specs) * len(scenarios) * len(seeds)
+	if _, err := plan.Spec(specs[0], columns[0], seeds[0]).Normalize(resolveLocker); err != nil {
+		return 0, fmt.Errorf("flags: %w", err)
+	}
+	total := len(specs) * len(columns) * len(seeds)
 	fmt.Fprintf(stdout, "compare: %d lockers × %d scenarios × %d seeds = %d runs, %d at a time, each about %v plus recovery; results in %s\n",
-		len(specs), len(scenarios), len(seeds), total, *parallel, *duration, dir)
+		len(specs), len(columns), len(seeds), total, *parallel, *duration, dir)
 
 	ctx, stop := interruptible()
 	defer stop()

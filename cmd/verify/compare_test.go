@@ -50,12 +50,30 @@ func TestCompareWritesTablesAndExitsOnTheWorstVerdict(t *testing.T) {
 			t.Errorf("mutant-double-grant / none: %+v, want invalid", c)
 		}
 	}
+	var bad string
 	for _, r := range table.Runs {
 		if r.Scenario == "none" {
-			if _, err := os.Stat(filepath.Join(r.Dir, "result.json")); err != nil {
-				t.Errorf("%s / none: no result.json in its run directory: %v", r.Locker, err)
+			for _, f := range []string{"result.json", "scenario.json", "report.html"} {
+				if _, err := os.Stat(filepath.Join(r.Dir, f)); err != nil {
+					t.Errorf("%s / none: no %s in its run directory: %v", r.Locker, f, err)
+				}
+			}
+			if r.Locker == "mutant-double-grant" {
+				bad = r.Dir
 			}
 		}
+	}
+	// A comparison's run is a run like any other: replayed from its own
+	// scenario.json, and listed by verify report.
+	if code, out, errOut := verify(t, "replay", "-q", "-out", t.TempDir(), bad); code != exitInvalid || !strings.Contains(out, "saved invalid: reproduced") {
+		t.Errorf("replay of %s: exit %d\n%s\n%s", bad, code, out, errOut)
+	}
+	if code, out, errOut := verify(t, "report", dirs[0]); code != exitValid {
+		t.Errorf("report: exit %d\n%s\n%s", code, out, errOut)
+	}
+	index, err := os.ReadFile(filepath.Join(dirs[0], "index.html"))
+	if err != nil || !strings.Contains(string(index), "compare/mutant-double-grant/none") {
+		t.Errorf("verify report's index does not list the comparison's runs by scenario (%v)", err)
 	}
 	copied, err := os.ReadFile(md)
 	if err != nil || !strings.Contains(string(copied), "| mutant-double-grant | **invalid** 1/1 | n/a |") {

@@ -20,78 +20,28 @@ import (
 
 	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/harness"
-	"github.com/lockcheck/lockcheck/harness/history"
 	"github.com/lockcheck/lockcheck/harness/worker"
 	"github.com/lockcheck/lockcheck/models"
+	"github.com/lockcheck/lockcheck/runner"
+	"github.com/lockcheck/lockcheck/scenarios"
 )
 
-// Scenario is one column of the comparison: a set of faults.
-type Scenario struct {
-	Name    string
-	Summary string
-	Faults  []string
-	// LeaseMultiple, when positive, makes every fault last this many
-	// leases (Plan.TTL), so it outlasts the lease; zero keeps each
-	// fault's own duration range.
-	LeaseMultiple float64
-	// Workload, when set, replaces the base workload (history.Workload*).
-	Workload string `json:",omitempty"`
-	// Processes runs every client as a worker process, so pauses and
-	// crashes are real SIGSTOP and SIGKILL.
-	Processes bool `json:",omitempty"`
-	// HoldLeases, when positive, lets holders keep a lock up to this
-	// many leases instead of the base hold.
-	HoldLeases float64 `json:",omitempty"`
-	// ClockSpreadLeases, when positive, sets every client's clock off by
-	// a constant of up to this many leases either way for the whole run.
-	ClockSpreadLeases float64 `json:",omitempty"`
-}
+// Scenario is one column of the comparison: a set of faults. The columns
+// are scenario data, kept with the other scenarios.
+type Scenario = scenarios.Column
 
-// Scenarios are the standard columns: no faults, then one fault family
-// each. DefaultScenarios names the ones a comparison runs unless told.
-func Scenarios() []Scenario {
-	return []Scenario{
-		{Name: "none", Summary: "no faults"},
-		{Name: "latency", Summary: "100 ms ± 50 ms each way on one client's link at a time", Faults: []string{"latency"}},
-		{Name: "partition", Summary: "a lock holder cut off from the backend, silently, for 2.5 leases", Faults: []string{"partition-holder"}, LeaseMultiple: 2.5},
-		{Name: "lost-reply", Summary: "one client's requests are applied and its replies lost", Faults: []string{"lost-reply"}},
-		{Name: "429", Summary: "the backend refuses a second write to one object within a second (GCS only)", Faults: []string{"server-429"}},
-		{Name: "pause", Summary: "a lock holder frozen, timers and network included, for 2.5 leases", Faults: []string{"pause-holder"}, LeaseMultiple: 2.5},
-		{Name: "crash", Summary: "a lock holder killed, restarted later under a new process", Faults: []string{"crash-holder"}},
-		{Name: "clock", Summary: "one client's clock stepped three leases forward or back, or run at twice real speed", Faults: []string{"clock-jump-forward", "clock-jump-back", "clock-drift"}},
-		{Name: "skew", Summary: "every client's clock off by a constant of up to three leases either way, holds up to half a lease", ClockSpreadLeases: 3, HoldLeases: 0.5},
-		{Name: "register-pause", Summary: "register workload (an unguarded read-increment-write), a holder frozen for 2.5 leases", Workload: history.WorkloadRegister, Faults: []string{"pause-holder"}, LeaseMultiple: 2.5},
-		{Name: "fenced-pause", Summary: "fenced-register workload (the store refuses stale tokens), a holder frozen for 2.5 leases", Workload: history.WorkloadFencedRegister, Faults: []string{"pause-holder"}, LeaseMultiple: 2.5},
-		{Name: "sigstop", Summary: "process clients; a holder's process stopped with SIGSTOP for 2.5 leases, register workload", Workload: history.WorkloadRegister, Processes: true, Faults: []string{"pause-holder"}, LeaseMultiple: 2.5},
-		{Name: "sigkill", Summary: "process clients; a holder's process killed with SIGKILL, restarted later under a new pid", Processes: true, Faults: []string{"crash-holder"}},
-		{Name: "request-release", Summary: "holders keep a lock up to two leases unless another client asks for it", Workload: history.WorkloadRequestRelease, HoldLeases: 2},
-	}
-}
+// Scenarios are the standard columns.
+func Scenarios() []Scenario { return scenarios.Columns() }
 
-// DefaultScenarios are the columns of the standard comparison table.
-var DefaultScenarios = []string{"none", "latency", "partition", "lost-reply", "429", "pause", "crash"}
+// DefaultScenarios are the columns of the standard comparison table, and
+// DataScenarios those of the second one.
+var (
+	DefaultScenarios = scenarios.DefaultColumns
+	DataScenarios    = scenarios.DataColumns
+)
 
-// DataScenarios are the columns of the second table: clocks, data, real
-// processes, release requests.
-var DataScenarios = []string{"clock", "skew", "register-pause", "fenced-pause", "sigstop", "sigkill", "request-release"}
-
-// LookupScenarios finds scenarios by name.
-func LookupScenarios(names []string) ([]Scenario, error) {
-	all := Scenarios()
-	var out []Scenario
-	for _, n := range names {
-		i := slices.IndexFunc(all, func(s Scenario) bool { return s.Name == n })
-		if i < 0 {
-			var known []string
-			for _, s := range all {
-				known = append(known, s.Name)
-			}
-			return nil, fmt.Errorf("unknown scenario %q; known scenarios: %v", n, known)
-		}
-		out = append(out, all[i])
-	}
-	return out, nil
-}
+// LookupScenarios finds columns by name.
+func LookupScenarios(names []string) ([]Scenario, error) { return scenarios.LookupColumns(names) }
 
 // Plan is one comparison.
 type Plan struct {
@@ -100,22 +50,30 @@ type Plan struct {
 	Seeds     []uint64
 	// TTL is the lease every locker is scaled to.
 	TTL time.Duration
-	// Base is every run's configuration before the locker, faults, seed,
-	// time scale and directory are filled in.
-	Base harness.Config
+	// Base is every run's scenario before the locker, faults, seed and
+	// lease are filled in: clients, keys, duration, rate, timeouts.
+	Base scenarios.Spec
+	// Resolve finds each run's locker.
+	Resolve scenarios.Resolve
 	// Dir receives one run directory per cell and seed.
 	Dir string
 	// Parallel is how many runs go at once.
 	Parallel int
-	// Check judges a finished run's history (and writes its results into
-	// the run directory).
-	Check func(historyPath, dir string) (*models.Report, error)
 	// Progress, when set, hears about every run as it ends.
 	Progress func(done, total int, r Run)
 	// Workers are the lockers of Lockers that run as external worker
-	// processes, by name, with the command of each: their clients are
-	// processes in every scenario.
-	Workers map[string]worker.Command
+	// processes, by name: their clients are processes in every scenario.
+	Workers map[string]Worker
+	// ProcessWorker is the command of a built-in locker's process clients
+	// (the scenarios with Processes).
+	ProcessWorker func() (worker.Command, error)
+}
+
+// Worker is an external worker's row: its command and the backend the
+// harness starts for it.
+type Worker struct {
+	Argv    []string
+	Backend string
 }
 
 // Run is one locker, scenario and seed.
@@ -251,8 +209,8 @@ func (p Plan) validate() error {
 	if p.Parallel < 1 || p.Parallel > 64 {
 		errs = append(errs, fmt.Errorf("parallel %d: want 1..64", p.Parallel))
 	}
-	if p.Dir == "" || p.Check == nil {
-		errs = append(errs, errors.New("no output directory or checker"))
+	if p.Dir == "" || p.Resolve == nil {
+		errs = append(errs, errors.New("no output directory or locker resolver"))
 	}
 	for _, s := range p.Scenarios {
 		if _, err := faults.Lookup(s.Faults); err != nil {
@@ -262,70 +220,82 @@ func (p Plan) validate() error {
 	return errors.Join(errs...)
 }
 
-// runOne runs and checks one cell's seed. A run refused because its faults
-// cannot act on the locker is not applicable, not an error.
-func (p Plan) runOne(ctx context.Context, l harness.LockerSpec, s Scenario, seed uint64) (r Run) {
-	r = Run{Locker: l.Name, Scenario: s.Name, Seed: seed}
+// Spec is the scenario of one cell's seed: what verify replay runs again
+// from its run directory's scenario.json.
+func (p Plan) Spec(l harness.LockerSpec, sc Scenario, seed uint64) scenarios.Spec {
+	s := p.Base
+	s.Name = "compare/" + l.Name + "/" + sc.Name
+	s.Summary = sc.Summary
+	s.Locker, s.Faults, s.Seeds = l.Name, slices.Clone(sc.Faults), []uint64{seed}
+	s.Expect = scenarios.Expect{Verdict: scenarios.ExpectEither, Reason: "a comparison cell: its verdict is what the comparison measures"}
+	w, isWorker := p.Workers[l.Name]
+	switch {
+	case isWorker:
+		// A worker's lease is its own: it runs as published.
+		s.Worker, s.Backend, s.ClientsAs, s.TimeScale = slices.Clone(w.Argv), w.Backend, harness.ClientsAsProcesses, 1
+	case l.TTL > 0:
+		s.TTL, s.TimeScale = scenarios.Duration(p.TTL), 0
+	default:
+		s.TimeScale = 1
+	}
+	if sc.LeaseMultiple > 0 {
+		s.FaultDuration = time.Duration(sc.LeaseMultiple * float64(p.TTL)).String()
+	}
+	if sc.Workload != "" {
+		s.Workload = sc.Workload
+	}
+	if sc.Processes {
+		s.ClientsAs = harness.ClientsAsProcesses
+	}
+	if sc.HoldLeases > 0 {
+		s.HoldMax = scenarios.Duration(time.Duration(sc.HoldLeases * float64(p.TTL)))
+	}
+	if sc.ClockSpreadLeases > 0 {
+		s.ClockSpread = scenarios.Duration(time.Duration(sc.ClockSpreadLeases * float64(p.TTL)))
+	}
+	return s
+}
+
+// runOne runs and checks one cell's seed through the one run path
+// (runner.Run), so its directory is a run directory like any other:
+// scenario.json included, for verify replay and verify report. A run
+// refused because its faults cannot act on the locker is not applicable,
+// not an error.
+func (p Plan) runOne(ctx context.Context, l harness.LockerSpec, sc Scenario, seed uint64) (r Run) {
+	r = Run{Locker: l.Name, Scenario: sc.Name, Seed: seed}
 	start := time.Now()
 	defer func() { r.Elapsed = time.Since(start) }()
-	kinds, err := faults.Lookup(s.Faults)
+	spec, err := p.Spec(l, sc, seed).Normalize(p.Resolve)
 	if err != nil {
-		r.Error = err.Error()
+		r.Error, r.Verdict = err.Error(), models.Unknown
 		return r
 	}
-	cfg := p.Base
-	cfg.Locker, cfg.Faults, cfg.Seed = l, kinds, seed
-	cfg.TimeScale = 1
-	if l.TTL > 0 {
-		cfg.TimeScale = float64(p.TTL) / float64(l.TTL)
-	}
-	if s.LeaseMultiple > 0 {
-		cfg.FaultMin = time.Duration(s.LeaseMultiple * float64(p.TTL))
-		cfg.FaultMax = cfg.FaultMin
-	}
-	if s.Workload != "" {
-		cfg.Workload.Name = s.Workload
-	}
-	if s.Processes {
-		cfg.ClientsAs = harness.ClientsAsProcesses
-	}
-	if w, ok := p.Workers[l.Name]; ok {
-		cfg.ClientsAs, cfg.Worker = harness.ClientsAsProcesses, w
-	}
-	if s.HoldLeases > 0 {
-		cfg.Workload.HoldMax = time.Duration(s.HoldLeases * float64(p.TTL))
-	}
-	if s.ClockSpreadLeases > 0 {
-		cfg.ClockSpread = time.Duration(s.ClockSpreadLeases * float64(p.TTL))
-	}
-	cfg.Dir = filepath.Join(p.Dir, l.Name, s.Name, fmt.Sprintf("s%d", seed))
-	cfg.Observers = nil
-	out, err := harness.Run(ctx, cfg)
+	dir := filepath.Join(p.Dir, l.Name, sc.Name, fmt.Sprintf("s%d", seed))
+	res, err := runner.Run(ctx, runner.Job{Spec: spec, Resolve: p.Resolve, Seed: seed, Dir: dir, Worker: p.ProcessWorker}, nil)
 	if errors.Is(err, harness.ErrFaultNotApplicable) {
 		r.NotApplicable = err.Error()
 		r.Verdict = models.Unknown
 		return r
 	}
-	if out == nil {
+	if res == nil {
 		r.Error = err.Error()
 		r.Verdict = models.Unknown
 		return r
 	}
-	r.Dir = out.Dir
-	rep, cerr := p.Check(out.HistoryPath, out.Dir)
-	if err = errors.Join(err, cerr); err != nil {
+	r.Dir = res.Dir
+	if err != nil {
 		r.Error = err.Error()
 	}
-	if rep == nil {
+	if res.Report == nil {
 		r.Verdict = models.Unknown
 		return r
 	}
-	if out.Interrupted {
+	if res.Outcome != nil && res.Outcome.Interrupted {
 		// An interrupted run's safety verdict stands for what it
 		// recorded, but it has no recovery phase and is not the cell.
 		r.Error = errors.Join(errors.New("interrupted"), err).Error()
 	}
-	r.fill(rep)
+	r.fill(res.Report)
 	return r
 }
 

@@ -8,8 +8,8 @@ import (
 
 	"github.com/lockcheck/lockcheck/catalog"
 	"github.com/lockcheck/lockcheck/harness"
-	"github.com/lockcheck/lockcheck/harness/history"
 	"github.com/lockcheck/lockcheck/models"
+	"github.com/lockcheck/lockcheck/scenarios"
 )
 
 func lookup(t *testing.T, names ...string) []harness.LockerSpec {
@@ -23,6 +23,19 @@ func lookup(t *testing.T, names ...string) []harness.LockerSpec {
 		out = append(out, l)
 	}
 	return out
+}
+
+func resolve(s scenarios.Spec) (harness.LockerSpec, error) {
+	return catalog.Resolve(s.Locker, s.Worker, s.Backend)
+}
+
+func base() scenarios.Spec {
+	rate := 50.0
+	return scenarios.Spec{
+		Clients: 4, Keys: 1, Duration: scenarios.Duration(2 * time.Second), Rate: &rate,
+		RecoveryTimeout: scenarios.Duration(5 * time.Second), FaultInterval: scenarios.Duration(time.Second),
+		HoldMax: scenarios.Duration(10 * time.Millisecond), AcquireTimeout: scenarios.Duration(2 * time.Second),
+	}
 }
 
 // A planted double grant is invalid in its cell, the correct control is
@@ -39,20 +52,11 @@ func TestExecuteSeparatesGoodFromBadAndNotApplicable(t *testing.T) {
 		Scenarios: scen,
 		Seeds:     []uint64{1},
 		TTL:       time.Second,
-		Base: harness.Config{
-			Clients: 4, Duration: 2 * time.Second, RecoveryTimeout: 5 * time.Second, FaultInterval: time.Second,
-			Workload: harness.Workload{Name: "mutex", Keys: 1, Rate: 50, HoldMax: 10 * time.Millisecond, AcquireTimeout: 2 * time.Second},
-		},
-		Dir:      t.TempDir(),
-		Parallel: 2,
-		Check: func(path, _ string) (*models.Report, error) {
-			h, err := history.ReadFile(path)
-			if err != nil {
-				return nil, err
-			}
-			return models.Check(h, models.Options{})
-		},
-		Progress: func(done, total int, r Run) { progress++ },
+		Base:      base(),
+		Resolve:   resolve,
+		Dir:       t.TempDir(),
+		Parallel:  2,
+		Progress:  func(done, total int, r Run) { progress++ },
 	}
 	table, err := Execute(context.Background(), p)
 	if err != nil {

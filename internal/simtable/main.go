@@ -94,7 +94,11 @@ func run(ctx context.Context, stdout, log io.Writer, simSeeds string, liveSeeds 
 	for _, name := range regressions {
 		rw := row{name: name}
 		if hasSim[name] {
-			rw.sim = h.sim(ctx, rw.name, simSeeds, "-scenario", name+"/sim")
+			// The scenario itself, explored in simulation from seed 1, is
+			// what compares with live mode; its sim form, pinned (and for
+			// some shrunk), is what make test runs.
+			rw.sim = h.sim(ctx, rw.name, simSeeds, "-scenario", name)
+			rw.form = h.sim(ctx, rw.name+"/sim", "", "-scenario", name+"/sim")
 		} else {
 			rw.noSim = true
 		}
@@ -196,7 +200,11 @@ type simResult struct {
 
 // sim runs verify sim once for a row.
 func (h *harness) sim(ctx context.Context, name, seeds string, target ...string) simResult {
-	args := append([]string{"sim", "-q", "-parallel", "1", "-seeds", seeds, "-out", h.out}, target...)
+	args := []string{"sim", "-q", "-parallel", "1", "-out", h.out}
+	if seeds != "" {
+		args = append(args, "-seeds", seeds)
+	}
+	args = append(args, target...)
 	r := h.run(ctx, args...)
 	s := simResult{wall: r.wall}
 	switch {
@@ -366,6 +374,8 @@ type row struct {
 	name  string
 	noSim bool
 	sim   simResult
+	// form is the regression scenario's sim form on its pinned seed.
+	form simResult
 	live  liveResult
 }
 
@@ -376,9 +386,9 @@ func markdown(rows []row, liveSeeds int) string {
 		notes = append(notes, fmt.Sprintf("%s: %s", what, text))
 		return fmt.Sprintf("error (note %d)", len(notes))
 	}
-	b.WriteString("| row | sim first failing seed | sim seeds explored | sim wall time to first violation | live first failing seed | live seeds explored | live wall time to first violation |\n")
-	b.WriteString("|---|---|---|---|---|---|---|\n")
-	var simWalls, liveWalls []time.Duration
+	b.WriteString("| row | sim first failing seed | sim seeds explored | sim wall time to first violation | live first failing seed | live seeds explored | live wall time to first violation | sim form on its pinned seed |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	var simWalls, liveWalls, formWalls []time.Duration
 	for _, r := range rows {
 		var sc [3]string
 		switch s := r.sim; {
@@ -413,9 +423,22 @@ func markdown(rows []row, liveSeeds int) string {
 			lc = [3]string{fmt.Sprintf("none in %d seeds", l.seedsRun), explored,
 				fmt.Sprintf("none in %d seeds (%s spent)", l.seedsRun, fmtDur(l.wall))}
 		}
-		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s | %s | %s |\n", r.name, sc[0], sc[1], sc[2], lc[0], lc[1], lc[2])
+		form := "—"
+		switch f := r.form; {
+		case r.noSim:
+			form = noSimForm
+		case !strings.HasPrefix(r.name, "regression/"):
+		case f.err != "":
+			form = note(r.name+" (sim form)", f.err)
+		case f.found():
+			form = fmt.Sprintf("seed %d: %s", f.FailedSeed, fmtDur(f.wall))
+			formWalls = append(formWalls, f.wall)
+		default:
+			form = fmt.Sprintf("did not reproduce (%s, %s)", f.Verdict, fmtDur(f.wall))
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s | %s | %s | %s |\n", r.name, sc[0], sc[1], sc[2], lc[0], lc[1], lc[2], form)
 	}
-	fmt.Fprintf(&b, "| median | | | %s | | | %s |\n", medianCell(simWalls, len(rows)), medianCell(liveWalls, len(rows)))
+	fmt.Fprintf(&b, "| median | | | %s | | | %s | %s |\n", medianCell(simWalls, len(rows)), medianCell(liveWalls, len(rows)), medianCell(formWalls, len(formWalls)))
 	if len(notes) > 0 {
 		b.WriteString("\n")
 		for i, n := range notes {

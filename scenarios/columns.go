@@ -1,0 +1,77 @@
+package scenarios
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/lockcheck/lockcheck/harness/history"
+)
+
+// Column is one column of verify compare's tables: a set of faults and
+// what they act on, with durations measured in leases.
+type Column struct {
+	Name    string
+	Summary string
+	Faults  []string
+	// LeaseMultiple, when positive, makes every fault last this many
+	// leases (Plan.TTL), so it outlasts the lease; zero keeps each
+	// fault's own duration range.
+	LeaseMultiple float64
+	// Workload, when set, replaces the base workload (history.Workload*).
+	Workload string `json:",omitempty"`
+	// Processes runs every client as a worker process, so pauses and
+	// crashes are real SIGSTOP and SIGKILL.
+	Processes bool `json:",omitempty"`
+	// HoldLeases, when positive, lets holders keep a lock up to this
+	// many leases instead of the base hold.
+	HoldLeases float64 `json:",omitempty"`
+	// ClockSpreadLeases, when positive, sets every client's clock off by
+	// a constant of up to this many leases either way for the whole run.
+	ClockSpreadLeases float64 `json:",omitempty"`
+}
+
+// Columns are the standard columns: no faults, then one fault family
+// each. DefaultColumns names the ones a comparison runs unless told.
+func Columns() []Column {
+	return []Column{
+		{Name: "none", Summary: "no faults"},
+		{Name: "latency", Summary: "100 ms ± 50 ms each way on one client's link at a time", Faults: []string{"latency"}},
+		{Name: "partition", Summary: "a lock holder cut off from the backend, silently, for 2.5 leases", Faults: []string{"partition-holder"}, LeaseMultiple: 2.5},
+		{Name: "lost-reply", Summary: "one client's requests are applied and its replies lost", Faults: []string{"lost-reply"}},
+		{Name: "429", Summary: "the backend refuses a second write to one object within a second (GCS only)", Faults: []string{"server-429"}},
+		{Name: "pause", Summary: "a lock holder frozen, timers and network included, for 2.5 leases", Faults: []string{"pause-holder"}, LeaseMultiple: 2.5},
+		{Name: "crash", Summary: "a lock holder killed, restarted later under a new process", Faults: []string{"crash-holder"}},
+		{Name: "clock", Summary: "one client's clock stepped three leases forward or back, or run at twice real speed", Faults: []string{"clock-jump-forward", "clock-jump-back", "clock-drift"}},
+		{Name: "skew", Summary: "every client's clock off by a constant of up to three leases either way, holds up to half a lease", ClockSpreadLeases: 3, HoldLeases: 0.5},
+		{Name: "register-pause", Summary: "register workload (an unguarded read-increment-write), a holder frozen for 2.5 leases", Workload: history.WorkloadRegister, Faults: []string{"pause-holder"}, LeaseMultiple: 2.5},
+		{Name: "fenced-pause", Summary: "fenced-register workload (the store refuses stale tokens), a holder frozen for 2.5 leases", Workload: history.WorkloadFencedRegister, Faults: []string{"pause-holder"}, LeaseMultiple: 2.5},
+		{Name: "sigstop", Summary: "process clients; a holder's process stopped with SIGSTOP for 2.5 leases, register workload", Workload: history.WorkloadRegister, Processes: true, Faults: []string{"pause-holder"}, LeaseMultiple: 2.5},
+		{Name: "sigkill", Summary: "process clients; a holder's process killed with SIGKILL, restarted later under a new pid", Processes: true, Faults: []string{"crash-holder"}},
+		{Name: "request-release", Summary: "holders keep a lock up to two leases unless another client asks for it", Workload: history.WorkloadRequestRelease, HoldLeases: 2},
+	}
+}
+
+// DefaultColumns are the columns of the standard comparison table.
+var DefaultColumns = []string{"none", "latency", "partition", "lost-reply", "429", "pause", "crash"}
+
+// DataColumns are the columns of the second table: clocks, data, real
+// processes, release requests.
+var DataColumns = []string{"clock", "skew", "register-pause", "fenced-pause", "sigstop", "sigkill", "request-release"}
+
+// LookupColumns finds columns by name.
+func LookupColumns(names []string) ([]Column, error) {
+	all := Columns()
+	var out []Column
+	for _, n := range names {
+		i := slices.IndexFunc(all, func(s Column) bool { return s.Name == n })
+		if i < 0 {
+			var known []string
+			for _, s := range all {
+				known = append(known, s.Name)
+			}
+			return nil, fmt.Errorf("unknown scenario %q; known scenarios: %v", n, known)
+		}
+		out = append(out, all[i])
+	}
+	return out, nil
+}
