@@ -376,7 +376,7 @@ type row struct {
 	sim   simResult
 	// form is the regression scenario's sim form on its pinned seed.
 	form simResult
-	live  liveResult
+	live liveResult
 }
 
 func markdown(rows []row, liveSeeds int) string {
