@@ -15,7 +15,6 @@ import (
 	"github.com/lockcheck/lockcheck/harness"
 	"github.com/lockcheck/lockcheck/internal/compare"
 	"github.com/lockcheck/lockcheck/models"
-	"github.com/lockcheck/lockcheck/runner"
 	"github.com/lockcheck/lockcheck/scenarios"
 )
 
@@ -224,14 +223,4 @@ func exitCodeOfTable(t *compare.Table) int {
 		code = exitUnknown
 	}
 	return code
-}
-
-// checkQuietly checks a run and writes its results, as checkAndReport
-// does, without printing the table.
-func checkQuietly(path, dir string, o runner.CheckOptions) (*models.Report, error) {
-	h, rep, verdict, err := runner.Check(path, o)
-	if err != nil {
-		return nil, err
-	}
-	return rep, runner.WriteResults(dir, h, rep, verdict, o)
 }
