@@ -100,8 +100,10 @@ type Report struct {
 	LostUpdates             *LostUpdatesResult             `json:"lost_updates,omitempty"`
 	RegisterLinearizability *RegisterLinearizabilityResult `json:"register_linearizability,omitempty"`
 	Fencing                 *FencingResult                 `json:"fencing,omitempty"`
-	ReleaseRequests         *ReleaseRequests               `json:"release_requests,omitempty"`
-	Counts                  Counts                         `json:"counts"`
+	// Tokens is nil when the locker claims no fencing or gave no token.
+	Tokens          *TokensResult    `json:"fencing_tokens,omitempty"`
+	ReleaseRequests *ReleaseRequests `json:"release_requests,omitempty"`
+	Counts          Counts           `json:"counts"`
 	// Truncated passes on history.History.Truncated: the run died
 	// mid-write and its last line was dropped.
 	Truncated bool `json:"truncated"`
@@ -139,6 +141,9 @@ func Check(h *history.History, opts Options) (*Report, error) {
 	}
 	live := CheckerResult{Name: LivenessName, Verdict: r.Liveness.Verdict, Summary: r.Liveness.Summary}
 	r.Checkers = []CheckerResult{mx, lin, live}
+	if r.Tokens = checkTokens(h, opts); r.Tokens != nil {
+		r.addSafety(TokensName, r.Tokens.Verdict, r.Tokens.Summary, r.Tokens.Counterexamples)
+	}
 	r.checkData(h, data, opts)
 	return r, nil
 }

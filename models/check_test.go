@@ -162,17 +162,17 @@ func TestReportJSONSummaryAndTable(t *testing.T) {
 		t.Fatalf("result.json does not read back as a Report: %v", err)
 	}
 	if again.Verdict != r.Verdict || again.Mutex.Overlaps[0].Held.Process != r.Mutex.Overlaps[0].Held.Process ||
-		again.Linearizability.Result != r.Linearizability.Result || len(again.Checkers) != 3 {
+		again.Linearizability.Result != r.Linearizability.Result || len(again.Checkers) != 4 || again.Tokens == nil {
 		t.Errorf("report changed on its way through JSON")
 	}
-	if back.Verdict != Invalid || len(back.Checkers) != 3 || back.Linearizability.Result != "Illegal" ||
+	if back.Verdict != Invalid || len(back.Checkers) != 4 || back.Linearizability.Result != "Illegal" ||
 		back.Counts.Acquired != 2 || back.Truncated == nil || back.Liveness.Stuck == nil {
 		t.Fatalf("result.json lost something:\n%s", raw)
 	}
 	for i, want := range []struct {
 		name   string
 		safety bool
-	}{{MutexName, true}, {LinearizabilityName, true}, {LivenessName, false}} {
+	}{{MutexName, true}, {LinearizabilityName, true}, {LivenessName, false}, {TokensName, true}} {
 		if c := back.Checkers[i]; c.Name != want.name || c.Safety != want.safety {
 			t.Errorf("checker %d is %s (safety %v), want %s (%v)", i, c.Name, c.Safety, want.name, want.safety)
 		}
@@ -190,8 +190,8 @@ func TestReportJSONSummaryAndTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(table.String()), "\n")
-	if len(lines) != 5 || !strings.HasPrefix(lines[0], "CHECKER") || !strings.HasPrefix(lines[4], "overall") ||
-		!strings.Contains(lines[4], "invalid") || !strings.Contains(lines[3], "liveness") {
+	if len(lines) != 6 || !strings.HasPrefix(lines[0], "CHECKER") || !strings.HasPrefix(lines[5], "overall") ||
+		!strings.Contains(lines[5], "invalid") || !strings.Contains(lines[3], "liveness") || !strings.HasPrefix(lines[4], "fencing-tokens") {
 		t.Errorf("table:\n%s", table.String())
 	}
 }

@@ -1,0 +1,48 @@
+package models
+
+import (
+	"strings"
+	"testing"
+)
+
+// The good and bad token fixtures differ only in the second holder's
+// token: larger (good), the same (a metageneration used as a token) or
+// smaller; a locker that claims no fencing is not judged on its tokens.
+func TestTokensFixtures(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		want Verdict // "" means the checker must not run
+		says string
+	}{
+		{"tokens-good", Valid, "all 2 acquisitions with a token carried a token of their own"},
+		{"tokens-repeated", Invalid, "key k0: client 1 (P1) acquired it at 33ms with token 1, the token client 0 (P0) had been given at 12ms"},
+		{"tokens-decreasing", Invalid, "with token 3 (invoked at 15ms), after client 0 (P0) had acquired it with the larger token 5"},
+		{"tokens-unclaimed", "", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := Check(readFixture(t, c.name), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.want == "" {
+				if r.Tokens != nil {
+					t.Fatalf("a locker claiming no fencing was judged on its tokens: %+v", r.Tokens)
+				}
+				return
+			}
+			if r.Tokens == nil || r.Tokens.Verdict != c.want {
+				t.Fatalf("tokens %+v, want %s", r.Tokens, c.want)
+			}
+			text := r.Tokens.Summary + strings.Join(r.Tokens.Counterexamples, " ")
+			if !strings.Contains(text, c.says) {
+				t.Errorf("does not say %q:\n%s", c.says, text)
+			}
+			if c.want == Invalid && r.Verdict != Invalid {
+				t.Errorf("overall verdict %s: a repeated token is a safety violation", r.Verdict)
+			}
+			if r.Mutex.Verdict != Valid {
+				t.Errorf("mutual exclusion %s: the fixture's holders never overlap, only its tokens are wrong", r.Mutex.Verdict)
+			}
+		})
+	}
+}
