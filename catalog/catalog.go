@@ -112,6 +112,9 @@ func Lockers() []harness.LockerSpec {
 				return fenced.New(ctx, fenced.Config{Endpoint: t.Endpoint, Bucket: t.Bucket}, env, fenced.Options{TimeScale: p.TimeScale})
 			}),
 		},
+		fencedMutant(mutants.BlindDelete, "BROKEN on purpose: fenced whose Unlock deletes with no precondition and lets the client library retry"),
+		fencedMutant(mutants.MetagenerationToken, "BROKEN on purpose: fenced with the metageneration (1 for every new lock object) as its fencing token"),
+		fencedMutant(mutants.UnlockKeeps, "BROKEN on purpose: fenced whose Unlock neither deletes nor stops refreshing: the lock is kept for good"),
 		{
 			Name:    redis.Name,
 			Summary: "tus-node-server PR #846 Redis locker, faithful: SET NX PX, Lua compare-and-delete/extend, watchdog, pub/sub release requests (30 s TTL)",
@@ -144,6 +147,16 @@ func Lockers() []harness.LockerSpec {
 				return redsync.New(redsync.Config{Addrs: addrs}, env, redsync.Options{TimeScale: p.TimeScale})
 			}),
 		},
+	}
+}
+
+// fencedMutant is fenced with one planted defect (package mutants).
+func fencedMutant(name, summary string) harness.LockerSpec {
+	return harness.LockerSpec{
+		Name: name, Summary: summary, Fencing: true, TTL: fenced.DefaultTTL,
+		Setup: backends.GCS(func(ctx context.Context, t backends.GCSBucket, p harness.Params, env lockers.Env) (lockers.Locker, error) {
+			return mutants.NewFenced(ctx, name, fenced.Config{Endpoint: t.Endpoint, Bucket: t.Bucket}, env, fenced.Options{TimeScale: p.TimeScale})
+		}),
 	}
 }
 

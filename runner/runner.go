@@ -232,6 +232,15 @@ func execute(ctx context.Context, cfg harness.Config, pool *bubble.Pool) (*harne
 	var out *harness.Outcome
 	var runErr error
 	err := pool.Run(func() { out, runErr = harness.Run(context.Background(), cfg) }, simWallLimit)
+	if errors.Is(err, bubble.ErrLeftBlocked) && out != nil {
+		// The run and its history are complete; what stayed blocked is
+		// the locker's (a lease it never stops), worth a word, not a
+		// failed run.
+		if cfg.Log != nil {
+			cfg.Log.Logf("warning: %v", err)
+		}
+		err = nil
+	}
 	if errors.Is(err, bubble.ErrStalled) {
 		// The run goes on in its stalled bubble; what it recorded is on
 		// disk, with no verdict.

@@ -134,6 +134,15 @@ func Start(parallel int) *Pool {
 // returned as an error; a panic of another goroutine of the bubble ends
 // the program, as it would outside one.
 func runOne(t *testing.T, f func()) (err error) {
+	defer func() {
+		// synctest.Test panics after f when goroutines of the bubble are
+		// still blocked with nothing to wake them: a lock that leaked a
+		// goroutine (a lease nobody will ever stop). f's own work is done;
+		// the goroutines stay behind, blocked for good.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrLeftBlocked, r)
+		}
+	}()
 	synctest.Test(t, func(*testing.T) {
 		defer func() {
 			if r := recover(); r != nil {
@@ -152,6 +161,11 @@ func runOne(t *testing.T, f func()) (err error) {
 // I/O from outside the bubble). The job's goroutines are left behind, so
 // the program should end soon after.
 var ErrStalled = errors.New("bubble: the simulation stalled (a goroutine waits on a mutex or on something outside the bubble, so virtual time cannot advance)")
+
+// ErrLeftBlocked is the error of a job that finished while goroutines it
+// started were blocked for good (waiting on channels nothing will ever
+// send on): f's results stand, and the goroutines are left behind.
+var ErrLeftBlocked = errors.New("bubble: the job finished with goroutines of its bubble blocked for good")
 
 // Run runs f in a bubble and returns once f and every goroutine it started
 // have returned, or with ErrStalled once within of wall time has passed.

@@ -54,3 +54,22 @@ func TestAStalledBubbleIsGivenUpOn(t *testing.T) {
 	close(outside)
 	p.Close()
 }
+
+// A job that leaves a goroutine blocked for good (a lease nobody stops)
+// finishes with ErrLeftBlocked, its own work done, and the pool goes on.
+func TestAJobThatLeavesAGoroutineBlockedFinishes(t *testing.T) {
+	p := Start(1)
+	defer p.Close()
+	done := false
+	err := p.Run(func() {
+		never := make(chan struct{})
+		go func() { <-never }()
+		done = true
+	}, time.Minute)
+	if !errors.Is(err, ErrLeftBlocked) || !done {
+		t.Fatalf("error %v, done %v; want ErrLeftBlocked after the job's work", err, done)
+	}
+	if err := p.Run(func() { time.Sleep(time.Hour) }, time.Minute); err != nil {
+		t.Errorf("the next job: %v", err)
+	}
+}

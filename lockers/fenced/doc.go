@@ -159,6 +159,14 @@
 //     rather than left to expire: it still makes Lock's error indeterminate.
 //   - The check-own-token read matches owner as well as nonce.
 //
+// # Planted defects
+//
+// Options.Defect turns the lock into one of lockcheck's planted mutants
+// (package mutants), each a one-place change of the design above, of a
+// class the checkers must catch: an unconditional delete the client
+// library retries (Unlock), the metageneration as the fencing token
+// (Token), an Unlock that keeps the lease (Unlock). The default is none.
+//
 // # Durations
 //
 // Published defaults, all multiplied alike by [Options.TimeScale]: TTL

@@ -83,8 +83,34 @@ type Options struct {
 	MinBackoff  time.Duration
 	MaxBackoff  time.Duration
 
+	// Defect plants one deliberate bug, for the planted mutants of
+	// package mutants that show lockcheck's checkers catch its class;
+	// zero, the only value a user has reason to give, is the lock as
+	// designed.
+	Defect Defect
+
 	_ struct{}
 }
+
+// Defect is one deliberate bug of a planted mutant; see Options.Defect.
+type Defect int
+
+const (
+	// NoDefect is the lock as designed.
+	NoDefect Defect = iota
+	// DefectBlindDelete: Unlock deletes the lock object with no
+	// generation precondition and lets the client library retry the
+	// delete, so a delete applied but answered 503 is sent again and
+	// removes the next holder's object.
+	DefectBlindDelete
+	// DefectMetagenerationToken: the fencing token is the lock object's
+	// metageneration when acquired, 1 for every new generation, so every
+	// holder gets the same token.
+	DefectMetagenerationToken
+	// DefectUnlockKeeps: Unlock returns at once without deleting the
+	// object or stopping the refresher, so the lease is kept for good.
+	DefectUnlockKeeps
+)
 
 func (o Options) resolve() (Options, error) {
 	if err := lockers.ApplyTimeScale(&o.TimeScale,
@@ -95,6 +121,9 @@ func (o Options) resolve() (Options, error) {
 		lockers.Published{Option: &o.MinBackoff, Default: DefaultMinBackoff},
 		lockers.Published{Option: &o.MaxBackoff, Default: DefaultMaxBackoff}); err != nil {
 		return o, fmt.Errorf("%w: %w", ErrBadOptions, err)
+	}
+	if o.Defect < NoDefect || o.Defect > DefectUnlockKeeps {
+		return o, fmt.Errorf("%w: unknown defect %d", ErrBadOptions, o.Defect)
 	}
 	if o.TTL.Milliseconds() < 1 {
 		return o, fmt.Errorf("%w: TTL %v is under a millisecond", ErrBadOptions, o.TTL)
@@ -493,8 +522,9 @@ type lease struct {
 	nonce string
 
 	mu sync.Mutex
-	// meta is the last metageneration known to be ours.
-	meta int64
+	// meta is the last metageneration known to be ours; firstMeta the
+	// one it was acquired at.
+	meta, firstMeta int64
 	// deadline is when the holder stops believing it holds: the send
 	// instant of the last write known to have landed, plus TTL − margin.
 	deadline time.Time
@@ -509,7 +539,7 @@ var _ lockers.Lease = (*lease)(nil)
 
 func (l *Locker) startLease(key string, obj *storage.ObjectHandle, gen, meta int64, nonce string, t0 time.Time) *lease {
 	ls := &lease{
-		l: l, key: key, obj: obj, gen: gen, meta: meta, nonce: nonce,
+		l: l, key: key, obj: obj, gen: gen, meta: meta, firstMeta: meta, nonce: nonce,
 		deadline: t0.Add(l.opts.TTL - l.opts.Margin),
 		stop:     make(chan struct{}),
 		lost:     make(chan struct{}),
@@ -521,7 +551,12 @@ func (l *Locker) startLease(key string, obj *storage.ObjectHandle, gen, meta int
 
 // Token is the object generation: generations of one object name strictly
 // increase, so later acquisitions carry larger tokens.
-func (ls *lease) Token() uint64         { return uint64(ls.gen) }
+func (ls *lease) Token() uint64 {
+	if ls.l.opts.Defect == DefectMetagenerationToken {
+		return uint64(ls.firstMeta)
+	}
+	return uint64(ls.gen)
+}
 func (ls *lease) Lost() <-chan struct{} { return ls.lost }
 
 func (ls *lease) lose(why string) {
@@ -629,9 +664,15 @@ func (ls *lease) refresh() {
 // object. An error wraps lockers.ErrNoEffect when the lock was no longer
 // this lease's (412 or 404).
 func (ls *lease) Unlock(ctx context.Context) error {
-	ls.stopOnce.Do(func() { close(ls.stop) })
 	l := ls.l
+	if l.opts.Defect == DefectUnlockKeeps {
+		return nil
+	}
+	ls.stopOnce.Do(func() { close(ls.stop) })
 	obj := ls.obj.If(storage.Conditions{GenerationMatch: ls.gen})
+	if l.opts.Defect == DefectBlindDelete {
+		obj = ls.obj.Retryer(storage.WithPolicy(storage.RetryAlways))
+	}
 	var last error
 	for range unlockTries {
 		cctx, cancel := l.callContext(ctx)
