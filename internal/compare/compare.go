@@ -99,6 +99,9 @@ type Run struct {
 	CrashRecoveryP50    time.Duration  `json:"crash_recovery_p50_ns"`
 	CrashNeverRecovered int            `json:"crash_never_recovered"`
 	Stuck               int            `json:"stuck_clients"`
+	// Liveness is the liveness verdict, apart from the safety one: a lock
+	// that never lets go is safe and useless, and the cell says so.
+	Liveness models.Verdict `json:"liveness"`
 	// Data-level figures, on register workloads: increments the store
 	// acknowledged, how many of them the final value lacks, and the
 	// calls a fenced store refused or (wrongly) accepted as stale.
@@ -330,6 +333,7 @@ func (r *Run) fill(rep *models.Report) {
 		r.CrashRecoveryP50 = l.HolderCrashes.P50
 		r.CrashNeverRecovered = l.HolderCrashes.Never
 		r.Stuck = len(l.Stuck)
+		r.Liveness = l.Verdict
 	}
 }
 

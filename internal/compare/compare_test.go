@@ -116,3 +116,25 @@ func TestSummaryVerdicts(t *testing.T) {
 		t.Errorf("unknown scenario: %v", err)
 	}
 }
+
+// A lock that never lets go is safe: its cell says so, and says its
+// liveness failed, as a verdict of its own.
+func TestLivenessIsACellVerdictOfItsOwn(t *testing.T) {
+	stuck := Cell{Runs: []Run{{Verdict: models.Valid, Liveness: models.Invalid, Stuck: 7}, {Verdict: models.Valid, Liveness: models.Valid}}}
+	if got := stuck.Summarize().Verdict(); got != "valid 2/2; **liveness invalid** 1/2" {
+		t.Errorf("cell %q", got)
+	}
+	fine := Cell{Runs: []Run{{Verdict: models.Valid, Liveness: models.Valid}}}
+	if got := fine.Summarize().Verdict(); got != "valid 1/1" {
+		t.Errorf("cell %q", got)
+	}
+	var md strings.Builder
+	table := &Table{TTL: time.Second, Lockers: []string{"l"}, Scenarios: []Scenario{{Name: "none"}},
+		Runs: []Run{{Locker: "l", Scenario: "none", Verdict: models.Valid, Liveness: models.Invalid, Stuck: 7}}}
+	if err := table.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md.String(), "| l | none | valid 1/1 | **invalid** 1/1 | 0 |") {
+		t.Errorf("the full table lacks the liveness column:\n%s", md.String())
+	}
+}

@@ -33,7 +33,11 @@ type Summary struct {
 	HolderCrashes  int `json:"holder_crashes"`
 	NeverRecovered int `json:"crash_never_recovered"`
 	Stuck          int `json:"stuck_clients"`
-	Seeds          int `json:"seeds"`
+	// LivenessInvalid counts the seeds whose liveness verdict was
+	// invalid (clients stuck, a key never taken again).
+	LivenessInvalid int `json:"liveness_invalid"`
+	LivenessValid   int `json:"liveness_valid"`
+	Seeds           int `json:"seeds"`
 	// Data and release-request figures, summed over the seeds that
 	// measured them (see Run).
 	DataChecked       bool          `json:"data_checked,omitempty"`
@@ -68,6 +72,12 @@ func (c Cell) Summarize() Summary {
 		}
 		s.Violations += r.Violations
 		s.Stuck += r.Stuck
+		switch r.Liveness {
+		case models.Invalid:
+			s.LivenessInvalid++
+		case models.Valid:
+			s.LivenessValid++
+		}
 		s.HolderCrashes += r.HolderCrashes
 		s.NeverRecovered += r.CrashNeverRecovered
 		if r.DataChecked {
@@ -134,8 +144,17 @@ func median(ds []time.Duration) time.Duration {
 }
 
 // Verdict says the cell's safety verdict in a word and its seed count:
-// invalid if any seed was, unknown if any was and none invalid.
+// invalid if any seed was, unknown if any was and none invalid; and, when
+// any seed's liveness was invalid, that too, as its own verdict.
 func (s Summary) Verdict() string {
+	v := s.safety()
+	if s.LivenessInvalid > 0 {
+		v += fmt.Sprintf("; **liveness invalid** %d/%d", s.LivenessInvalid, s.Valid+s.Invalid+s.Unknown+s.Errors)
+	}
+	return v
+}
+
+func (s Summary) safety() string {
 	judged := s.Valid + s.Invalid + s.Unknown + s.Errors
 	switch {
 	case judged == 0 && s.NotApplicable > 0:
@@ -200,11 +219,11 @@ func (t *Table) WriteMarkdown(w io.Writer) error {
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("\n| locker | scenario | safety | overlaps | acquire p50 / p99 | hand-off p50 | holder crash → next acquire | stuck clients | register | release on request |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n| locker | scenario | safety | liveness | overlaps | acquire p50 / p99 | hand-off p50 | holder crash → next acquire | stuck clients | register | release on request |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range cells {
 		s := sums[[2]string{c.Locker, c.Scenario}]
-		if s.Verdict() == "n/a" {
+		if s.safety() == "n/a" {
 			continue
 		}
 		crash := "–"
@@ -218,11 +237,19 @@ func (t *Table) WriteMarkdown(w io.Writer) error {
 				crash = ms(s.CrashRecovery)
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %d | %s / %s | %s | %s | %d | %s | %s |\n",
-			s.Locker, s.Scenario, s.Verdict(), s.Violations, ms(s.AcquireP50), ms(s.AcquireP99),
+		judged := s.Valid + s.Invalid + s.Unknown + s.Errors
+		live := fmt.Sprintf("valid %d/%d", s.LivenessValid, judged)
+		switch {
+		case s.LivenessInvalid > 0:
+			live = fmt.Sprintf("**invalid** %d/%d", s.LivenessInvalid, judged)
+		case s.LivenessValid < judged:
+			live = fmt.Sprintf("unknown %d/%d", judged-s.LivenessValid, judged)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %s / %s | %s | %s | %d | %s | %s |\n",
+			s.Locker, s.Scenario, s.safety(), live, s.Violations, ms(s.AcquireP50), ms(s.AcquireP99),
 			ms(s.HandOffP50), crash, s.Stuck, s.data(), s.onRequest())
 	}
-	b.WriteString("\nsafety: seeds judged invalid (or valid) of those run; overlaps: critical sections that began while another client's was open, over all seeds; " +
+	b.WriteString("\nsafety: seeds judged invalid (or valid) of those run; liveness: seeds where a client could not acquire once in the recovery phase, or a holder's key was never taken again; overlaps: critical sections that began while another client's was open, over all seeds; " +
 		"latencies: median over seeds of each run's figure; hand-off: from a release to the next acquire by a client that was waiting; " +
 		"holder crash: from the kill of a holder to the next acquire of its key (never: still taken when the run ended); stuck: clients that could not acquire once in the recovery phase, over all seeds; " +
 		"register: acknowledged increments the register's final value lacks, and calls a fenced store refused as stale (accepted stale calls are a fencing violation), over all seeds; " +
