@@ -107,6 +107,43 @@ type Report struct {
 	// Truncated passes on history.History.Truncated: the run died
 	// mid-write and its last line was dropped.
 	Truncated bool `json:"truncated"`
+	// Coverage says how much of the planned run the history holds.
+	Coverage Coverage `json:"coverage"`
+}
+
+// Coverage is how much of its planned workload phase a history covers.
+// A run killed at 4 s of 10 s leaves a history whose verdicts speak for 4
+// s only: a valid verdict on it is no claim about the rest.
+type Coverage struct {
+	// Checked is the time of the last event of the workload phase (the
+	// start of recovery, when the run got there); Planned the run's
+	// duration from its header.
+	Checked history.Duration `json:"checked_ns"`
+	Planned history.Duration `json:"planned_ns"`
+	// Partial: the history ends before its workload phase did.
+	Partial bool `json:"partial"`
+}
+
+func (c Coverage) String() string {
+	if !c.Partial {
+		return ""
+	}
+	return fmt.Sprintf("checked %.1f s of %.1f s: the history ends before the run's planned end (killed or interrupted), so the verdicts speak for that much of it", time.Duration(c.Checked).Seconds(), time.Duration(c.Planned).Seconds())
+}
+
+// coverage measures h against its planned duration: a history that
+// reached its recovery phase covers all of it.
+func coverage(h *history.History) Coverage {
+	c := Coverage{Planned: h.Header.Run.Duration}
+	for _, e := range h.Events {
+		if e.F == history.Recovery {
+			c.Checked = c.Planned
+			return c
+		}
+		c.Checked = history.Duration(e.Time)
+	}
+	c.Partial = c.Planned > 0 && c.Checked < c.Planned
+	return c
 }
 
 // Check runs every checker on h. An error means the history could not be
@@ -120,7 +157,7 @@ func Check(h *history.History, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Report{Counts: d.counts, Truncated: d.truncated}
+	r := &Report{Counts: d.counts, Truncated: d.truncated, Coverage: coverage(h)}
 	r.Mutex = checkMutex(d, opts)
 	r.Liveness = checkLiveness(d)
 	r.Liveness.HandOffs, r.Liveness.HolderCrashes = measureRecovery(h)
@@ -225,6 +262,9 @@ func (r *Report) Summary() string {
 		b.WriteString("; truncated (the run died mid-write)")
 	}
 	b.WriteString("\n")
+	if r.Coverage.Partial {
+		b.WriteString(r.Coverage.String() + "\n")
+	}
 	for _, ch := range r.Checkers {
 		if ch.Safety && len(ch.Counterexamples) > 0 {
 			fmt.Fprintf(&b, "first counterexample (%s): %s\n", ch.Name, ch.Counterexamples[0])

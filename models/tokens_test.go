@@ -46,3 +46,22 @@ func TestTokensFixtures(t *testing.T) {
 		})
 	}
 }
+
+// A history that stops before its planned end says how much of the run it
+// covers; one that reached its recovery phase covers all of it.
+func TestCoverageSaysAKilledRunIsPartial(t *testing.T) {
+	r, err := Check(readFixture(t, "double-grant-good"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Coverage.Partial || !strings.Contains(r.Summary(), "checked 0.1 s of 1.0 s") {
+		t.Errorf("a history ending at 52 ms of a 1 s run: coverage %+v, summary:\n%s", r.Coverage, r.Summary())
+	}
+	r, err = Check(readFixture(t, "liveness-good"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Coverage.Partial || r.Coverage.Checked != r.Coverage.Planned || strings.Contains(r.Summary(), "checked ") {
+		t.Errorf("a history that reached recovery: coverage %+v", r.Coverage)
+	}
+}

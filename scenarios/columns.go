@@ -28,6 +28,10 @@ type Column struct {
 	// ClockSpreadLeases, when positive, sets every client's clock off by
 	// a constant of up to this many leases either way for the whole run.
 	ClockSpreadLeases float64 `json:",omitempty"`
+	// Keys and Clients, when positive, replace the base run's: one key
+	// and many clients is contention.
+	Keys    int `json:",omitempty"`
+	Clients int `json:",omitempty"`
 }
 
 // Columns are the standard columns: no faults, then one fault family
@@ -38,6 +42,8 @@ func Columns() []Column {
 		{Name: "latency", Summary: "100 ms ± 50 ms each way on one client's link at a time", Faults: []string{"latency"}},
 		{Name: "partition", Summary: "a lock holder cut off from the backend, silently, for 2.5 leases", Faults: []string{"partition-holder"}, LeaseMultiple: 2.5},
 		{Name: "lost-reply", Summary: "one client's requests are applied and its replies lost", Faults: []string{"lost-reply"}},
+		{Name: "server-lost-reply", Summary: "the backend applies 30% of writes and loses the reply: a 503, or a dropped connection (GCS only)", Faults: []string{"server-lost-reply", "server-drop"}},
+		{Name: "contended", Summary: "16 clients on one key, no faults", Keys: 1, Clients: 16},
 		{Name: "429", Summary: "the backend refuses a second write to one object within a second (GCS only)", Faults: []string{"server-429"}},
 		{Name: "pause", Summary: "a lock holder frozen, timers and network included, for 2.5 leases", Faults: []string{"pause-holder"}, LeaseMultiple: 2.5},
 		{Name: "crash", Summary: "a lock holder killed, restarted later under a new process", Faults: []string{"crash-holder"}},
@@ -52,7 +58,7 @@ func Columns() []Column {
 }
 
 // DefaultColumns are the columns of the standard comparison table.
-var DefaultColumns = []string{"none", "latency", "partition", "lost-reply", "429", "pause", "crash"}
+var DefaultColumns = []string{"none", "contended", "latency", "partition", "lost-reply", "server-lost-reply", "429", "pause", "crash"}
 
 // DataColumns are the columns of the second table: clocks, data, real
 // processes, release requests.

@@ -95,7 +95,11 @@ func printVerdict(res *runner.Result, stdout io.Writer) int {
 	if res.Dir != "" {
 		fmt.Fprintf(stdout, "results in %s\n", res.Dir)
 	}
-	fmt.Fprintf(stdout, "verdict: %s\n", res.Verdict)
+	if cov := res.Report.Coverage; cov.Partial {
+		fmt.Fprintf(stdout, "verdict: %s (%s)\n", res.Verdict, cov)
+	} else {
+		fmt.Fprintf(stdout, "verdict: %s\n", res.Verdict)
+	}
 	return exitCodeOf(res.Verdict)
 }
 

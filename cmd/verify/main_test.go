@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/lockcheck/lockcheck/harness/history"
 	"github.com/lockcheck/lockcheck/runner"
 )
 
@@ -93,6 +95,41 @@ func TestCheckTruncatedHistoryChecksWhatIsThere(t *testing.T) {
 	}
 	if !strings.Contains(stdout, "was cut off") || !strings.Contains(stdout, "truncated") {
 		t.Errorf("truncation not reported:\n%s", stdout)
+	}
+}
+
+// A run killed at 40% of its duration leaves a history that checks as
+// what it is: the verdict line says how much of the run it covers.
+func TestCheckOfAKilledRunSaysHowMuchItCovers(t *testing.T) {
+	dir, _, _ := runOnce(t, "-locker", "memory-owner", "-clients", "2", "-keys", "1")
+	b, err := os.ReadFile(filepath.Join(dir, "history.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := history.ReadFile(filepath.Join(dir, "history.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Keep the header and the events of the first 40% of the run.
+	cutAt := int64(h.Header.Run.Duration) * 4 / 10
+	lines := strings.SplitAfter(string(b), "\n")
+	kept := lines[0]
+	for i, e := range h.Events {
+		if e.Time > cutAt {
+			break
+		}
+		kept += lines[i+1]
+	}
+	killed := filepath.Join(t.TempDir(), "killed.jsonl")
+	if err := os.WriteFile(killed, []byte(kept), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := verify(t, "check", killed)
+	if code != exitValid {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	if !regexp.MustCompile(`verdict: valid \(checked [0-9.]+ s of [0-9.]+ s: the history ends before the run's planned end`).MatchString(stdout) {
+		t.Errorf("the verdict line does not say the history is partial:\n%s", stdout)
 	}
 }
 

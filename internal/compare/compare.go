@@ -256,6 +256,12 @@ func (p Plan) Spec(l harness.LockerSpec, sc Scenario, seed uint64) scenarios.Spe
 	if sc.ClockSpreadLeases > 0 {
 		s.ClockSpread = scenarios.Duration(time.Duration(sc.ClockSpreadLeases * float64(p.TTL)))
 	}
+	if sc.Keys > 0 {
+		s.Keys = sc.Keys
+	}
+	if sc.Clients > 0 {
+		s.Clients = sc.Clients
+	}
 	return s
 }
 
