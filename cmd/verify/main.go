@@ -41,7 +41,8 @@ Usage:
   verify suite [flags] <quick|nightly|regression> | -dir DIR
                                        run a suite of scenarios, each judged against its expected verdict
   verify report <results dir>          an HTML index of every run under a directory
-  verify list                          list lockers, faults and workloads
+  verify list [-json]                  list lockers, faults and workloads
+  verify version [-json]               this build's version and its dependencies
   verify worker                        one process client (started by verify run -clients-as process)
   verify help <command>                flags of one command
 
@@ -101,7 +102,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "report":
 		code, err = reportCommand(rest, stdout, stderr)
 	case "list":
-		code, err = listCommand(rest, stdout)
+		code, err = listCommand(rest, stdout, stderr)
+	case "version", "-version", "--version":
+		code, err = versionCommand(rest, stdout, stderr)
 	case "worker":
 		code, err = workerMain(rest, os.Stdin, stdout, stderr)
 	case "help", "-h", "-help", "--help":

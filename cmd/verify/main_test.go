@@ -222,3 +222,32 @@ func TestRunWithProcessClients(t *testing.T) {
 		t.Fatalf("result.json: clients as %q, checkers %v", res.Run.ClientsAs, names)
 	}
 }
+
+// verify version names the build and the modules a verdict depends on;
+// verify list -json is one JSON object scripts can read; help works for
+// every command.
+func TestVersionListJSONAndHelp(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"-version"}, {"--version"}} {
+		code, stdout, _ := verify(t, args...)
+		if code != exitValid || !strings.HasPrefix(stdout, "lockcheck ") || !strings.Contains(stdout, "github.com/anishathalye/porcupine v") {
+			t.Errorf("%v: exit %d\n%s", args, code, stdout)
+		}
+	}
+	code, stdout, _ := verify(t, "list", "-json")
+	var list struct {
+		Lockers []struct {
+			Name    string
+			Fencing bool
+		}
+		Faults    []struct{ Name string }
+		Workloads []struct{ Name string }
+	}
+	if err := json.Unmarshal([]byte(stdout), &list); code != exitValid || err != nil || len(list.Lockers) < 10 || len(list.Faults) < 10 || len(list.Workloads) != 4 {
+		t.Errorf("list -json: exit %d, %v\n%s", code, err, stdout)
+	}
+	for _, cmd := range []string{"run", "check", "replay", "scenarios", "compare", "sim", "shrink", "suite", "report", "list", "version", "worker"} {
+		if code, _, stderr := verify(t, "help", cmd); code != exitValid || !strings.Contains(stderr, "Usage: verify "+cmd) {
+			t.Errorf("help %s: exit %d\n%s", cmd, code, stderr)
+		}
+	}
+}
