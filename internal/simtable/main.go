@@ -110,8 +110,9 @@ func run(ctx context.Context, stdout, log io.Writer, simSeeds string, liveSeeds 
 	}
 	for _, m := range mutants {
 		rw := row{name: m}
-		rw.sim = h.sim(ctx, m, simSeeds, "-locker", m)
-		rw.live = h.live(ctx, m, liveSeeds, "-locker", m)
+		target := append([]string{"-locker", m}, mutantFlags(m)...)
+		rw.sim = h.sim(ctx, m, simSeeds, target...)
+		rw.live = h.live(ctx, m, liveSeeds, target...)
 		rows = append(rows, rw)
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -120,6 +121,21 @@ func run(ctx context.Context, stdout, log io.Writer, simSeeds string, liveSeeds 
 	fmt.Fprint(stdout, markdown(rows, liveSeeds))
 	fmt.Fprintf(log, "simtable: %d rows in %v\n", len(rows), time.Since(began).Round(time.Second))
 	return nil
+}
+
+// mutantFlags are the settings under which a planted mutant's defect can
+// show: recovery required (a lock that never lets go is caught by
+// liveness alone), the GCS mutants on a one-second lease, and the fault
+// that triggers the blind delete. The same for simulation and live mode.
+func mutantFlags(name string) []string {
+	flags := []string{"-require-recovery"}
+	switch name {
+	case "mutant-blind-delete":
+		flags = append(flags, "-ttl", "1s", "-faults", "server-lost-reply")
+	case "mutant-metageneration-token", "mutant-unlock-keeps":
+		flags = append(flags, "-ttl", "1s")
+	}
+	return flags
 }
 
 // moduleRoot is the directory of the go.mod of the working directory.
