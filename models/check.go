@@ -182,6 +182,9 @@ func Check(h *history.History, opts Options) (*Report, error) {
 		r.addSafety(TokensName, r.Tokens.Verdict, r.Tokens.Summary, r.Tokens.Counterexamples)
 	}
 	r.checkData(h, data, opts)
+	if why := checkVacuity(h, r.Counts); why != "" {
+		r.addSafety(VacuityName, Unknown, why, nil)
+	}
 	return r, nil
 }
 

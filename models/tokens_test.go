@@ -1,8 +1,11 @@
 package models
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/lockcheck/lockcheck/harness/history"
 )
 
 // The good and bad token fixtures differ only in the second holder's
@@ -63,5 +66,51 @@ func TestCoverageSaysAKilledRunIsPartial(t *testing.T) {
 	}
 	if r.Coverage.Partial || r.Coverage.Checked != r.Coverage.Planned || strings.Contains(r.Summary(), "checked ") {
 		t.Errorf("a history that reached recovery: coverage %+v", r.Coverage)
+	}
+}
+
+// A run that never granted a lock, or whose faults aimed at holders never
+// found one, proves nothing: unknown, never valid.
+func TestVacuousRunsAreNotValid(t *testing.T) {
+	h := readFixture(t, "double-grant-good")
+	var none []history.Event
+	for _, e := range h.Events {
+		if e.Type != history.OK || e.F != history.Acquire {
+			none = append(none, e)
+		}
+	}
+	// The acquires never return: no lock granted.
+	h.Events = nil
+	for _, e := range none {
+		if e.F == history.Acquire {
+			h.Events = append(h.Events, e)
+		}
+	}
+	for i := range h.Events {
+		h.Events[i].Index = int64(i)
+	}
+	r, err := Check(h, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Verdict != Unknown || !strings.Contains(r.Summary(), "no lock was ever granted") {
+		t.Errorf("a run with no grant: %s\n%s", r.Verdict, r.Summary())
+	}
+	good, err := Check(readFixture(t, "double-grant-good"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if good.Verdict != Valid {
+		t.Errorf("the fixture with grants: %s, want valid", good.Verdict)
+	}
+	missed := readFixture(t, "double-grant-good")
+	v, _ := json.Marshal(history.Fault{ID: 1, Kind: "pause-holder", Clients: []int{0}})
+	missed.Events = append(missed.Events, history.Event{Index: int64(len(missed.Events)), Time: 60_000_000, Process: history.Nemesis, Client: -1, Type: history.Info, F: history.FaultStart, Value: v})
+	r, err = Check(missed, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Verdict != Unknown || !strings.Contains(r.Summary(), "aimed at a lock holder found none") {
+		t.Errorf("a holder fault that hit nobody: %s\n%s", r.Verdict, r.Summary())
 	}
 }
