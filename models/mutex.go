@@ -34,7 +34,23 @@ type MutexResult struct {
 	Violations int `json:"violations"`
 	// Overlaps holds the first few violations, in time order per key.
 	Overlaps []Overlap `json:"overlaps,omitempty"`
+	// Spans is every violation, described or not, as the stretch both
+	// holders held the key: what a timeline marks. At most MaxSpans.
+	Spans []ViolationSpan `json:"violation_spans,omitempty"`
 }
+
+// ViolationSpan is when one violation's two holders both held the key.
+type ViolationSpan struct {
+	Key     string `json:"key"`
+	From    int64  `json:"from_ns"`
+	To      int64  `json:"to_ns"`
+	Held    int    `json:"held_client"`
+	Entered int    `json:"entered_client"`
+}
+
+// MaxSpans bounds MutexResult.Spans: a history with more violations than
+// this is broken all over, and its timeline shows the first MaxSpans.
+const MaxSpans = 100_000
 
 // Section is one critical section as its holder saw it.
 type Section struct {
@@ -92,6 +108,9 @@ func checkMutex(d *digest, opts Options) *MutexResult {
 				c := &secs[cover]
 				if s.start < c.end && c.start < s.end {
 					r.Violations++
+					if len(r.Spans) < MaxSpans {
+						r.Spans = append(r.Spans, ViolationSpan{Key: k.name, From: s.start, To: min(c.end, s.end), Held: c.client, Entered: s.client})
+					}
 					if len(r.Overlaps) < limit {
 						r.Overlaps = append(r.Overlaps, newOverlap(k.name, c, s))
 					}

@@ -205,3 +205,31 @@ func TestTinyTimelineBudgetDoesNotBreak(t *testing.T) {
 		}
 	}
 }
+
+// Every violation is marked on the timeline, not only the described ones,
+// with their count, and the whole-run overview shades where they began.
+func TestEveryViolationIsMarked(t *testing.T) {
+	h := &history.History{Header: history.Header{Run: history.RunInfo{ID: "many", Locker: "x", Duration: history.Duration(time.Second), Clients: 2, Keys: 1}}}
+	rep := &models.Report{Verdict: models.Invalid, Mutex: &models.MutexResult{Verdict: models.Invalid, Violations: 150}}
+	for i := range 150 {
+		from := int64(i) * 6_000_000
+		rep.Mutex.Spans = append(rep.Mutex.Spans, models.ViolationSpan{Key: "k0", From: from, To: from + 1_000_000, Held: 0, Entered: 1})
+		for _, c := range []int{0, 1} {
+			h.Events = append(h.Events,
+				history.Event{Index: int64(len(h.Events)), Time: from, Process: history.Process(c), Client: c, Type: history.Invoke, F: history.Acquire, Key: "k0"},
+				history.Event{Index: int64(len(h.Events) + 1), Time: from + 1, Process: history.Process(c), Client: c, Type: history.OK, F: history.Acquire, Key: "k0"})
+		}
+	}
+	var b strings.Builder
+	writeTimeline(&b, h, rep, 100_000)
+	page := b.String()
+	if n := strings.Count(page, `class="overlap"`); n != 300 {
+		t.Errorf("%d overlap marks, want 150 violations x 2 lanes", n)
+	}
+	if !strings.Contains(page, "150 mutual-exclusion violations") || !strings.Contains(page, "(150 violations in the run, each marked)") {
+		t.Errorf("the count of violations is not on the page")
+	}
+	if n := strings.Count(page, `class="density"`); n < 100 {
+		t.Errorf("%d density slices for violations spread over the whole run, want one per slice they began in", n)
+	}
+}

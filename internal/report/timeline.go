@@ -37,14 +37,17 @@ type mark struct {
 }
 
 type timeline struct {
-	lanes     []int
-	items     []item
-	marks     []mark
-	faults    []span
-	recovery  []span
-	overlaps  []span // mutual-exclusion violations: the time both held
-	linearize []span // linearizability counterexample stretches
-	end       int64
+	lanes    []int
+	items    []item
+	marks    []mark
+	faults   []span
+	recovery []span
+	overlaps []span // mutual-exclusion violations: the time both held
+	// violations counts them all, which overlaps holds up to
+	// models.MaxSpans of.
+	violations int
+	linearize  []span // linearizability counterexample stretches
+	end        int64
 }
 
 type openCall struct {
@@ -147,10 +150,27 @@ func buildTimeline(h *history.History, rep *models.Report) *timeline {
 	slices.Sort(tl.lanes)
 	sort.SliceStable(tl.items, func(i, j int) bool { return tl.items[i].from < tl.items[j].from })
 	if rep != nil && rep.Mutex != nil {
+		// Every violation is marked, not only the few described: the
+		// first ones carry their description, the rest who and when.
+		described := map[[2]int64]string{}
 		for _, o := range rep.Mutex.Overlaps {
-			tl.overlaps = append(tl.overlaps, span{from: o.Entered.Start, to: min(o.Held.End, o.Entered.End),
-				label: "both held " + o.Key, detail: o.Description, clients: []int{o.Held.Client, o.Entered.Client}})
+			described[[2]int64{o.Entered.Start, int64(o.Entered.Client)}] = o.Description
 		}
+		for _, sp := range rep.Mutex.Spans {
+			detail, ok := described[[2]int64{sp.From, int64(sp.Entered)}]
+			if !ok {
+				detail = fmt.Sprintf("key %s: clients %d and %d both held it from %v to %v", sp.Key, sp.Held, sp.Entered, dur(sp.From), dur(sp.To))
+			}
+			tl.overlaps = append(tl.overlaps, span{from: sp.From, to: sp.To, label: "both held " + sp.Key, detail: detail, clients: []int{sp.Held, sp.Entered}})
+		}
+		if len(rep.Mutex.Spans) == 0 {
+			// A report written before spans were kept: its described ones.
+			for _, o := range rep.Mutex.Overlaps {
+				tl.overlaps = append(tl.overlaps, span{from: o.Entered.Start, to: min(o.Held.End, o.Entered.End),
+					label: "both held " + o.Key, detail: o.Description, clients: []int{o.Held.Client, o.Entered.Client}})
+			}
+		}
+		tl.violations = rep.Mutex.Violations
 	}
 	if rep != nil && rep.Linearizability != nil {
 		for _, c := range rep.Linearizability.Counterexamples {
@@ -273,6 +293,7 @@ func writeTimeline(b *strings.Builder, h *history.History, rep *models.Report, n
 		fmt.Fprintf(b, "<p class=\"note\" id=\"timeline-capped\">The history has %d events; to stay readable the timeline draws at most %d: %s. The second stretch, when there is one, is around the first counterexample. The checkers saw every event.</p>\n",
 			len(h.Events), n, strings.Join(parts, " and "))
 	}
+	writeOverview(b, tl)
 	for _, w := range ws {
 		if w.aroundViolation && len(ws) > 1 {
 			b.WriteString("<h3>Around the first counterexample</h3>\n")
@@ -290,6 +311,53 @@ func writeTimeline(b *strings.Builder, h *history.History, rep *models.Report, n
 		`<span><i class="sw" style="background:#b8d8f2"></i>recovery phase</span>` +
 		`<span><i class="sw" style="background:#ff3030"></i>two holders at once</span>` +
 		`<span>✕ crash, ▲ restart, ● lost, ◆ release requested, ◔ clock change</span></p>` + "\n")
+}
+
+// overviewBins is how many slices of the run the overview strip counts
+// violations in.
+const overviewBins = 200
+
+// writeOverview draws the whole run in one strip: the faults and the
+// recovery phase as bands, and the violations as a density strip (each
+// slice of the run shaded by how many began in it), with their count.
+// The panels below may show only stretches of a long run; this shows
+// where in all of it things went wrong.
+func writeOverview(b *strings.Builder, tl *timeline) {
+	end := max(tl.end, 1)
+	fmt.Fprintf(b, "<h3 id=\"overview\">The whole run: %v", dur(end))
+	if tl.violations > 0 {
+		fmt.Fprintf(b, ", %d mutual-exclusion violation%s", tl.violations, map[bool]string{true: "", false: "s"}[tl.violations == 1])
+		if tl.violations > len(tl.overlaps) {
+			fmt.Fprintf(b, " (the first %d marked)", len(tl.overlaps))
+		}
+	}
+	b.WriteString("</h3>\n")
+	const h = 40.0
+	x := func(t int64) float64 { return left + float64(min(max(t, 0), end))/float64(end)*plotW }
+	fmt.Fprintf(b, "<svg class=\"overview\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 %g %g\" font-family=\"sans-serif\" font-size=\"11\">\n", panelW, h+16)
+	fmt.Fprintf(b, "<rect x=\"%g\" y=\"0\" width=\"%g\" height=\"%g\" fill=\"#f4f4f4\"/>\n", left, plotW, h)
+	b.WriteString("<text x=\"4\" y=\"14\">faults</text><text x=\"4\" y=\"34\">violations</text>\n")
+	for _, f := range tl.faults {
+		fmt.Fprintf(b, "<rect class=\"overview-fault\" x=\"%.1f\" y=\"2\" width=\"%.1f\" height=\"16\" fill=\"#f6d7a7\"><title>%s</title></rect>\n", x(f.from), max(x(f.to)-x(f.from), 1), esc(f.detail))
+	}
+	for _, r := range tl.recovery {
+		fmt.Fprintf(b, "<rect x=\"%.1f\" y=\"2\" width=\"%.1f\" height=\"16\" fill=\"#b8d8f2\" fill-opacity=\"0.6\"><title>recovery phase</title></rect>\n", x(r.from), max(x(r.to)-x(r.from), 1))
+	}
+	var bins [overviewBins]int
+	for _, o := range tl.overlaps {
+		bins[min(int(o.from*overviewBins/end), overviewBins-1)]++
+	}
+	most := slices.Max(bins[:])
+	for i, n := range bins {
+		if n == 0 {
+			continue
+		}
+		from, to := end*int64(i)/overviewBins, end*int64(i+1)/overviewBins
+		fmt.Fprintf(b, "<rect class=\"density\" x=\"%.1f\" y=\"22\" width=\"%.1f\" height=\"16\" fill=\"#d00\" fill-opacity=\"%.2f\"><title>%d violation%s began between %v and %v</title></rect>\n",
+			x(from), max(x(to)-x(from), 1), 0.25+0.75*float64(n)/float64(most), n, map[bool]string{true: "", false: "s"}[n == 1], dur(from), dur(to))
+	}
+	fmt.Fprintf(b, "<text x=\"%g\" y=\"%g\" fill=\"#555\">0</text><text x=\"%g\" y=\"%g\" text-anchor=\"end\" fill=\"#555\">%v</text>\n", left, h+13, left+plotW, h+13, dur(end))
+	b.WriteString("</svg>\n")
 }
 
 const (
@@ -392,7 +460,11 @@ func drawPanel(b *strings.Builder, tl *timeline, w window) {
 		// Only the first is labelled: violations come in runs, and their
 		// labels would print over each other; each has its tooltip.
 		if !labelled {
-			fmt.Fprintf(b, "<text x=\"%.1f\" y=\"%g\" fill=\"#b00\" font-weight=\"bold\">%s</text>\n", x(o.from)+2, top-4, esc(o.label))
+			label := o.label
+			if tl.violations > 1 {
+				label += fmt.Sprintf(" (%d violations in the run, each marked)", tl.violations)
+			}
+			fmt.Fprintf(b, "<text x=\"%.1f\" y=\"%g\" fill=\"#b00\" font-weight=\"bold\">%s</text>\n", x(o.from)+2, top-4, esc(label))
 			labelled = true
 		}
 	}
