@@ -136,7 +136,7 @@ func indexRun(root, dir string, rebuild bool, o runner.CheckOptions) report.Run 
 	if b, err := os.ReadFile(filepath.Join(dir, "scenario.json")); err == nil {
 		var spec scenarios.Spec
 		if json.Unmarshal(b, &spec) == nil {
-			r.Scenario = spec.Name
+			r.Scenario, r.Expect = spec.Name, spec.Expect.Verdict
 		}
 	}
 	page := filepath.Join(dir, "report.html")

@@ -129,6 +129,9 @@ type Table struct {
 	Runs      []Run         `json:"runs"`
 	// Interrupted is set when the comparison stopped before every run.
 	Interrupted bool `json:"interrupted"`
+	// Dir is the comparison's directory, which compare.md's links to each
+	// run's report are relative to.
+	Dir string `json:"dir,omitempty"`
 }
 
 // Execute runs every locker × scenario × seed, Parallel at a time. It
@@ -137,7 +140,7 @@ func Execute(ctx context.Context, p Plan) (*Table, error) {
 	if err := p.validate(); err != nil {
 		return nil, err
 	}
-	t := &Table{TTL: p.TTL, Seeds: p.Seeds, Scenarios: p.Scenarios}
+	t := &Table{TTL: p.TTL, Seeds: p.Seeds, Scenarios: p.Scenarios, Dir: p.Dir}
 	for _, l := range p.Lockers {
 		t.Lockers = append(t.Lockers, l.Name)
 	}

@@ -87,7 +87,7 @@ func TestExecuteSeparatesGoodFromBadAndNotApplicable(t *testing.T) {
 	if err := table.WriteMarkdown(&md); err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range []string{"| lease | valid 1/1 | n/a |", "| mutant-double-grant | **invalid** 1/1 | n/a |", "| mutant-double-grant | none | **invalid** 1/1 |"} {
+	for _, w := range []string{"| lease | valid 1/1 | n/a |", "| mutant-double-grant | **invalid** 1/1 | n/a |", "| mutant-double-grant | none | **invalid** 1/1 |", "[s1](mutant-double-grant/none/s1/report.html)"} {
 		if !strings.Contains(md.String(), w) {
 			t.Errorf("markdown lacks %q:\n%s", w, md.String())
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -219,8 +220,8 @@ func (t *Table) WriteMarkdown(w io.Writer) error {
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("\n| locker | scenario | safety | liveness | overlaps | acquire p50 / p99 | hand-off p50 | holder crash → next acquire | stuck clients | register | release on request |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n| locker | scenario | safety | liveness | overlaps | acquire p50 / p99 | hand-off p50 | holder crash → next acquire | stuck clients | register | release on request | runs |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range cells {
 		s := sums[[2]string{c.Locker, c.Scenario}]
 		if s.safety() == "n/a" {
@@ -245,9 +246,9 @@ func (t *Table) WriteMarkdown(w io.Writer) error {
 		case s.LivenessValid < judged:
 			live = fmt.Sprintf("unknown %d/%d", judged-s.LivenessValid, judged)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %s / %s | %s | %s | %d | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %s / %s | %s | %s | %d | %s | %s | %s |\n",
 			s.Locker, s.Scenario, s.safety(), live, s.Violations, ms(s.AcquireP50), ms(s.AcquireP99),
-			ms(s.HandOffP50), crash, s.Stuck, s.data(), s.onRequest())
+			ms(s.HandOffP50), crash, s.Stuck, s.data(), s.onRequest(), t.runLinks(c))
 	}
 	b.WriteString("\nsafety: seeds judged invalid (or valid) of those run; liveness: seeds where a client could not acquire once in the recovery phase, or a holder's key was never taken again; overlaps: critical sections that began while another client's was open, over all seeds; " +
 		"latencies: median over seeds of each run's figure; hand-off: from a release to the next acquire by a client that was waiting; " +
@@ -256,6 +257,26 @@ func (t *Table) WriteMarkdown(w io.Writer) error {
 		"release on request: median from a waiter's request to the next acquire, and contended holds that ended without honouring the request.\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// runLinks links each seed of a cell to its run's report, relative to the
+// comparison's directory, so compare.md leads to the evidence.
+func (t *Table) runLinks(c Cell) string {
+	var links []string
+	for _, r := range c.Runs {
+		if r.Dir == "" {
+			continue
+		}
+		rel, err := filepath.Rel(t.Dir, r.Dir)
+		if err != nil || t.Dir == "" {
+			rel = r.Dir
+		}
+		links = append(links, fmt.Sprintf("[s%d](%s)", r.Seed, filepath.ToSlash(filepath.Join(rel, "report.html"))))
+	}
+	if len(links) == 0 {
+		return "–"
+	}
+	return strings.Join(links, " ")
 }
 
 // WriteJSON writes the table with every run and every cell's summary.

@@ -24,7 +24,12 @@ type Run struct {
 	Faults   []string
 	Seed     uint64
 	Verdict  models.Verdict
-	Start    time.Time
+	// Expect is the scenario's expected verdict (valid, invalid or
+	// either; empty for a run recorded without one): the index colours a
+	// run by whether its verdict met it, so a pinned defect caught again
+	// is green, not red.
+	Expect string
+	Start  time.Time
 	// Report is the page's path relative to the index; empty when there
 	// is none.
 	Report string
@@ -57,7 +62,8 @@ func WriteIndex(path, title string, runs []Run) error {
 	fmt.Fprintf(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>%s</title><style>%s</style></head><body>\n", esc(title), css)
 	fmt.Fprintf(&b, "<h1>%s</h1>\n<p>%d runs: %d valid, %d invalid, %d unknown. Newest first.</p>\n",
 		esc(title), len(runs), counts[models.Valid], counts[models.Invalid], counts[models.Unknown])
-	b.WriteString("<table id=\"runs\">\n<tr><th>started (UTC)</th><th>run</th><th>scenario</th><th>locker</th><th>workload</th><th>faults</th><th>seed</th><th>verdict</th></tr>\n")
+	b.WriteString("<p class=\"note\">A verdict is green when it is what its scenario expects (a pinned defect found again is green), red when it is not, amber when unknown; the expectation is beside it.</p>\n")
+	b.WriteString("<table id=\"runs\">\n<tr><th>started (UTC)</th><th>run</th><th>scenario</th><th>locker</th><th>workload</th><th>faults</th><th>seed</th><th>verdict</th><th>expected</th></tr>\n")
 	for _, r := range runs {
 		v := verdictOrUnknown(r.Verdict)
 		name := esc(r.Dir)
@@ -75,14 +81,30 @@ func WriteIndex(path, title string, runs []Run) error {
 		if faults == "" {
 			faults = "none"
 		}
-		fmt.Fprintf(&b, "<tr class=\"run\"><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%d</td><td class=\"%s\">%s</td></tr>\n",
-			started, name, esc(r.Scenario), esc(r.Locker), esc(r.Workload), esc(faults), r.Seed, verdictClass(v), esc(string(v)))
+		expect := r.Expect
+		if expect == "" {
+			expect = "valid"
+		}
+		fmt.Fprintf(&b, "<tr class=\"run\"><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%d</td><td class=\"%s\">%s</td><td>%s</td></tr>\n",
+			started, name, esc(r.Scenario), esc(r.Locker), esc(r.Workload), esc(faults), r.Seed, expectationClass(v, expect), esc(string(v)), esc(expect))
 	}
 	b.WriteString("</table>\n</body></html>\n")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("report: index: %w", err)
 	}
 	return nil
+}
+
+// expectationClass colours a verdict by its expectation: met is valid's
+// green, missed invalid's red, unknown amber whatever was expected.
+func expectationClass(v models.Verdict, expect string) string {
+	switch {
+	case v == models.Unknown:
+		return "unknown"
+	case expect == "either" || string(v) == expect:
+		return "valid"
+	}
+	return "invalid"
 }
 
 func verdictOrUnknown(v models.Verdict) models.Verdict {

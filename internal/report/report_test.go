@@ -155,6 +155,30 @@ func TestIndexNewestFirst(t *testing.T) {
 	assertSelfContained(t, html)
 }
 
+// A run is coloured by whether its verdict met its scenario's
+// expectation: a pinned defect found again is green, a control that broke
+// is red.
+func TestIndexColoursByExpectation(t *testing.T) {
+	runs := []Run{
+		{Dir: "caught", Verdict: models.Invalid, Expect: "invalid"},
+		{Dir: "broke", Verdict: models.Invalid, Expect: "valid"},
+		{Dir: "missed", Verdict: models.Valid, Expect: "invalid"},
+		{Dir: "fine", Verdict: models.Valid},
+		{Dir: "either", Verdict: models.Invalid, Expect: "either"},
+	}
+	path := filepath.Join(t.TempDir(), "index.html")
+	if err := WriteIndex(path, "runs", runs); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	for dir, class := range map[string]string{"caught": "valid", "broke": "invalid", "missed": "invalid", "fine": "valid", "either": "valid"} {
+		row := regexp.MustCompile(`<tr class="run">.*>` + dir + `<.*\n`).FindString(string(b))
+		if !strings.Contains(row, `class="`+class+`"`) {
+			t.Errorf("%s: row not coloured %s:\n%s", dir, class, row)
+		}
+	}
+}
+
 func TestExternalURLDetectorCatchesLinks(t *testing.T) {
 	for _, bad := range []string{`<img src="http://x/y.png">`, `<a href='https://x'>`, `<script src=//cdn.x/y.js>`, `url(https://x/f.ttf)`} {
 		if !externalURL.MatchString(bad) {
