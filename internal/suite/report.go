@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/lockcheck/lockcheck/models"
 )
 
 // The JUnit elements: a <testsuites> root around one <testsuite>, which
@@ -135,6 +137,12 @@ func WriteMarkdown(w io.Writer, results []Result) error {
 			got = "error: " + r.Detail
 		case got == "":
 			got = "—"
+		}
+		if r.Outcome.Liveness == models.Invalid {
+			got += "; liveness invalid"
+			if !r.Job.Spec.RequireRecovery {
+				got += " (not counted: the scenario does not require recovery)"
+			}
 		}
 		status := string(r.Status)
 		if r.BecameSafe() {

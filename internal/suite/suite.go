@@ -114,7 +114,12 @@ func ParseShard(s string) (i, n int, err error) {
 
 // Outcome is what one run found.
 type Outcome struct {
+	// Verdict is the run's verdict: safety, merged with liveness when its
+	// scenario requires recovery.
 	Verdict models.Verdict
+	// Liveness is the liveness verdict on its own, which the results show
+	// even when it does not count.
+	Liveness models.Verdict
 	// Counterexample is the first safety checker's first counterexample.
 	Counterexample string
 	// Dir is the run's directory (history, result.json, report).
