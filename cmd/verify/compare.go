@@ -33,7 +33,7 @@ func defaultCompareLockers() []string {
 func compareCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	lockersFlag := fs.String("lockers", strings.Join(defaultCompareLockers(), ","), "comma-separated lockers to compare (see `verify list`)")
+	lockersFlag := fs.String("lockers", strings.Join(defaultCompareLockers(), ","), "comma-separated `names` of the lockers to compare (verify list shows them)")
 	scenariosFlag := fs.String("scenarios", strings.Join(compare.DefaultScenarios, ","), "comma-separated scenarios, each a column (see the list above); the default is the first table's, and "+strings.Join(compare.DataScenarios, ",")+" make the second")
 	seedsFlag := fs.String("seeds", "1,2,3", "comma-separated seeds; every cell runs each")
 	ttl := fs.Duration("ttl", time.Second, "the lease every locker is scaled to; faults meant to outlast a lease last 2.5 of it")
