@@ -118,8 +118,8 @@ type Coverage struct {
 	// Checked is the time of the last event of the workload phase (the
 	// start of recovery, when the run got there); Planned the run's
 	// duration from its header.
-	Checked history.Duration `json:"checked_ns"`
-	Planned history.Duration `json:"planned_ns"`
+	Checked history.Duration `json:"checked"`
+	Planned history.Duration `json:"planned"`
 	// Partial: the history ends before its workload phase did.
 	Partial bool `json:"partial"`
 }

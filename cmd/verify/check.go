@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ func checkCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	fs.DurationVar(&o.Timeout, "check-timeout", time.Minute, "time limit of the linearizability search; past it the verdict is unknown")
 	fs.BoolVar(&o.RequireRecovery, "require-recovery", false, "count clients that never acquire in the recovery phase as a failure (exit 1)")
 	fs.BoolVar(&write, "write", false, "rewrite result.json, summary.txt, history.html and report.html in the run directory")
+	fs.BoolVar(&jsonOut, "json", false, "print the verdict and every checker's report as one JSON object, not the table")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: verify check [flags] <run dir | history.jsonl>
 
@@ -55,7 +57,7 @@ Flags:
 		writeDir = dir
 	}
 	code, err := checkAndReport(path, writeDir, o, stdout)
-	if err == nil && saved != nil {
+	if err == nil && saved != nil && !jsonOut {
 		now := verdictOfCode(code)
 		if now == saved.Verdict {
 			fmt.Fprintf(stdout, "saved verdict %s: reproduced\n", saved.Verdict)
@@ -64,6 +66,24 @@ Flags:
 		}
 	}
 	return code, err
+}
+
+// jsonOut, set by -json on run, check and replay, makes printVerdict
+// print one JSON object (the verdict, coverage and every checker's report:
+// result.json's content) in place of the table, for scripts.
+var jsonOut bool
+
+func writeVerdictJSON(res *runner.Result, w io.Writer) {
+	out := struct {
+		Dir       string         `json:"dir,omitempty"`
+		History   string         `json:"history"`
+		Verdict   models.Verdict `json:"verdict"`
+		Truncated bool           `json:"truncated"`
+		Report    *models.Report `json:"report"`
+	}{res.Dir, res.HistoryPath, res.Verdict, res.History.Truncated, res.Report}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(out)
 }
 
 // checkAndReport checks the history at path, prints the verdict table and
@@ -86,6 +106,10 @@ func checkAndReport(path, dir string, o runner.CheckOptions, stdout io.Writer) (
 // verdict table, the summary, where the results are, and the verdict
 // line. It returns the exit code the verdict calls for.
 func printVerdict(res *runner.Result, stdout io.Writer) int {
+	if jsonOut {
+		writeVerdictJSON(res, stdout)
+		return exitCodeOf(res.Verdict)
+	}
 	if res.History.Truncated {
 		fmt.Fprintf(stdout, "note: the last line of %s was cut off (the run died mid-write); checking the %d complete events before it\n", res.HistoryPath, len(res.History.Events))
 	}

@@ -74,6 +74,7 @@ func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
 	fs.DurationVar(&f.checkTimeout, "check-timeout", time.Minute, "time limit of the linearizability search; past it the verdict is unknown")
 	fs.BoolVar(&f.requireRecovery, "require-recovery", false, "count clients that never acquire in the recovery phase as a failure (exit 1)")
 	fs.BoolVar(&f.quiet, "q", false, "no progress output")
+	fs.BoolVar(&jsonOut, "json", false, "print the verdict and every checker's report as one JSON object on stdout, not the table (what ran goes to stderr)")
 	fs.StringVar(&f.gcsBucket, "gcs-bucket", "", "run GCS lockers against this real bucket with application default credentials, under a fresh prefix that is deleted at the end (default: the embedded GCS on loopback)")
 	fs.BoolVar(&f.proxy, "proxy", false, "route every client through its own proxy to a networked backend even without network faults (for like-for-like latency)")
 	fs.Float64Var(&f.timeScale, "time-scale", 1, "multiply the locker's own durations (TTL, timeouts, intervals) by this, keeping their ratios; 0.1 runs tus616's 12 s TTL as 1.2 s")
@@ -175,6 +176,7 @@ var scenarioOverrides = map[string]bool{"scenario": true, "seed": true, "out": t
 // runSpec runs one seed of spec into a new directory under out and checks
 // it. dir is the run directory, "" when the run never started.
 func runSpec(ctx context.Context, spec scenarios.Spec, seed uint64, out string, quiet bool, stdout, stderr io.Writer) (code int, dir string, err error) {
+	jsonStdout := stdout
 	prog := newProgress(stderr, time.Duration(spec.Duration), quiet)
 	job := runner.Job{
 		Spec: spec, Resolve: resolveLocker, Seed: seed, Worker: workerCommand,
@@ -182,6 +184,10 @@ func runSpec(ctx context.Context, spec scenarios.Spec, seed uint64, out string, 
 		Observers: []func(history.Event){prog.observe},
 	}
 	started := false
+	if jsonOut {
+		// stdout carries the one JSON object; the rest is for people.
+		stdout = stderr
+	}
 	res, err := runner.Run(ctx, job, func(cfg harness.Config) {
 		name := ""
 		if spec.Name != "" && spec.Name != runSpecName {
@@ -213,6 +219,9 @@ func runSpec(ctx context.Context, spec scenarios.Spec, seed uint64, out string, 
 	if res.Report == nil {
 		fmt.Fprintf(stdout, "history kept in %s (no verdict: the run could not be judged)\n", res.Dir)
 		return 0, res.Dir, err
+	}
+	if jsonOut {
+		stdout = jsonStdout
 	}
 	return printVerdict(res, stdout), res.Dir, err
 }

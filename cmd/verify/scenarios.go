@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ func scenariosCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	fs := flag.NewFlagSet("scenarios", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	suite := fs.String("suite", "", "list only this suite's scenarios: "+strings.Join(scenarios.Suites, ", "))
+	asJSON := fs.Bool("json", false, "print the scenarios as a JSON list of scenario files (every field, defaults unfilled)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: verify scenarios [-suite NAME]
 
@@ -39,6 +41,11 @@ Flags:
 		if specs, err = scenarios.Suite(*suite); err != nil {
 			return 0, fmt.Errorf("-suite: %w", err)
 		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return exitValid, enc.Encode(specs)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tEXPECT\tSEEDS\tREASON")

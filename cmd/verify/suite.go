@@ -42,6 +42,7 @@ func suiteCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	seedsFlag := fs.String("seeds", "", "comma-separated seeds that replace every scenario's own (default: each scenario's)")
 	only := fs.String("only", "", "comma-separated scenario names: run just these of the suite (as make regression/<defect> does)")
 	list := fs.Bool("list", false, "print the jobs of this shard and exit without running them")
+	asJSON := fs.Bool("json", false, "print results.json on stdout in place of the Markdown summary (what runs goes to stderr)")
 	dirFlag := fs.String("dir", "", "run the scenario files in this `directory` (every *.json, each one scenario) instead of a named suite")
 	workerFlag := fs.String("worker", "", "run every scenario's clients as this external worker `command` (protocol v1), on -backend")
 	backendFlag := fs.String("backend", "", "with -worker: the backend the harness starts for the workers, `gcs`, redis, redis-server or none")
@@ -192,6 +193,10 @@ Flags:
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return 0, fmt.Errorf("suite directory: %w", err)
 	}
+	jsonStdout := stdout
+	if *asJSON {
+		stdout = stderr
+	}
 	fmt.Fprintf(stdout, "suite %s, shard %d/%d: %d runs, %d at a time; results in %s\n", name, shardI, shardN, len(jobs), *parallel, dir)
 
 	ctx, stop := interruptible()
@@ -208,7 +213,13 @@ Flags:
 	if err := writeSuiteReports(dir, name, results, *junit, *markdown); err != nil {
 		return 0, err
 	}
-	if err := suite.WriteMarkdown(stdout, results); err != nil {
+	if *asJSON {
+		b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+		if err != nil {
+			return 0, err
+		}
+		jsonStdout.Write(b)
+	} else if err := suite.WriteMarkdown(stdout, results); err != nil {
 		return 0, err
 	}
 	fmt.Fprintf(stdout, "\nresults in %s (junit.xml, summary.md, results.json)\n", dir)

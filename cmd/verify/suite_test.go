@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"encoding/xml"
 	"os"
 	"path/filepath"
@@ -241,5 +242,44 @@ func reproduceAll(t *testing.T, specs []scenarios.Spec) {
 			t.Errorf("%s did not reproduce: %s: %s (run directory %s)", r.Job.Name(), r.Status, r.Detail, r.Outcome.Dir)
 		}
 		t.Logf("%s: %s in %v", r.Job.Name(), r.Status, r.Outcome.Elapsed.Round(10*time.Millisecond))
+	}
+}
+
+// -json prints one JSON document on stdout, for scripts: run and check
+// the verdict with every checker's report, suite its results, scenarios
+// its scenario files; everything for people goes to stderr.
+func TestJSONOutput(t *testing.T) {
+	out := t.TempDir()
+	code, stdout, stderr := verify(t, "run", "-q", "-json", "-out", out, "-locker", "mutant-silent-expiry", "-clients", "4", "-keys", "1", "-duration", "1500ms", "-seed", "1")
+	var run struct {
+		Dir     string
+		Verdict string
+		Report  struct {
+			Checkers []struct{ Name, Verdict string }
+			Coverage struct{ Partial bool }
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &run); err != nil || code != exitInvalid || run.Verdict != "invalid" || len(run.Report.Checkers) < 3 {
+		t.Fatalf("run -json: exit %d, %v\nstdout:\n%s\nstderr:\n%s", code, err, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "locker mutant-silent-expiry") {
+		t.Errorf("what ran is not on stderr:\n%s", stderr)
+	}
+	code, stdout, _ = verify(t, "check", "-json", run.Dir)
+	if err := json.Unmarshal([]byte(stdout), &run); err != nil || code != exitInvalid || run.Verdict != "invalid" {
+		t.Errorf("check -json: exit %d, %v\n%s", code, err, stdout)
+	}
+	withSuite(t, tinySpecs()...)
+	code, stdout, stderr = verify(t, "suite", "-json", "-out", t.TempDir(), "quick")
+	var results struct {
+		Results []struct{ Scenario, Status, Verdict string }
+	}
+	if err := json.Unmarshal([]byte(stdout), &results); err != nil || code != exitValid || len(results.Results) != 2 {
+		t.Errorf("suite -json: exit %d, %v\nstdout:\n%s\nstderr:\n%s", code, err, stdout, stderr)
+	}
+	code, stdout, _ = verify(t, "scenarios", "-json", "-suite", "regression")
+	var specs []scenarios.Spec
+	if err := json.Unmarshal([]byte(stdout), &specs); err != nil || code != exitValid || len(specs) != len(scenarios.Regression()) {
+		t.Errorf("scenarios -json: exit %d, %v", code, err)
 	}
 }
