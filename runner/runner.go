@@ -18,6 +18,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/lockcheck/lockcheck/harness"
@@ -70,6 +73,46 @@ type Result struct {
 	Verdict models.Verdict
 	// Config is what the harness ran.
 	Config harness.Config
+	// Warnings are the run's diagnostics (a locker that panicked, a fault
+	// that failed to start or heal, a worker's stderr), at most
+	// MaxWarnings of them, the number left out last; result.json keeps
+	// them too.
+	Warnings []string
+}
+
+// MaxWarnings bounds Result.Warnings.
+const MaxWarnings = 100
+
+// warnings collects a run's diagnostics and passes them on.
+type warnings struct {
+	mu      sync.Mutex
+	list    []string
+	dropped int
+	next    lockers.Logger
+}
+
+func (w *warnings) Logf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	w.mu.Lock()
+	if len(w.list) < MaxWarnings {
+		w.list = append(w.list, msg)
+	} else {
+		w.dropped++
+	}
+	w.mu.Unlock()
+	if w.next != nil {
+		w.next.Logf("%s", msg)
+	}
+}
+
+func (w *warnings) all() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := slices.Clone(w.list)
+	if w.dropped > 0 {
+		out = append(out, fmt.Sprintf("… and %d more", w.dropped))
+	}
+	return out
 }
 
 // ErrNotStarted matches (errors.Is) the error of a run that could not
@@ -96,7 +139,8 @@ func Run(ctx context.Context, j Job, configured func(harness.Config)) (*Result, 
 		return nil, notStarted{err}
 	}
 	cfg.Observers = append(cfg.Observers, j.Observers...)
-	cfg.Log = j.Log
+	warn := &warnings{next: j.Log}
+	cfg.Log = warn
 	if configured != nil {
 		configured(cfg)
 	}
@@ -108,7 +152,7 @@ func Run(ctx context.Context, j Job, configured func(harness.Config)) (*Result, 
 	rec.Seeds = []uint64{j.Seed}
 	// The first event wrote it already, unless the run recorded none.
 	recErr := scenarios.WriteRecord(out.Dir, rec)
-	res := &Result{Dir: out.Dir, HistoryPath: out.HistoryPath, Outcome: out, Config: cfg}
+	res := &Result{Dir: out.Dir, HistoryPath: out.HistoryPath, Outcome: out, Config: cfg, Warnings: warn.all()}
 	if errors.Is(runErr, harness.ErrWorker) || errors.Is(runErr, bubble.ErrStalled) {
 		// A worker that broke the protocol recorded calls that mean
 		// nothing, and a stalled simulation is still running; either
@@ -120,7 +164,7 @@ func Run(ctx context.Context, j Job, configured func(harness.Config)) (*Result, 
 	if checkErr == nil {
 		res.History, res.Report, res.Verdict = h, rep, verdict
 		if !j.ReportFailuresOnly || verdict != models.Valid {
-			checkErr = WriteResults(out.Dir, h, rep, verdict, o)
+			checkErr = writeResults(out.Dir, h, rep, verdict, o, res.Warnings)
 		}
 	}
 	return res, errors.Join(runErr, recErr, checkErr)
@@ -167,6 +211,9 @@ type ResultFile struct {
 	Versions       map[string]string `json:"versions"`
 	Checked        time.Time         `json:"checked"`
 	Report         *models.Report    `json:"report"`
+	// Warnings are the run's diagnostics (Result.Warnings); a re-check
+	// of a saved history has none to add.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // ReadResult reads a run directory's result.json.
@@ -185,10 +232,14 @@ func ReadResult(path string) (*ResultFile, error) {
 // WriteResults writes result.json, summary.txt, history.html and
 // report.html into dir.
 func WriteResults(dir string, h *history.History, rep *models.Report, verdict models.Verdict, o CheckOptions) error {
+	return writeResults(dir, h, rep, verdict, o, nil)
+}
+
+func writeResults(dir string, h *history.History, rep *models.Report, verdict models.Verdict, o CheckOptions, warn []string) error {
 	res := ResultFile{
 		Verdict: verdict, LivenessCounts: o.RequireRecovery,
 		Run: h.Header.Run, Seed: h.Header.Run.Seed, Start: h.Header.Start,
-		Versions: Versions(), Checked: time.Now().UTC(), Report: rep,
+		Versions: Versions(), Checked: time.Now().UTC(), Report: rep, Warnings: warn,
 	}
 	b, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
@@ -200,6 +251,9 @@ func WriteResults(dir string, h *history.History, rep *models.Report, verdict mo
 	summary := fmt.Sprintf("run %s: locker %s, seed %d, %d clients, %d keys, %v, faults %v\nverdict: %s\n%s",
 		h.Header.Run.ID, h.Header.Run.Locker, h.Header.Run.Seed, h.Header.Run.Clients, h.Header.Run.Keys,
 		time.Duration(h.Header.Run.Duration), h.Header.Run.Faults, verdict, rep.Summary())
+	if len(warn) > 0 {
+		summary += "warnings:\n  " + strings.Join(warn, "\n  ") + "\n"
+	}
 	if err := os.WriteFile(filepath.Join(dir, "summary.txt"), []byte(summary), 0o644); err != nil {
 		return err
 	}

@@ -216,6 +216,7 @@ func runSpec(ctx context.Context, spec scenarios.Spec, seed uint64, out string, 
 	if len(res.Outcome.Unfinished) > 0 {
 		fmt.Fprintf(stdout, "clients %v were still inside a call when the run stopped waiting for them\n", res.Outcome.Unfinished)
 	}
+	printWarnings(res.Warnings, stderr)
 	if res.Report == nil {
 		fmt.Fprintf(stdout, "history kept in %s (no verdict: the run could not be judged)\n", res.Dir)
 		return 0, res.Dir, err
@@ -224,6 +225,18 @@ func runSpec(ctx context.Context, spec scenarios.Spec, seed uint64, out string, 
 		stdout = jsonStdout
 	}
 	return printVerdict(res, stdout), res.Dir, err
+}
+
+// printWarnings shows a run's diagnostics (a locker that panicked, a
+// fault that would not heal): the first ten, and where the rest are.
+func printWarnings(warn []string, w io.Writer) {
+	for i, msg := range warn {
+		if i == 10 {
+			fmt.Fprintf(w, "warning: … %d more in result.json and summary.txt\n", len(warn)-10)
+			break
+		}
+		fmt.Fprintf(w, "warning: %s\n", msg)
+	}
 }
 
 // runSpecName names the spec that verify run's flags make.
