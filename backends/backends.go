@@ -24,10 +24,10 @@ import (
 	"github.com/lockcheck/lockcheck/faults/netfault/memnet"
 	"github.com/lockcheck/lockcheck/faults/netfault/proxies"
 	"github.com/lockcheck/lockcheck/harness"
-	"github.com/lockcheck/lockcheck/harness/gcs"
+	"github.com/lockcheck/lockcheck/backends/gcs"
 	"github.com/lockcheck/lockcheck/harness/register"
-	"github.com/lockcheck/lockcheck/harness/register/stores"
-	"github.com/lockcheck/lockcheck/internal/redisserver"
+	"github.com/lockcheck/lockcheck/backends/stores"
+	"github.com/lockcheck/lockcheck/backends/redisserver"
 	"github.com/lockcheck/lockcheck/lockers"
 )
 

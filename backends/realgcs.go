@@ -16,7 +16,7 @@ import (
 
 	"github.com/lockcheck/lockcheck/harness"
 	"github.com/lockcheck/lockcheck/harness/register"
-	"github.com/lockcheck/lockcheck/harness/register/stores"
+	"github.com/lockcheck/lockcheck/backends/stores"
 	"github.com/lockcheck/lockcheck/lockers"
 )
 

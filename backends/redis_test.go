@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/lockcheck/lockcheck/harness"
-	"github.com/lockcheck/lockcheck/internal/redisserver"
+	"github.com/lockcheck/lockcheck/backends/redisserver"
 )
 
 // Backend redis-server starts a real server per server the locker talks

@@ -20,8 +20,8 @@ import (
 	"github.com/lockcheck/lockcheck/backends"
 	"github.com/lockcheck/lockcheck/faults/netfault/proxies"
 	"github.com/lockcheck/lockcheck/harness"
-	"github.com/lockcheck/lockcheck/harness/gcs"
-	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/backends/gcs"
+	"github.com/lockcheck/lockcheck/history"
 	"github.com/lockcheck/lockcheck/lockers"
 )
 

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/history"
 	"github.com/lockcheck/lockcheck/harness/register"
 	"github.com/lockcheck/lockcheck/harness/worker"
 	"github.com/lockcheck/lockcheck/lockers"

@@ -3,7 +3,7 @@ package harness
 import (
 	"testing"
 
-	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/history"
 )
 
 // Test helpers shared with the external tests of package harness_test,

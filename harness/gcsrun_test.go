@@ -7,7 +7,7 @@ import (
 
 	"github.com/lockcheck/lockcheck/catalog"
 	"github.com/lockcheck/lockcheck/harness"
-	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/history"
 )
 
 func TestNetworkAndServerFaultsReachAGCSLocker(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/lockcheck/lockcheck/faults"
-	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/history"
 )
 
 // nemesis plays a fault plan against the run's clients and records every

@@ -12,7 +12,7 @@ import (
 
 	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/faults/serverfault"
-	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/history"
 )
 
 // attachNetwork puts one proxy per client in front of each networked

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/lockcheck/lockcheck/faults"
-	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/history"
 	"github.com/lockcheck/lockcheck/lockers"
 )
 

@@ -7,7 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/history"
 )
 
 // DefaultMaxCounterexamples is how many violations a checker describes

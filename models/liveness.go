@@ -5,7 +5,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/history"
 )
 
 // LivenessName is the liveness checker's name in reports.

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/history"
 )
 
 // dataCall is one read or write of a register workload.

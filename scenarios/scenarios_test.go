@@ -16,8 +16,8 @@ import (
 	"github.com/lockcheck/lockcheck/catalog"
 	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/harness"
-	"github.com/lockcheck/lockcheck/harness/history"
-	"github.com/lockcheck/lockcheck/internal/redisserver"
+	"github.com/lockcheck/lockcheck/history"
+	"github.com/lockcheck/lockcheck/backends/redisserver"
 )
 
 func TestRegressionFilesLoadAndValidate(t *testing.T) {

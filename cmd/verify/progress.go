@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/history"
 	"github.com/lockcheck/lockcheck/models"
 )
 

@@ -13,7 +13,7 @@ import (
 	"cloud.google.com/go/storage"
 	"github.com/googleapis/gax-go/v2"
 	"github.com/lockcheck/lockcheck/faults/serverfault"
-	"github.com/lockcheck/lockcheck/harness/gcs"
+	"github.com/lockcheck/lockcheck/backends/gcs"
 	"google.golang.org/api/googleapi"
 )
 

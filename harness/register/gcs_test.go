@@ -10,9 +10,9 @@ import (
 	"testing"
 
 	"github.com/lockcheck/lockcheck/harness/register"
-	"github.com/lockcheck/lockcheck/harness/register/stores"
+	"github.com/lockcheck/lockcheck/backends/stores"
 
-	"github.com/lockcheck/lockcheck/harness/gcs"
+	"github.com/lockcheck/lockcheck/backends/gcs"
 	"github.com/lockcheck/lockcheck/lockers"
 )
 

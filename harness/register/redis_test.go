@@ -6,11 +6,11 @@ import (
 	"testing"
 
 	"github.com/lockcheck/lockcheck/harness/register"
-	"github.com/lockcheck/lockcheck/harness/register/stores"
+	"github.com/lockcheck/lockcheck/backends/stores"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/lockcheck/lockcheck/internal/redisserver"
+	"github.com/lockcheck/lockcheck/backends/redisserver"
 )
 
 func redisClient(t *testing.T, srv *redisserver.Server) *redis.Client {

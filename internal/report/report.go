@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/history"
 	"github.com/lockcheck/lockcheck/models"
 )
 

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/history"
 	"github.com/lockcheck/lockcheck/models"
 )
 

@@ -83,7 +83,7 @@
 // Every request goes out once: each object handle has
 // Retryer(WithPolicy(RetryNever)) and each upload is one multipart request
 // (ChunkSize 0). The library's retries would turn a committed create whose
-// reply was lost into a 412 (the ghost lock harness/gcs reproduces): a won lock
+// reply was lost into a 412 (the ghost lock backends/gcs reproduces): a won lock
 // taken for a lost one. Each request is bounded by CallTimeout on the
 // client's clock. Lock does not ask the holder to let go (no
 // [lockers.ReleaseRequester]): a waiter has nothing to gain from it that

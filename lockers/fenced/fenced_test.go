@@ -16,7 +16,7 @@ import (
 
 	"cloud.google.com/go/storage"
 
-	"github.com/lockcheck/lockcheck/harness/gcs"
+	"github.com/lockcheck/lockcheck/backends/gcs"
 	"github.com/lockcheck/lockcheck/lockers"
 	"github.com/lockcheck/lockcheck/lockers/fenced"
 	"github.com/lockcheck/lockcheck/lockers/lockertest"

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lockcheck/lockcheck/harness/gcs"
+	"github.com/lockcheck/lockcheck/backends/gcs"
 	"github.com/lockcheck/lockcheck/lockers"
 	"github.com/lockcheck/lockcheck/lockers/gcslock"
 	"github.com/lockcheck/lockcheck/lockers/lockertest"

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lockcheck/lockcheck/harness/gcs"
+	"github.com/lockcheck/lockcheck/backends/gcs"
 	"github.com/lockcheck/lockcheck/lockers"
 	"github.com/lockcheck/lockcheck/lockers/gmutex"
 	"github.com/lockcheck/lockcheck/lockers/lockertest"

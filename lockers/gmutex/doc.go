@@ -124,7 +124,7 @@
 //
 // # The embedded backend
 //
-// harness/gcs serves the XML PUT, HEAD, DELETE and PUT ?compose gmutex
+// backends/gcs serves the XML PUT, HEAD, DELETE and PUT ?compose gmutex
 // needs, with x-goog-if-generation-match judged as GCS does, Date on every
 // reply, and a composed object stamped (Last-Modified) at its new
 // generation. TestEmbeddedGCSComposesXML pins the compose.

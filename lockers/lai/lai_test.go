@@ -14,7 +14,7 @@ import (
 
 	"cloud.google.com/go/storage"
 
-	"github.com/lockcheck/lockcheck/harness/gcs"
+	"github.com/lockcheck/lockcheck/backends/gcs"
 	"github.com/lockcheck/lockcheck/lockers"
 	"github.com/lockcheck/lockcheck/lockers/lai"
 	"github.com/lockcheck/lockcheck/lockers/lockertest"

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lockcheck/lockcheck/internal/redisserver"
+	"github.com/lockcheck/lockcheck/backends/redisserver"
 	"github.com/lockcheck/lockcheck/lockers"
 	"github.com/lockcheck/lockcheck/lockers/lockertest"
 	"github.com/lockcheck/lockcheck/lockers/redis"

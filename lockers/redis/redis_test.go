@@ -15,7 +15,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/lockcheck/lockcheck/internal/redisserver"
+	"github.com/lockcheck/lockcheck/backends/redisserver"
 	"github.com/lockcheck/lockcheck/lockers"
 	"github.com/lockcheck/lockcheck/lockers/lockertest"
 	"github.com/lockcheck/lockcheck/lockers/redis"

@@ -77,7 +77,7 @@
 //     unconditional update/delete for 0 likewise.
 //
 // Together they break mutual exclusion with no fault at all on a backend
-// that judges preconditions as GCS does (harness/gcs): Unlock never frees,
+// that judges preconditions as GCS does (backends/gcs): Unlock never frees,
 // every lock is left to go stale, several waiters read the same stale
 // incarnation, and each deletes "it" with ifMetagenerationMatch=1 and no
 // generation condition, so a later one deletes the fresh incarnation

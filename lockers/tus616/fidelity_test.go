@@ -1,6 +1,6 @@
 package tus616_test
 
-// Tests on harness/gcs, the fake behind its fidelity layer: preconditions
+// Tests on backends/gcs, the fake behind its fidelity layer: preconditions
 // and metagenerations as GCS has them. Requests go to the layer's handler
 // in memory (no sockets), so the same backend also works inside a
 // testing/synctest bubble.
@@ -16,7 +16,7 @@ import (
 
 	"cloud.google.com/go/storage"
 
-	"github.com/lockcheck/lockcheck/harness/gcs"
+	"github.com/lockcheck/lockcheck/backends/gcs"
 	"github.com/lockcheck/lockcheck/lockers"
 	"github.com/lockcheck/lockcheck/lockers/lockertest"
 	"github.com/lockcheck/lockcheck/lockers/tus616"
@@ -40,12 +40,12 @@ func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// startFidelity starts harness/gcs; its Close is registered on t.
+// startFidelity starts backends/gcs; its Close is registered on t.
 func startFidelity(t testing.TB) *gcs.Server {
 	t.Helper()
 	s, err := gcs.Start(context.Background(), gcs.Options{})
 	if err != nil {
-		t.Fatalf("harness/gcs: %v", err)
+		t.Fatalf("backends/gcs: %v", err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s

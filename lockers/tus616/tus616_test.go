@@ -28,7 +28,7 @@ var start = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 const bound = 10 * time.Second
 
 // newFake starts an in-process fake-gcs-server without a listener, with
-// the lock bucket. The raw fake ignores most preconditions (harness/gcs's
+// the lock bucket. The raw fake ignores most preconditions (backends/gcs's
 // known-gaps test lists them); tests below say which of their checks
 // it makes meaningless.
 func newFake(t testing.TB) *fakestorage.Server {
@@ -422,7 +422,7 @@ func TestStaleLock(t *testing.T) {
 // changing no custom metadata: exp is never extended. On the raw fake the
 // patch's reply has no metageneration, so the next tick finds "1 ≠ 0" and
 // the watcher stops silently; whether the metageneration is bumped needs a
-// fake that keeps metagenerations (harness/gcs).
+// fake that keeps metagenerations (backends/gcs).
 func TestWatcherRefresh(t *testing.T) {
 	srv := newFake(t)
 	c := newClient(t, srv, tus616.Options{})

@@ -19,7 +19,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/lockcheck/lockcheck/harness/history"
+	"github.com/lockcheck/lockcheck/history"
 )
 
 // Bug is a defect the simulated lock can be told to have, once.

@@ -13,7 +13,7 @@ import (
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/googleapi"
 
-	"github.com/lockcheck/lockcheck/harness/gcs"
+	"github.com/lockcheck/lockcheck/backends/gcs"
 	"github.com/lockcheck/lockcheck/lockers"
 )
 
