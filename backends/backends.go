@@ -21,13 +21,13 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/lockcheck/lockcheck/backends/gcs"
+	"github.com/lockcheck/lockcheck/backends/redisserver"
+	"github.com/lockcheck/lockcheck/backends/stores"
 	"github.com/lockcheck/lockcheck/faults/netfault/memnet"
 	"github.com/lockcheck/lockcheck/faults/netfault/proxies"
 	"github.com/lockcheck/lockcheck/harness"
-	"github.com/lockcheck/lockcheck/backends/gcs"
 	"github.com/lockcheck/lockcheck/harness/register"
-	"github.com/lockcheck/lockcheck/backends/stores"
-	"github.com/lockcheck/lockcheck/backends/redisserver"
 	"github.com/lockcheck/lockcheck/lockers"
 )
 

@@ -14,9 +14,9 @@ import (
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
 
+	"github.com/lockcheck/lockcheck/backends/stores"
 	"github.com/lockcheck/lockcheck/harness"
 	"github.com/lockcheck/lockcheck/harness/register"
-	"github.com/lockcheck/lockcheck/backends/stores"
 	"github.com/lockcheck/lockcheck/lockers"
 )
 

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lockcheck/lockcheck/harness"
 	"github.com/lockcheck/lockcheck/backends/redisserver"
+	"github.com/lockcheck/lockcheck/harness"
 )
 
 // Backend redis-server starts a real server per server the locker talks

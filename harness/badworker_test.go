@@ -13,8 +13,8 @@ import (
 
 	"github.com/lockcheck/lockcheck/catalog"
 	"github.com/lockcheck/lockcheck/harness"
-	"github.com/lockcheck/lockcheck/history"
 	"github.com/lockcheck/lockcheck/harness/worker"
+	"github.com/lockcheck/lockcheck/history"
 )
 
 // badWorkerEnv makes the test binary a worker that breaks the protocol in

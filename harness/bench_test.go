@@ -18,9 +18,9 @@ import (
 	"google.golang.org/api/googleapi"
 
 	"github.com/lockcheck/lockcheck/backends"
+	"github.com/lockcheck/lockcheck/backends/gcs"
 	"github.com/lockcheck/lockcheck/faults/netfault/proxies"
 	"github.com/lockcheck/lockcheck/harness"
-	"github.com/lockcheck/lockcheck/backends/gcs"
 	"github.com/lockcheck/lockcheck/history"
 	"github.com/lockcheck/lockcheck/lockers"
 )

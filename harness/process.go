@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/lockcheck/lockcheck/history"
 	"github.com/lockcheck/lockcheck/harness/worker"
+	"github.com/lockcheck/lockcheck/history"
 )
 
 // workerCloseWithin bounds an orderly stop of one worker process before it

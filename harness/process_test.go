@@ -13,8 +13,8 @@ import (
 	"github.com/lockcheck/lockcheck/catalog"
 	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/harness"
-	"github.com/lockcheck/lockcheck/history"
 	"github.com/lockcheck/lockcheck/harness/worker"
+	"github.com/lockcheck/lockcheck/history"
 )
 
 // workerEnv makes the test binary a `verify worker` (see TestMain), so the

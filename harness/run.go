@@ -26,8 +26,8 @@ import (
 
 	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/faults/serverfault"
-	"github.com/lockcheck/lockcheck/history"
 	"github.com/lockcheck/lockcheck/harness/worker"
+	"github.com/lockcheck/lockcheck/history"
 	"github.com/lockcheck/lockcheck/lockers"
 )
 

@@ -14,8 +14,8 @@ import (
 
 	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/harness"
-	"github.com/lockcheck/lockcheck/history"
 	"github.com/lockcheck/lockcheck/harness/worker"
+	"github.com/lockcheck/lockcheck/history"
 )
 
 // Defaults filled by Normalize: those of the comparison tables, so a

@@ -13,11 +13,11 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/lockcheck/lockcheck/backends/redisserver"
 	"github.com/lockcheck/lockcheck/catalog"
 	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/harness"
 	"github.com/lockcheck/lockcheck/history"
-	"github.com/lockcheck/lockcheck/backends/redisserver"
 )
 
 func TestRegressionFilesLoadAndValidate(t *testing.T) {

@@ -12,8 +12,8 @@ import (
 
 	"cloud.google.com/go/storage"
 	"github.com/googleapis/gax-go/v2"
-	"github.com/lockcheck/lockcheck/faults/serverfault"
 	"github.com/lockcheck/lockcheck/backends/gcs"
+	"github.com/lockcheck/lockcheck/faults/serverfault"
 	"google.golang.org/api/googleapi"
 )
 

@@ -9,8 +9,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/lockcheck/lockcheck/harness/register"
 	"github.com/lockcheck/lockcheck/backends/stores"
+	"github.com/lockcheck/lockcheck/harness/register"
 
 	"github.com/lockcheck/lockcheck/backends/gcs"
 	"github.com/lockcheck/lockcheck/lockers"

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/lockcheck/lockcheck/harness/register"
 	"github.com/lockcheck/lockcheck/backends/stores"
+	"github.com/lockcheck/lockcheck/harness/register"
 
 	"github.com/redis/go-redis/v9"
 

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"cloud.google.com/go/storage"
+	"github.com/lockcheck/lockcheck/backends/gcs"
 	"github.com/lockcheck/lockcheck/faults/netfault"
 	"github.com/lockcheck/lockcheck/faults/netfault/proxies"
-	"github.com/lockcheck/lockcheck/backends/gcs"
 )
 
 // generous bounds calls that must succeed: long enough for a loaded CI
