@@ -391,8 +391,12 @@ func TestNewRefuses(t *testing.T) {
 	}
 }
 
+// TestConformance runs in virtual time (Bubble): the in-memory GCS lives
+// in each property's bubble, and the doubling backoff's long sleeps pass
+// without waiting for them.
 func TestConformance(t *testing.T) {
 	lockertest.Run(t, lockertest.Suite{
+		Bubble: true,
 		New: func(tb testing.TB) func(lockers.Env) lockers.Locker {
 			b, err := gcs.NewInMemory(gcs.Options{})
 			if err != nil {

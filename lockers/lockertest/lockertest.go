@@ -102,6 +102,13 @@ type Suite struct {
 	// each with the reason. Run requires each of them to fail.
 	Lacks map[Property]string
 
+	// Bubble runs every property, not only [LeaseKept], in a
+	// testing/synctest bubble, on virtual time: for a locker whose New
+	// makes an in-memory backend (backends/gcs.NewInMemory), so the suite
+	// takes milliseconds where the waits of its lockers would take
+	// minutes of real time. New is then always called inside the bubble.
+	Bubble bool
+
 	// Seed derives every client's Env.Seed, so a seeded locker behaves the
 	// same on every run of the suite. Zero means 1.
 	Seed uint64
@@ -139,7 +146,7 @@ func Run(t *testing.T, s Suite) {
 			if claimed, why := p.claimed(s); !claimed {
 				t.Skipf("not claimed: %s", why)
 			}
-			if p.bubble {
+			if p.bubble || s.Bubble {
 				synctest.Test(t, func(t *testing.T) { p.run(newRig(t, t, s, p.name)) })
 				return
 			}
@@ -222,7 +229,7 @@ func check(t *testing.T, s Suite, p property) []string {
 	body := func(setup testing.TB) {
 		rec.run(func() { p.run(newRig(rec, setup, s, p.name)) })
 	}
-	if p.bubble {
+	if p.bubble || s.Bubble {
 		synctest.Test(t, func(t *testing.T) { body(t) })
 	} else {
 		body(t)
