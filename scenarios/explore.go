@@ -13,7 +13,7 @@ import (
 // Families are the fault families of the exploratory cross-product, each a
 // column of the comparison tables (internal/compare), whose fault lists
 // and lease multiples they reuse.
-var Families = []string{"none", "latency", "partition", "lost-reply", "429", "pause", "crash", "clock"}
+var Families = []string{"none", "contended", "latency", "partition", "lost-reply", "429", "pause", "crash", "clock"}
 
 // ExploreWorkloads are the workloads of the cross-product.
 var ExploreWorkloads = []string{history.WorkloadMutex, history.WorkloadRegister}
@@ -114,6 +114,7 @@ func Explore() []Spec {
 				if c.LeaseMultiple > 0 {
 					s.FaultDuration = time.Duration(c.LeaseMultiple * float64(DefaultTTL)).String()
 				}
+				s.Keys, s.Clients = c.Keys, c.Clients
 				out = append(out, s)
 			}
 		}
@@ -130,8 +131,9 @@ var measured = map[string]map[string]Expect{
 		"pause": {ExpectInvalid, "invalid 3/3: the store expires the lease one TTL after the last refresh while the paused holder's refresher and Lost timer are frozen with it"},
 	},
 	"tus616": {
-		"latency": {ExpectEither, "invalid 1/3 in one regeneration of the table, 0/3 in the next: Unlock deletes with ifGenerationMatch=<metageneration> (step 7), so a released lock lingers until exp; two waiters judge it stale and delete with ifMetagenerationMatch=1 alone (step 3), the second removing the first's fresh lock"},
-		"pause":   {ExpectInvalid, "invalid 3/3: the watcher never extends the exp waiters judge (step 6), so a waiter deletes the paused holder's lock as stale and takes it (step 3)"},
+		"latency":   {ExpectEither, "invalid 1/3 in one regeneration of the table, 0/3 in the next: Unlock deletes with ifGenerationMatch=<metageneration> (step 7), so a released lock lingers until exp; two waiters judge it stale and delete with ifMetagenerationMatch=1 alone (step 3), the second removing the first's fresh lock"},
+		"pause":     {ExpectInvalid, "invalid 3/3: the watcher never extends the exp waiters judge (step 6), so a waiter deletes the paused holder's lock as stale and takes it (step 3)"},
+		"contended": {ExpectEither, "invalid 1/3 (16 clients on one key, no faults): every release leaves its lock behind (step 7), and two waiters that judge it stale both delete it with ifMetagenerationMatch=1 alone (step 3)"},
 	},
 	"lai": {
 		"partition": {ExpectInvalid, "invalid 3/3: the cut-off holder's Unlock deletes with ifMetagenerationMatch=<remembered> alone (step 5), resent after the heal, and removes the next holder's fresh lock"},

@@ -113,6 +113,7 @@ func decodeFile(fsys fs.FS, name string) (Spec, error) {
 // redsync, redlock).
 var pinnedBy = map[string]string{
 	"tus616/latency":         "regression/tus616-contention-double-stale-delete",
+	"tus616/contended":       "regression/tus616-contention-double-stale-delete",
 	"tus616/pause":           "regression/tus616-pause-stale-delete",
 	"tus616/register-pause":  "regression/tus616-pause-stale-delete",
 	"tus616/fenced-pause":    "regression/tus616-pause-stale-delete",
