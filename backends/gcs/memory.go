@@ -74,10 +74,26 @@ func (m *InMemory) Close() { m.fake.Stop() }
 // handlerTransport serves a request with a handler, as a server would.
 type handlerTransport struct{ h http.Handler }
 
-func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+// errDropped is what a client sees of a handler that aborted (panicked
+// with http.ErrAbortHandler, as the server-drop fault does): on a socket,
+// net/http closes the connection and the client reads an unexpected EOF.
+var errDropped = fmt.Errorf("gcs in-memory: the server dropped the connection: %w", io.ErrUnexpectedEOF)
+
+func (t handlerTransport) RoundTrip(r *http.Request) (resp *http.Response, err error) {
 	if err := r.Context().Err(); err != nil {
 		return nil, err
 	}
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				panic(p)
+			}
+			if r.Body != nil {
+				r.Body.Close()
+			}
+			resp, err = nil, errDropped
+		}
+	}()
 	in := r.Clone(r.Context())
 	in.RequestURI = r.URL.RequestURI()
 	in.RemoteAddr = "127.0.0.1:1"
@@ -89,7 +105,7 @@ func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.Body != nil {
 		r.Body.Close()
 	}
-	resp := rec.Result()
+	resp = rec.Result()
 	if resp.Header.Get("Date") == "" {
 		// A real server stamps every reply; lockers that judge expiry on
 		// server time read it.

@@ -3,7 +3,9 @@ package gcs
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -77,4 +79,15 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 func isCode(err error, code int) bool {
 	var g *googleapi.Error
 	return errors.As(err, &g) && g.Code == code
+}
+
+// A handler that aborts (the server-drop fault) is a dropped connection
+// to the client, as on a socket, not a panic in the client's goroutine.
+func TestInMemoryAbortIsADroppedConnection(t *testing.T) {
+	rt := handlerTransport{http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) })}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+memoryHost+"/upload/storage/v1/b/b/o", strings.NewReader("x"))
+	resp, err := rt.RoundTrip(req)
+	if resp != nil || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("resp %v, err %v; want a dropped connection", resp, err)
+	}
 }
