@@ -108,6 +108,10 @@ type Suite struct {
 	// takes milliseconds where the waits of its lockers would take
 	// minutes of real time. New is then always called inside the bubble.
 	Bubble bool
+	// RealTime lists properties that run outside a bubble even with
+	// Bubble set: those whose backend needs real sockets (a redis-server
+	// process), which a bubble cannot hold.
+	RealTime []Property
 
 	// Seed derives every client's Env.Seed, so a seeded locker behaves the
 	// same on every run of the suite. Zero means 1.
@@ -146,13 +150,18 @@ func Run(t *testing.T, s Suite) {
 			if claimed, why := p.claimed(s); !claimed {
 				t.Skipf("not claimed: %s", why)
 			}
-			if p.bubble || s.Bubble {
+			if s.inBubble(p) {
 				synctest.Test(t, func(t *testing.T) { p.run(newRig(t, t, s, p.name)) })
 				return
 			}
 			p.run(newRig(t, t, s, p.name))
 		})
 	}
+}
+
+// inBubble says whether p runs in a synctest bubble for s.
+func (s Suite) inBubble(p property) bool {
+	return p.bubble || s.Bubble && !slices.Contains(s.RealTime, p.name)
 }
 
 func (s Suite) validate() error {
@@ -229,7 +238,7 @@ func check(t *testing.T, s Suite, p property) []string {
 	body := func(setup testing.TB) {
 		rec.run(func() { p.run(newRig(rec, setup, s, p.name)) })
 	}
-	if p.bubble || s.Bubble {
+	if s.inBubble(p) {
 		synctest.Test(t, func(t *testing.T) { body(t) })
 	} else {
 		body(t)
