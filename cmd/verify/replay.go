@@ -39,15 +39,9 @@ Flags:
 		return exitValid, err
 	}
 	old := filepath.Clean(runDir)
-	spec, err := scenarios.ReadRecord(old)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, fmt.Errorf("%s has no %s: it was made before runs recorded their scenario, or is not a run directory; re-run it with verify run and the flags in its result.json", old, scenarios.RecordFile)
-	}
+	spec, err := readRunRecord(old, "it was made before runs recorded their scenario, or is not a run directory; re-run it with verify run and the flags in its result.json")
 	if err != nil {
 		return 0, err
-	}
-	if len(spec.Seeds) != 1 {
-		return 0, fmt.Errorf("%s: seeds %v: a run records the one seed it used", filepath.Join(old, scenarios.RecordFile), spec.Seeds)
 	}
 	if err := spec.Validate(resolveLocker); err != nil {
 		return 0, fmt.Errorf("%s: %w", filepath.Join(old, scenarios.RecordFile), err)
@@ -80,4 +74,20 @@ Flags:
 		fmt.Fprintf(stdout, "replayed %s as %s: did not reproduce (saved %s, now %s)\n", old, newDir, saved, now)
 	}
 	return code, err
+}
+
+// readRunRecord reads the scenario a run directory recorded, which names
+// the one seed it used; missing says what to do when there is none.
+func readRunRecord(dir, missing string) (scenarios.Spec, error) {
+	spec, err := scenarios.ReadRecord(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return spec, fmt.Errorf("%s has no %s: %s", dir, scenarios.RecordFile, missing)
+	}
+	if err != nil {
+		return spec, err
+	}
+	if len(spec.Seeds) != 1 {
+		return spec, fmt.Errorf("%s: seeds %v: a run records the one seed it used", filepath.Join(dir, scenarios.RecordFile), spec.Seeds)
+	}
+	return spec, nil
 }

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"path/filepath"
 	"time"
 
@@ -80,15 +78,9 @@ Flags:
 		return 0, err
 	}
 	old := filepath.Clean(runDir)
-	spec, err := scenarios.ReadRecord(old)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, fmt.Errorf("%s has no %s: give a run directory that verify sim or verify run wrote", old, scenarios.RecordFile)
-	}
+	spec, err := readRunRecord(old, "give a run directory that verify sim or verify run wrote")
 	if err != nil {
 		return 0, err
-	}
-	if len(spec.Seeds) != 1 {
-		return 0, fmt.Errorf("%s: seeds %v: a run records the one seed it used", filepath.Join(old, scenarios.RecordFile), spec.Seeds)
 	}
 	if !spec.Sim {
 		fmt.Fprintf(stdout, "%s was a live run; shrinking its simulation on seed %d\n", old, spec.Seeds[0])
