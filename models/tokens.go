@@ -88,8 +88,11 @@ func checkTokens(h *history.History, opts Options) *TokensResult {
 	for _, k := range keys {
 		grants := byKey[k]
 		first := map[uint64]tokenGrant{}
-		// grants are in order of return.
-		var returned []tokenGrant
+		// grants are in order of return, so those that returned before g
+		// was invoked are a prefix of them: a binary search, and the
+		// prefix's largest token, not a scan of every earlier grant.
+		var returned []int64
+		var largest []tokenGrant
 		for _, g := range grants {
 			if prev, dup := first[g.token]; dup {
 				res.Repeated++
@@ -98,16 +101,17 @@ func checkTokens(h *history.History, opts Options) *TokensResult {
 			} else {
 				first[g.token] = g
 			}
-			// Every grant that returned before g was invoked must have a
-			// smaller token.
-			i := slices.IndexFunc(returned, func(r tokenGrant) bool { return r.return_ < g.invoke && r.token >= g.token && r.token != g.token })
-			if i >= 0 {
-				r := returned[i]
+			if n, _ := slices.BinarySearch(returned, g.invoke); n > 0 && largest[n-1].token > g.token {
+				r := largest[n-1]
 				res.NotIncreasing++
 				add("key %s: %s acquired it with token %d (invoked at %s), after %s had acquired it with the larger token %d (returned at %s): tokens must grow from one holder to the next.",
 					k, g.who(), g.token, fmtTime(g.invoke), r.who(), r.token, fmtTime(r.return_))
 			}
-			returned = append(returned, g)
+			best := g
+			if n := len(largest); n > 0 && largest[n-1].token >= g.token {
+				best = largest[n-1]
+			}
+			returned, largest = append(returned, g.return_), append(largest, best)
 		}
 	}
 	switch {
