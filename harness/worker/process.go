@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -98,6 +99,11 @@ func Start(ctx context.Context, cmd Command, hello Hello, hooks Hooks) (*Process
 
 	o := &osProcess{cmd: c, stderrDone: make(chan struct{})}
 	p := newProcess(outR, inW, hooks, o)
+	// greeted is set once the worker answered hello. An exit before that
+	// is the hello's failure, which this function reports with the
+	// worker's stderr; the reader's EOF and this waiter race to end the
+	// hello, and either way the error must say the same.
+	var greeted atomic.Bool
 	go o.readStderr(errR, hooks)
 	go func() {
 		err := c.Wait()
@@ -114,7 +120,11 @@ func Start(ctx context.Context, cmd Command, hello Hello, hooks Hooks) (*Process
 			if err != nil {
 				how = "(" + err.Error() + ")"
 			}
-			p.violate("exited by itself %s while the run went on%s", how, o.tailText())
+			if greeted.Load() {
+				p.violate("exited by itself %s while the run went on%s", how, o.tailText())
+			} else {
+				p.violate("the worker exited %s before it answered hello", how)
+			}
 		}
 		close(p.exited)
 		p.markGone()
@@ -122,7 +132,11 @@ func Start(ctx context.Context, cmd Command, hello Hello, hooks Hooks) (*Process
 
 	hctx, cancel := context.WithTimeout(ctx, helloTimeout)
 	defer cancel()
-	if err := p.hello(hctx, hello); err != nil {
+	err = p.hello(hctx, hello)
+	if err == nil {
+		greeted.Store(true)
+	}
+	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			err = fmt.Errorf("%w: the worker did not answer hello within %v (it must read one JSON line from stdin and answer with one on stdout)", ErrProtocol, helloTimeout)
 		}
