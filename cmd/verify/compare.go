@@ -66,7 +66,8 @@ Scenarios:
 %s
 A cell whose faults cannot act on a locker (a network partition of an
 in-process lock) is n/a. Exit status: 0 when every judged run is valid,
-1 when any is invalid, 2 when any is unknown or failed, 3 bad flags.
+1 when any is invalid (unsafe, or live clients stuck after the faults
+healed: a liveness failure), 2 when any is unknown or failed, 3 bad flags.
 
 Examples:
   verify compare
@@ -207,13 +208,15 @@ func writeTable(t *compare.Table, dir, markdown string) error {
 }
 
 // exitCodeOfTable: invalid wins, then unknown (an error or an unknown
-// verdict is never a pass); n/a cells do not count.
+// verdict is never a pass); n/a cells do not count. A liveness failure is
+// an invalid run too: a gate that passed a lock whose clients stay stuck
+// after the faults heal would pass a lock nobody can use.
 func exitCodeOfTable(t *compare.Table) int {
 	code := exitValid
 	for _, r := range t.Runs {
 		switch {
 		case r.NotApplicable != "":
-		case r.Verdict == models.Invalid:
+		case r.Verdict == models.Invalid, r.Liveness == models.Invalid:
 			return exitInvalid
 		case r.Verdict != models.Valid || r.Error != "":
 			code = exitUnknown

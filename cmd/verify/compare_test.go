@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lockcheck/lockcheck/internal/compare"
+	"github.com/lockcheck/lockcheck/models"
 )
 
 // A comparison with a planted bug exits 1, writes both tables, and the
@@ -92,5 +95,25 @@ func TestCompareRefusesBadFlags(t *testing.T) {
 		if code != exitCouldNot || stderr == "" {
 			t.Errorf("compare %v: exit %d, stderr %q; want 3 and a message", args, code, stderr)
 		}
+	}
+}
+
+// Stuck clients fail a comparison as an unsafe run does: a lock that is
+// safe only because nobody gets it again is not a pass.
+func TestCompareExitsInvalidOnALivenessFailureAlone(t *testing.T) {
+	safeButStuck := &compare.Table{Runs: []compare.Run{
+		{Locker: "lease", Scenario: "none", Verdict: models.Valid, Liveness: models.Valid},
+		{Locker: "mutant-unlock-keeps", Scenario: "none", Verdict: models.Valid, Liveness: models.Invalid, Stuck: 3},
+	}}
+	if code := exitCodeOfTable(safeButStuck); code != exitInvalid {
+		t.Errorf("a liveness failure alone: exit %d, want %d", code, exitInvalid)
+	}
+	allWell := &compare.Table{Runs: safeButStuck.Runs[:1]}
+	if code := exitCodeOfTable(allWell); code != exitValid {
+		t.Errorf("safe and live: exit %d, want %d", code, exitValid)
+	}
+	unmeasured := &compare.Table{Runs: []compare.Run{{Locker: "lease", Scenario: "none", Verdict: models.Valid, Liveness: models.Unknown}}}
+	if code := exitCodeOfTable(unmeasured); code != exitValid {
+		t.Errorf("safe with liveness unmeasured: exit %d, want %d (liveness is judged only when measured)", code, exitValid)
 	}
 }
