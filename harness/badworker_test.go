@@ -61,6 +61,7 @@ func badWorker(mode string) {
 // A worker that breaks the protocol fails the run with an error naming
 // the worker, the client and what it did; the history is kept.
 func TestAMisbehavingWorkerFailsTheRunAndKeepsTheHistory(t *testing.T) {
+	t.Parallel()
 	spec, err := catalog.Lookup("fenced")
 	if err != nil {
 		t.Fatal(err)

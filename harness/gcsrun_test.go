@@ -11,6 +11,7 @@ import (
 )
 
 func TestNetworkAndServerFaultsReachAGCSLocker(t *testing.T) {
+	t.Parallel()
 	spec, err := catalog.Lookup("tus616")
 	if err != nil {
 		t.Fatal(err)

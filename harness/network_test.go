@@ -15,6 +15,7 @@ import (
 )
 
 func TestNetworkFaultOnAnInProcessLockerIsRefused(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, "partition")
 	_, err := Run(t.Context(), cfg)
 	if err == nil || !contains(err.Error(), "acts on the network, which locker test does not have") {
@@ -29,6 +30,7 @@ func TestNetworkFaultOnAnInProcessLockerIsRefused(t *testing.T) {
 // server it asked for, and its gate: a partition of that client's path to
 // one of redlock's servers stops its bytes there and no other client's.
 func TestRawDialsGoThroughTheClientsProxy(t *testing.T) {
+	t.Parallel()
 	var ups []string
 	accepted := make(chan net.Conn, 8)
 	for range 3 {

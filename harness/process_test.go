@@ -109,6 +109,7 @@ func gone(t *testing.T, pids []int) {
 }
 
 func TestProcessClientsArePausedKilledAndReaped(t *testing.T) {
+	t.Parallel()
 	cfg := processConfig(t, "redis", "pause-holder", "crash-holder")
 	cfg.Workload.Name = history.WorkloadRegister
 	cfg.Seed = seedPlanning(t, cfg, "crash-holder")
@@ -135,6 +136,7 @@ func TestProcessClientsArePausedKilledAndReaped(t *testing.T) {
 }
 
 func TestInterruptedProcessRunStopsItsChildren(t *testing.T) {
+	t.Parallel()
 	cfg := processConfig(t, "redis", "pause")
 	cfg.Duration = time.Minute
 	ctx, cancel := context.WithCancel(context.Background())
@@ -172,6 +174,7 @@ func TestInterruptedProcessRunStopsItsChildren(t *testing.T) {
 }
 
 func TestProcessClientsNeedANetworkedBackend(t *testing.T) {
+	t.Parallel()
 	cfg := harness.TestConfig(t)
 	cfg.ClientsAs, cfg.Worker = harness.ClientsAsProcesses, testWorker()
 	_, err := harness.Run(context.Background(), cfg)
@@ -185,6 +188,7 @@ func TestProcessClientsNeedANetworkedBackend(t *testing.T) {
 // live locks as stale. That can only show if each worker's clock is set
 // where its machine's stands.
 func TestProcessClientsRunOnTheirMachineClock(t *testing.T) {
+	t.Parallel()
 	cfg := processConfig(t, "lai")
 	cfg.Workload = harness.Workload{Name: history.WorkloadMutex, Keys: 1, Rate: 20, HoldMin: 100 * time.Millisecond, HoldMax: 250 * time.Millisecond, AcquireTimeout: 2 * time.Second}
 	cfg.ClockSpread = 20 * 500 * time.Millisecond
@@ -234,6 +238,7 @@ func overlappingSections(h *history.History) int {
 // stops that client's calls and nobody else's, which can only be if each
 // worker reaches the backend through its own proxy.
 func TestEachWorkerDialsThroughItsOwnProxy(t *testing.T) {
+	t.Parallel()
 	cfg := processConfig(t, "redis", "partition")
 	cfg.FaultMin, cfg.FaultMax = 1500*time.Millisecond, 1500*time.Millisecond
 	cfg.Workload.AcquireTimeout = 300 * time.Millisecond

@@ -10,6 +10,7 @@ import (
 )
 
 func TestRequestReleaseEndsHoldsEarly(t *testing.T) {
+	t.Parallel()
 	spec, err := catalog.Lookup("memory") // tus MemoryLocker: waiters ask the holder
 	if err != nil {
 		t.Fatal(err)

@@ -115,6 +115,7 @@ func seedWithEveryFault(t *testing.T, cfg Config) uint64 {
 }
 
 func TestRunRecordsWellFormedCalls(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, "pause", "crash")
 	cfg.Seed = seedWithEveryFault(t, cfg)
 	out, h := runAndRead(t, cfg)
@@ -200,6 +201,7 @@ func TestRunRecordsWellFormedCalls(t *testing.T) {
 }
 
 func TestSameSeedSameFaultSchedule(t *testing.T) {
+	t.Parallel()
 	schedule := func() (out []string) {
 		_, h := runAndRead(t, testConfig(t, "pause", "crash"))
 		for _, e := range h.Events {
@@ -223,6 +225,7 @@ func TestSameSeedSameFaultSchedule(t *testing.T) {
 // An explicit fault plan is played as it is: what was planned starts,
 // when planned, on the client planned, and nothing the seed would draw.
 func TestAFaultPlanIsPlayedAsGiven(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, "pause", "crash")
 	kinds := cfg.Faults
 	cfg.FaultPlan = []faults.Planned{
@@ -257,6 +260,7 @@ func TestAFaultPlanIsPlayedAsGiven(t *testing.T) {
 }
 
 func TestInterruptedRunKeepsItsHistory(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, "pause")
 	cfg.Duration = time.Hour
 	ctx, cancel := context.WithCancel(context.Background())
@@ -294,6 +298,7 @@ func TestInterruptedRunKeepsItsHistory(t *testing.T) {
 }
 
 func TestConfigErrorsNameWhatToFix(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.Clients = 0
 	cfg.Workload.HoldMax = -1
@@ -319,6 +324,7 @@ func (p *panickyLocker) Lock(context.Context, string) (lockers.Lease, error) {
 }
 
 func TestLockerBugsTakeDownOnlyTheirClient(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.Locker = LockerSpec{Name: "panicky", Setup: func(context.Context, Params) (*Instance, error) {
 		return &Instance{New: func(lockers.Env) (lockers.Locker, error) { return &panickyLocker{}, nil }, Close: func() {}}, nil
@@ -347,6 +353,7 @@ func TestLockerBugsTakeDownOnlyTheirClient(t *testing.T) {
 // a holder, yet every pause-holder here starts on a client that holds a
 // lock, and says so.
 func TestHolderFaultsWaitForAHolder(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, "pause-holder")
 	cfg.Clients, cfg.Duration = 2, 3*time.Second
 	cfg.Workload.Rate, cfg.Workload.HoldMin, cfg.Workload.HoldMax = 3, 20*time.Millisecond, 30*time.Millisecond
@@ -384,6 +391,7 @@ func TestHolderFaultsWaitForAHolder(t *testing.T) {
 // or drift is a clock event, and each heal puts the clock back where the
 // client's constant left it.
 func TestClockFaultsAreRecordedAndHealed(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, "clock-jump-forward", "clock-jump-back", "clock-drift")
 	cfg.Duration, cfg.ClockSpread, cfg.ClockStep = 3*time.Second, 10*time.Second, time.Minute
 	cfg.FaultMin, cfg.FaultMax = 200*time.Millisecond, 300*time.Millisecond

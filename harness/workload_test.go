@@ -108,6 +108,7 @@ func tallyRegister(t *testing.T, h *history.History) registerTally {
 }
 
 func TestRegisterWorkloadUnderACorrectLockLosesNothing(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.Locker = withRegisters(testSpec())
 	cfg.Workload.Name = history.WorkloadRegister
@@ -129,6 +130,7 @@ func TestRegisterWorkloadUnderACorrectLockLosesNothing(t *testing.T) {
 }
 
 func TestRegisterWorkloadWithoutExclusionLosesUpdates(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.Locker = grantAllSpec()
 	cfg.Workload.Name = history.WorkloadRegister
@@ -147,6 +149,7 @@ func TestRegisterWorkloadWithoutExclusionLosesUpdates(t *testing.T) {
 }
 
 func TestFencedRegisterRefusesStaleTokens(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.Locker = grantAllSpec()
 	cfg.Workload.Name = history.WorkloadFencedRegister
@@ -165,6 +168,7 @@ func TestFencedRegisterRefusesStaleTokens(t *testing.T) {
 // TestWorkloadsAreNamed: an unknown workload is refused before anything is
 // written, naming the ones there are.
 func TestWorkloadsAreNamed(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.Workload.Name = "queue"
 	if _, err := Run(context.Background(), cfg); err == nil || !contains(err.Error(), "register") {

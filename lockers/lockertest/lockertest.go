@@ -112,6 +112,11 @@ type Suite struct {
 	// Bubble set: those whose backend needs real sockets (a redis-server
 	// process), which a bubble cannot hold.
 	RealTime []Property
+	// Parallel runs the properties side by side, each on its own backend:
+	// for a suite on real time whose minutes go to waiting (acquire
+	// timeouts, stale leases), not to work. The properties' clients then
+	// share the machine, so give them a TTL that long against a hiccup.
+	Parallel bool
 
 	// Seed derives every client's Env.Seed, so a seeded locker behaves the
 	// same on every run of the suite. Zero means 1.
@@ -130,33 +135,52 @@ func Run(t *testing.T, s Suite) {
 	if err := s.validate(); err != nil {
 		t.Fatalf("lockertest: %v", err)
 	}
+	// t.Run may be called from several goroutines at once; that, not
+	// t.Parallel, runs the properties side by side, so -test.parallel
+	// (the core count) does not cap a suite that mostly waits. The batch
+	// starts once the properties that must run alone are done.
+	var (
+		wg    sync.WaitGroup
+		batch []func()
+	)
 	for _, p := range properties {
-		t.Run(string(p.name), func(t *testing.T) {
-			if reason, lacks := s.Lacks[p.name]; lacks {
-				// A defect that needs a race to show may hide in one
-				// bounded check; one failure in a few tries is proof,
-				// and the property holding every time refutes the claim.
-				var failures []string
-				for try := 0; try < lackTries && len(failures) == 0; try++ {
-					failures = check(t, s, p)
-				}
-				if len(failures) == 0 {
-					t.Errorf("documented as lacking %s (%s), but the property held in %d tries: the claim or the suite is wrong", p.name, reason, lackTries)
+		runProperty := func() {
+			t.Run(string(p.name), func(t *testing.T) {
+				if reason, lacks := s.Lacks[p.name]; lacks {
+					// A defect that needs a race to show may hide in one
+					// bounded check; one failure in a few tries is proof,
+					// and the property holding every time refutes the claim.
+					var failures []string
+					for try := 0; try < lackTries && len(failures) == 0; try++ {
+						failures = check(t, s, p)
+					}
+					if len(failures) == 0 {
+						t.Errorf("documented as lacking %s (%s), but the property held in %d tries: the claim or the suite is wrong", p.name, reason, lackTries)
+						return
+					}
+					t.Logf("fails as documented (%s):\n\t%s", reason, strings.Join(failures, "\n\t"))
 					return
 				}
-				t.Logf("fails as documented (%s):\n\t%s", reason, strings.Join(failures, "\n\t"))
-				return
-			}
-			if claimed, why := p.claimed(s); !claimed {
-				t.Skipf("not claimed: %s", why)
-			}
-			if s.inBubble(p) {
-				synctest.Test(t, func(t *testing.T) { p.run(newRig(t, t, s, p.name)) })
-				return
-			}
-			p.run(newRig(t, t, s, p.name))
-		})
+				if claimed, why := p.claimed(s); !claimed {
+					t.Skipf("not claimed: %s", why)
+				}
+				if s.inBubble(p) {
+					synctest.Test(t, func(t *testing.T) { p.run(newRig(t, t, s, p.name)) })
+					return
+				}
+				p.run(newRig(t, t, s, p.name))
+			})
+		}
+		if s.Parallel && !p.alone {
+			batch = append(batch, runProperty)
+		} else {
+			runProperty()
+		}
 	}
+	for _, runProperty := range batch {
+		wg.Go(runProperty)
+	}
+	wg.Wait()
 }
 
 // inBubble says whether p runs in a synctest bubble for s.
@@ -206,7 +230,11 @@ type property struct {
 	optional bool
 	// bubble runs the property in a synctest bubble, on virtual time.
 	bubble bool
-	run    func(r *rig)
+	// alone keeps the property out of a Parallel batch: it counts the
+	// process's goroutines, which the other properties' clients would
+	// change under it.
+	alone bool
+	run   func(r *rig)
 }
 
 func always(Suite) (bool, string) { return true, "" }
@@ -215,7 +243,7 @@ var properties = []property{
 	{name: MutexOneKey, claimed: always, run: mutex(32, 1, 10)},
 	{name: MutexManyKeys, claimed: always, run: mutex(32, 8, 16)},
 	{name: UnlockFrees, claimed: always, run: unlockFrees},
-	{name: Cancel, claimed: always, run: cancelWait},
+	{name: Cancel, claimed: always, alone: true, run: cancelWait},
 	{name: Fencing, optional: true, claimed: func(s Suite) (bool, string) {
 		return s.Fencing, "the locker hands out no fencing tokens (Suite.Fencing is false)"
 	}, run: fencing},

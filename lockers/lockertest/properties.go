@@ -48,6 +48,13 @@ func (r *rig) contend(clients, keys, iterations int) contention {
 		index[keyName(k)] = k
 	}
 
+	// A check of a property documented as lacking needs one overlap, not
+	// all of them: it stops every client at the first, which spares a lock
+	// that never frees (tus616 on GCS) minutes of waits on stale leases.
+	_, proving := r.t.(*recorder)
+	waits, stopWaits := context.WithCancel(context.Background())
+	defer stopWaits()
+
 	var mu sync.Mutex
 	seen := contention{tokens: map[string][]uint64{}}
 	overlap := func(format string, args ...any) {
@@ -57,6 +64,9 @@ func (r *rig) contend(clients, keys, iterations int) contention {
 			seen.first = fmt.Sprintf(format, args...)
 		}
 		seen.overlaps++
+		if proving {
+			stopWaits()
+		}
 	}
 
 	var wg sync.WaitGroup
@@ -69,13 +79,16 @@ func (r *rig) contend(clients, keys, iterations int) contention {
 		}
 		wg.Go(func() {
 			failures := 0
-			for it := 0; it < iterations; {
+			for it := 0; it < iterations && waits.Err() == nil; {
 				k := (i + it) % keys
 				key := keyName(k)
-				ctx, cancel := context.WithTimeout(context.Background(), bound)
+				ctx, cancel := context.WithTimeout(waits, bound)
 				lease, err := c.lock(ctx, key)
 				stuck := ctx.Err() != nil
 				cancel()
+				if err != nil && waits.Err() != nil {
+					return // stopped at the first overlap
+				}
 				if err != nil {
 					ended[k].signal()
 					if stuck {

@@ -1,8 +1,10 @@
 package lockertest
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -123,4 +125,39 @@ func TestSuiteValidation(t *testing.T) {
 	if err := ok.validate(); err != nil {
 		t.Errorf("valid suite: %v", err)
 	}
+}
+
+// Parallel runs the properties side by side and keeps the verdicts: the
+// correct lease passes every one, and the double grant's lacking mutex
+// properties are still proven (Run fails if a lacked property holds).
+func TestParallelSuiteKeepsTheVerdicts(t *testing.T) {
+	t.Run("lease", func(t *testing.T) {
+		s := mutantSuite(mutants.NewLease)
+		s.Parallel = true
+		Run(t, s)
+	})
+	t.Run("double-grant", func(t *testing.T) {
+		s := mutantSuite(mutants.NewDoubleGrant)
+		s.Parallel = true
+		s.Fencing = false // its tokens break with its exclusion
+		s.Lacks = map[Property]string{MutexOneKey: "grants every request", MutexManyKeys: "grants every request"}
+		Run(t, s)
+	})
+}
+
+// A check that proves a lacking property stops at the first overlap: the
+// double grant overlaps at once, so far fewer than all 32 x 10 holds run.
+func TestProvingALackStopsAtTheFirstOverlap(t *testing.T) {
+	failures := check(t, mutantSuite(mutants.NewDoubleGrant), properties[slices.IndexFunc(properties, func(p property) bool { return p.name == MutexOneKey })])
+	if len(failures) == 0 {
+		t.Fatal("the double grant passed mutex-1key")
+	}
+	var sightings, holds int
+	if _, err := fmt.Sscanf(failures[0], "mutual exclusion broken (%d sightings of a second holder) in %d holds", &sightings, &holds); err != nil {
+		t.Fatalf("unexpected failure %q: %v", failures[0], err)
+	}
+	if holds >= 32*10 {
+		t.Errorf("%d holds, all of them: the check ran on past the first overlap", holds)
+	}
+	t.Logf("stopped after %d holds (%d sightings)", holds, sightings)
 }

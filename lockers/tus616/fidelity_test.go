@@ -184,6 +184,7 @@ func TestConformanceFidelity(t *testing.T) {
 		},
 		ReleaseRequest: true,
 		TTL:            1200 * time.Millisecond,
+		Parallel:       true,
 		Lacks: map[lockertest.Property]string{
 			lockertest.MutexOneKey: "the stale-lock delete has only ifMetagenerationMatch, no generation: " +
 				"two clients that read the same stale lock can delete each other's fresh one; " +

@@ -550,6 +550,7 @@ func TestConformance(t *testing.T) {
 		},
 		ReleaseRequest: true,
 		TTL:            1200 * time.Millisecond,
+		Parallel:       true,
 		Lacks: map[lockertest.Property]string{
 			lockertest.OwnerCheck: "Unlock swallows every error and deletes with ifGenerationMatch=<metageneration>, " +
 				"which the raw fake ignores: it deletes whoever's lock is there",
