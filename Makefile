@@ -9,9 +9,12 @@ export PATH := $(PATH):/usr/local/go/bin
 verify:
 	$(VERIFY) run -locker memory-owner -clients 8 -keys 2 -duration 10s -faults pause,crash
 
+# The packages whose tests wait longest, named first so that go test starts them first.
+SLOW_FIRST := ./lockers/tus616 ./cmd/verify ./lockers/redsync
+
 ## test: vet and every test with the race detector (installs redis-server first when missing: the Redis lockers are also tested against a real server), then the example module that tests its own lock through the Go API. -parallel 4: the tests marked parallel (the harness's live runs) mostly wait, so four share two cores
 test: vet redis-server node-worker
-	$(GO) test -race -parallel 4 -timeout 25m ./...
+	$(GO) test -race -parallel 4 -timeout 25m $(SLOW_FIRST) ./...
 	cd examples/ownlock && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 5m ./...
 
 ## redis-server: install Debian's redis-server when it is not on PATH (only the binary is used; tests start their own on loopback)

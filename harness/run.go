@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -261,6 +262,32 @@ func NewRunID(start time.Time, locker string, seed uint64) string {
 	return fmt.Sprintf("%s-%s-s%d", start.UTC().Format("20060102-150405.000"), locker, seed)
 }
 
+// claimRunDir makes the run's directory: dir, or dir-2, dir-3, … when a
+// run of the same name already has it (two runs of one locker and seed
+// started in the same millisecond, by parallel tests or by two processes
+// writing to one results directory). Mkdir is the claim, so two claimants
+// never share one.
+func claimRunDir(dir string) (string, error) {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", fmt.Errorf("results directory: %w", err)
+	}
+	const tries = 100
+	for i := 1; i <= tries; i++ {
+		d := dir
+		if i > 1 {
+			d = fmt.Sprintf("%s-%d", dir, i)
+		}
+		err := os.Mkdir(d, 0o755)
+		if err == nil {
+			return d, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return "", fmt.Errorf("run directory: %w", err)
+		}
+	}
+	return "", fmt.Errorf("run directory: %s and %d numbered variants of it exist already; choose another output directory", dir, tries-1)
+}
+
 // Run executes cfg. The history is written as the run goes, so whatever
 // happens it holds every event recorded before. An error means the run
 // could not be set up or its history could not be written.
@@ -268,6 +295,20 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	// The directory is claimed first, so the run's ID (the backend's
+	// prefix too) is its final name; a run refused before it starts
+	// removes it again, leaving nothing behind.
+	dir, err := claimRunDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Dir = dir
+	started := false
+	defer func() {
+		if !started {
+			_ = os.Remove(dir) // empty unless the run began
+		}
+	}()
 	r := &run{cfg: cfg}
 	server := serverfault.New(serverfault.Options{Seed: cfg.Seed ^ 0x5e7fa17, OnEvent: r.recordServerFault})
 	setupCtx, cancelSetup := context.WithTimeout(ctx, time.Minute)
@@ -304,19 +345,12 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		}
 	}
 
-	// The run's directory is made only once the run can go ahead, so a
-	// refused run leaves nothing behind.
-	if err := os.MkdirAll(filepath.Dir(cfg.Dir), 0o755); err != nil {
-		return nil, fmt.Errorf("results directory: %w", err)
-	}
-	if err := os.Mkdir(cfg.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("run directory: %w", err)
-	}
 	out := &Outcome{Dir: cfg.Dir, HistoryPath: filepath.Join(cfg.Dir, "history.jsonl")}
 	f, err := os.OpenFile(out.HistoryPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
 	}
+	started = true
 	defer f.Close()
 
 	start := time.Now()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -430,6 +431,45 @@ func TestClockFaultsAreRecordedAndHealed(t *testing.T) {
 		// stop instant leaves nanoseconds at most.
 		if d := time.Duration(ch.Skew) - constant[c]; ch.Drift != 0 || d < -time.Millisecond || d > time.Millisecond {
 			t.Errorf("client %d after its last heal: %v off its constant %v, drift %v", c, time.Duration(ch.Skew), constant[c], ch.Drift)
+		}
+	}
+}
+
+// Two runs given one directory (parallel tests of one locker and seed
+// started in the same millisecond) each get a directory of their own, and
+// each history says which.
+func TestRunsGivenOneDirectoryEachClaimTheirOwn(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.Duration = 200 * time.Millisecond
+	outs := make([]*Outcome, 2)
+	var wg sync.WaitGroup
+	for i := range outs {
+		wg.Go(func() {
+			out, err := Run(context.Background(), cfg)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			outs[i] = out
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	got := []string{outs[0].Dir, outs[1].Dir}
+	slices.Sort(got)
+	if want := []string{cfg.Dir, cfg.Dir + "-2"}; !slices.Equal(got, want) {
+		t.Fatalf("run directories %q, want %q", got, want)
+	}
+	for _, out := range outs {
+		h, err := history.ReadFile(out.HistoryPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Header.Run.ID != filepath.Base(out.Dir) {
+			t.Errorf("%s: history names run %q", out.Dir, h.Header.Run.ID)
 		}
 	}
 }

@@ -30,13 +30,17 @@ var scenario = check.Scenario{
 	Faults: []string{"crash"}, Seeds: []uint64{1, 2},
 }
 
+// Both tests run in parallel: each run directory is claimed by its run,
+// so two of one locker and seed never collide.
 func TestOwnLock(t *testing.T) {
+	t.Parallel()
 	check.Test(t, locker(os.Getenv("EXAMPLE_PLANT_BUG") == "1"), scenario)
 }
 
 // The planted bug must be caught, or this test proves nothing: the same
 // scenario, expecting invalid, on the locker without its refresher.
 func TestPlantedBugIsCaught(t *testing.T) {
+	t.Parallel()
 	s := scenario
 	s.Expect = check.Expect{Verdict: "invalid", Reason: "the refresher never runs, so a lease held past its TTL is taken over"}
 	for _, r := range check.Test(t, locker(true), s) {

@@ -140,7 +140,10 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 // TestConformanceFidelity runs the conformance suite on the fidelity layer.
 // Its properties run side by side (Suite.Parallel): clients time out again
 // and again on locks nobody can free, so its minutes are waits, and a
-// lacking property's check stops at its first overlap.
+// lacking property's check stops at its first overlap. At 1/20 of the
+// default durations (600 ms locks) the waits are half those of the raw
+// suite's 1/10; the properties that must hold here (cancel, release
+// request) do not depend on the lease's length.
 //
 // Measured (2 cores, -race): mutual exclusion breaks with no fault at all
 // (8 overlaps in 77 holds on one key, 4 in 512 on eight keys). Unlock never
@@ -177,7 +180,7 @@ func TestConformanceFidelity(t *testing.T) {
 			}
 			return func(env lockers.Env) lockers.Locker {
 				env.HTTP = &http.Client{Transport: handlerTransport{s.Handler()}}
-				l, err := tus616.New(context.Background(), fidelityConfig(s), env, tus616.Options{TimeScale: 0.1})
+				l, err := tus616.New(context.Background(), fidelityConfig(s), env, tus616.Options{TimeScale: 0.05})
 				if err != nil {
 					tb.Fatalf("New: %v", err)
 				}
@@ -186,7 +189,7 @@ func TestConformanceFidelity(t *testing.T) {
 			}
 		},
 		ReleaseRequest: true,
-		TTL:            1200 * time.Millisecond,
+		TTL:            600 * time.Millisecond,
 		Parallel:       true,
 		Lacks: map[lockertest.Property]string{
 			lockertest.MutexOneKey: "the stale-lock delete has only ifMetagenerationMatch, no generation: " +
