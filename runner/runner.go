@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"slices"
@@ -272,6 +273,18 @@ func writeResults(dir string, h *history.History, rep *models.Report, verdict mo
 // stalled.
 const simWallLimit = 5 * time.Minute
 
+// seedLibraryRand seeds math/rand's global source from the run's seed.
+// Libraries draw from it on their own, the storage client's retry jitter
+// (gax-go's Backoff.Pause) among them: unseeded, a simulation whose
+// requests are retried (lost replies, 503s) differs from run to run.
+// rand.Seed has effect only in a binary built with //go:debug
+// randseednop=0 (verify and its tests are); elsewhere it does nothing and
+// the jitter stays an escape from the seed (internal/bubble's doc says
+// so). Simulations run side by side (-parallel) share the one source.
+func seedLibraryRand(seed uint64) {
+	rand.Seed(int64(seed ^ 0x6a177e5)) //nolint:staticcheck // the global source is the one the libraries draw from
+}
+
 // execute runs cfg: in a bubble of pool when it is a simulation, where
 // the run's only context is its own (a context from outside the bubble
 // would keep its clock from ever advancing); directly otherwise.
@@ -285,7 +298,10 @@ func execute(ctx context.Context, cfg harness.Config, pool *bubble.Pool) (*harne
 	}
 	var out *harness.Outcome
 	var runErr error
-	err := pool.Run(func() { out, runErr = harness.Run(context.Background(), cfg) }, simWallLimit)
+	err := pool.Run(func() {
+		seedLibraryRand(cfg.Seed)
+		out, runErr = harness.Run(context.Background(), cfg)
+	}, simWallLimit)
 	if errors.Is(err, bubble.ErrLeftBlocked) && out != nil {
 		// The run and its history are complete; what stayed blocked is
 		// the locker's (a lease it never stops), worth a word, not a

@@ -3,6 +3,11 @@
 // linearizability against an owner-aware lock model, and liveness.
 //
 // Exit codes: 0 valid, 1 invalid, 2 unknown, 3 could not run.
+
+// randseednop=0 lets a simulation seed math/rand's global source, which
+// libraries draw their retry jitter from (runner.seedLibraryRand).
+//
+//go:debug randseednop=0
 package main
 
 import (

@@ -31,9 +31,20 @@
 //     instant of another client's call; so can two timers of one locker.
 //   - A select with several ready cases picks one at random, and map
 //     iteration order is random, in lockers and in the libraries they use.
-//   - Randomness a library draws itself (crypto/rand lock values in
-//     redsync and redislock) differs from run to run; it shapes no
-//     ordering the harness records, but it is not the seed's.
+//   - Randomness a library draws itself from crypto/rand (the lock values
+//     of redsync and redislock) differs from run to run; it shapes no
+//     ordering the harness records, but it is not the seed's. What
+//     libraries draw from math/rand's global source (the storage client's
+//     retry jitter, gax-go's Backoff.Pause) is the seed's: each simulated
+//     run seeds that source first (runner's seedLibraryRand), in binaries
+//     built with //go:debug randseednop=0, as verify is. Measured on lai
+//     under server-lost-reply and server-drop, where the client retries
+//     often: 8 of 8 seeds ran twice differently before, 1 of 4 after, that
+//     one an error text (a retry budget met by the client or by lai's
+//     counter, as the clients woken at one instant ran). Simulations run
+//     side by side (verify sim -parallel) share the one source, so their
+//     draws interleave; a Go test of another module that runs a
+//     simulation without the directive keeps the jitter unseeded.
 //
 // verify sim -determinism measures what is left: each seed run twice and
 // the histories compared event line by event line.
