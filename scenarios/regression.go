@@ -112,34 +112,37 @@ func decodeFile(fsys fs.FS, name string) (Spec, error) {
 // (fenced) and the third-party libraries run as they are (redislock,
 // redsync, redlock).
 var pinnedBy = map[string]string{
-	"tus616/latency":         "regression/tus616-contention-double-stale-delete",
-	"tus616/contended":       "regression/tus616-contention-double-stale-delete",
-	"tus616/pause":           "regression/tus616-pause-stale-delete",
-	"tus616/register-pause":  "regression/tus616-pause-stale-delete",
-	"tus616/fenced-pause":    "regression/tus616-pause-stale-delete",
-	"tus616/sigstop":         "regression/tus616-pause-stale-delete",
-	"tus616/request-release": "regression/tus616-pause-stale-delete", // holds of two leases outlive an exp nobody extends (step 6), as a pause does
-	"tus616/skew":            "regression/tus616-skew-stale-delete",
-	"lai/partition":          "regression/lai-partition-resent-unlock",
-	"lai/429":                "regression/lai-crash-double-stale-delete", // the same step 3 race, met after 429s
-	"lai/crash":              "regression/lai-crash-double-stale-delete",
-	"lai/pause":              "regression/lai-pause-frozen-refresher",
-	"lai/register-pause":     "regression/lai-pause-frozen-refresher",
-	"lai/fenced-pause":       "regression/lai-pause-frozen-refresher",
-	"lai/sigstop":            "regression/lai-pause-frozen-refresher",
-	"lai/clock":              "regression/lai-skew-client-clock-expiry",
-	"lai/skew":               "regression/lai-skew-client-clock-expiry",
-	"gcslock/lost-reply":     "regression/gcslock-lost-reply-resent-delete",
-	"gcslock/crash":          "regression/gcslock-crash-never-released", // liveness: the stuck key
-	"gcslock/sigkill":        "regression/gcslock-crash-never-released",
-	"gmutex/pause":           "regression/gmutex-pause-register-lost-update",
-	"gmutex/register-pause":  "regression/gmutex-pause-register-lost-update",
-	"gmutex/fenced-pause":    "regression/gmutex-pause-register-lost-update",
-	"gmutex/sigstop":         "regression/gmutex-pause-register-lost-update",
-	"redis/pause":            "regression/redis-pause-frozen-watchdog",
-	"redis/register-pause":   "regression/redis-pause-frozen-watchdog",
-	"redis/fenced-pause":     "regression/redis-pause-frozen-watchdog",
-	"redis/sigstop":          "regression/redis-pause-frozen-watchdog",
+	"tus616/latency":            "regression/tus616-contention-double-stale-delete",
+	"tus616/contended":          "regression/tus616-contention-double-stale-delete",
+	"tus616/pause":              "regression/tus616-pause-stale-delete",
+	"tus616/register-pause":     "regression/tus616-pause-stale-delete",
+	"tus616/fenced-pause":       "regression/tus616-pause-stale-delete",
+	"tus616/sigstop":            "regression/tus616-pause-stale-delete",
+	"tus616/request-release":    "regression/tus616-pause-stale-delete", // holds of two leases outlive an exp nobody extends (step 6), as a pause does
+	"tus616/skew":               "regression/tus616-skew-stale-delete",
+	"tus616/server-lost-reply":  "regression/tus616-contention-double-stale-delete", // traced: the overlap came after the fault, two waiters deleting one stale lock (step 3)
+	"lai/partition":             "regression/lai-partition-resent-unlock",
+	"lai/server-lost-reply":     "regression/lai-server-lost-reply-resent-delete",
+	"lai/429":                   "regression/lai-crash-double-stale-delete", // the same step 3 race, met after 429s
+	"lai/crash":                 "regression/lai-crash-double-stale-delete",
+	"lai/pause":                 "regression/lai-pause-frozen-refresher",
+	"lai/register-pause":        "regression/lai-pause-frozen-refresher",
+	"lai/fenced-pause":          "regression/lai-pause-frozen-refresher",
+	"lai/sigstop":               "regression/lai-pause-frozen-refresher",
+	"lai/clock":                 "regression/lai-skew-client-clock-expiry",
+	"lai/skew":                  "regression/lai-skew-client-clock-expiry",
+	"gcslock/lost-reply":        "regression/gcslock-lost-reply-resent-delete",
+	"gcslock/server-lost-reply": "regression/gcslock-lost-reply-resent-delete", // traced: the same repeated unconditional delete (step 2), its reply dropped by the backend
+	"gcslock/crash":             "regression/gcslock-crash-never-released",     // liveness: the stuck key
+	"gcslock/sigkill":           "regression/gcslock-crash-never-released",
+	"gmutex/pause":              "regression/gmutex-pause-register-lost-update",
+	"gmutex/register-pause":     "regression/gmutex-pause-register-lost-update",
+	"gmutex/fenced-pause":       "regression/gmutex-pause-register-lost-update",
+	"gmutex/sigstop":            "regression/gmutex-pause-register-lost-update",
+	"redis/pause":               "regression/redis-pause-frozen-watchdog",
+	"redis/register-pause":      "regression/redis-pause-frozen-watchdog",
+	"redis/fenced-pause":        "regression/redis-pause-frozen-watchdog",
+	"redis/sigstop":             "regression/redis-pause-frozen-watchdog",
 }
 
 // notPorted are the lockers whose defects are not pinned: see pinnedBy.

@@ -102,8 +102,14 @@
 //     until it goes stale.
 //   - A create whose reply is lost is retried and gets 412 (a ghost); the
 //     read finds our own identity and instant recovery deletes our own
-//     fresh object and creates again. Harmless here, but it is our own
-//     first attempt being released: the call is indeterminate from then on.
+//     fresh object and creates again: our own first attempt released, so
+//     the call is indeterminate from then on. Not harmless: when that
+//     delete's reply is lost too, the client library sends it again, and
+//     if another client has created the lock meanwhile (metageneration 1,
+//     as ours was), the resent delete removes it; Unlock's delete is
+//     resent the same way. Traced request by request under
+//     server-lost-reply; regression/lai-server-lost-reply-resent-delete
+//     pins it.
 //   - The refresher's requests have no time bound of their own (the
 //     source's client sets none): a request that hangs stalls the
 //     refresher, and Lost is not closed until it returns, unless env.HTTP
