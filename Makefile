@@ -68,12 +68,14 @@ tus616-table: build
 ## compare-table: every locker × {none, latency, partition, lost-reply, 429, pause, crash} on 3 seeds, each locker scaled to a 1 s lease; the table goes into README.md (about 30 min)
 compare-table: build
 	bin/verify compare -parallel 2 -seeds 1,2,3 -markdown results/compare-table.md > /dev/null || [ $$? -le 2 ]
-	$(GO) run ./internal/readmetable -marker compare -table results/compare-table.md README.md
+	sed -E 's/\[(s[0-9]+)\]\([^)]*\)/\1/g' results/compare-table.md > results/compare-table.readme.md # the run links point into the comparison's own directory
+	$(GO) run ./internal/readmetable -marker compare -table results/compare-table.readme.md README.md
 
 ## compare-data-table: every locker × {clock, skew, register-pause, fenced-pause, sigstop, sigkill, request-release} on 3 seeds, 1 s leases; the second README table (about 35 min)
 compare-data-table: build
 	bin/verify compare -parallel 2 -seeds 1,2,3 -scenarios clock,skew,register-pause,fenced-pause,sigstop,sigkill,request-release -markdown results/compare-data-table.md > /dev/null || [ $$? -le 2 ]
-	$(GO) run ./internal/readmetable -marker compare-data -table results/compare-data-table.md README.md
+	sed -E 's/\[(s[0-9]+)\]\([^)]*\)/\1/g' results/compare-data-table.md > results/compare-data-table.readme.md
+	$(GO) run ./internal/readmetable -marker compare-data -table results/compare-data-table.readme.md README.md
 
 ## sim-table: every regression scenario and planted mutant, sim (seeds 1-200) against live (seeds 1-5): the first failing seed, seeds explored and wall time to the first violation, one command at a time; the table goes into README.md (about 4 min)
 sim-table:

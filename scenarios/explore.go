@@ -13,7 +13,7 @@ import (
 // Families are the fault families of the exploratory cross-product, each a
 // column of the comparison tables (internal/compare), whose fault lists
 // and lease multiples they reuse.
-var Families = []string{"none", "contended", "latency", "partition", "lost-reply", "429", "pause", "crash", "clock"}
+var Families = []string{"none", "contended", "latency", "partition", "lost-reply", "server-lost-reply", "429", "pause", "crash", "clock"}
 
 // ExploreWorkloads are the workloads of the cross-product.
 var ExploreWorkloads = []string{history.WorkloadMutex, history.WorkloadRegister}
@@ -131,19 +131,25 @@ var measured = map[string]map[string]Expect{
 		"pause": {ExpectInvalid, "invalid 3/3: the store expires the lease one TTL after the last refresh while the paused holder's refresher and Lost timer are frozen with it"},
 	},
 	"tus616": {
-		"latency":   {ExpectEither, "invalid 1/3 in one regeneration of the table, 0/3 in the next: Unlock deletes with ifGenerationMatch=<metageneration> (step 7), so a released lock lingers until exp; two waiters judge it stale and delete with ifMetagenerationMatch=1 alone (step 3), the second removing the first's fresh lock"},
-		"pause":     {ExpectInvalid, "invalid 3/3: the watcher never extends the exp waiters judge (step 6), so a waiter deletes the paused holder's lock as stale and takes it (step 3)"},
-		"contended": {ExpectEither, "invalid 1/3 (16 clients on one key, no faults): every release leaves its lock behind (step 7), and two waiters that judge it stale both delete it with ifMetagenerationMatch=1 alone (step 3)"},
+		"latency":           {ExpectEither, "invalid 1/3 in one regeneration of the table, 0/3 in the next: Unlock deletes with ifGenerationMatch=<metageneration> (step 7), so a released lock lingers until exp; two waiters judge it stale and delete with ifMetagenerationMatch=1 alone (step 3), the second removing the first's fresh lock"},
+		"pause":             {ExpectInvalid, "invalid 3/3: the watcher never extends the exp waiters judge (step 6), so a waiter deletes the paused holder's lock as stale and takes it (step 3)"},
+		"contended":         {ExpectEither, "invalid 1/3, then 0/3 (16 clients on one key, no faults): every release leaves its lock behind (step 7), and two waiters that judge it stale both delete it with ifMetagenerationMatch=1 alone (step 3)"},
+		"partition":         {ExpectEither, "valid 3/3, then invalid 1/3: the cut-off holder's lock goes stale and two waiters both delete it with ifMetagenerationMatch=1 alone (step 3), traced in simulation"},
+		"lost-reply":        {ExpectEither, "valid 3/3, then invalid 1/3: a lock left to go stale (step 7) is deleted by two waiters at once (step 3), one of them the client whose replies were lost; traced in simulation"},
+		"server-lost-reply": {ExpectEither, "valid 3/3, then invalid 1/3: the overlap came after the fault, two waiters deleting one stale lock with ifMetagenerationMatch=1 alone (step 3); traced in simulation"},
 	},
 	"lai": {
-		"partition": {ExpectInvalid, "invalid 3/3: the cut-off holder's Unlock deletes with ifMetagenerationMatch=<remembered> alone (step 5), resent after the heal, and removes the next holder's fresh lock"},
-		"429":       {ExpectEither, "invalid 1/3, then 0/3: two waiters delete one stale lock with ifMetagenerationMatch=1 alone (step 3); resent deletes after 429s remove the lock the other waiter just created"},
-		"pause":     {ExpectInvalid, "invalid 3/3: the paused holder's refresher (step 4) is frozen, expires_at passes, and a waiter deletes the lock as stale by its own clock (step 3)"},
-		"crash":     {ExpectEither, "invalid 2/3, then 0/3: the crashed holder's lock expires and two waiters delete it at once with ifMetagenerationMatch=1 alone (step 3)"},
-		"clock":     {ExpectInvalid, "invalid 3/3: expires_at is kept by the client's clock and judged by the waiter's (step 3), so a client three leases ahead takes every live lock for stale"},
+		"partition":         {ExpectEither, "invalid 3/3, then 2/3: the cut-off holder's Unlock deletes with ifMetagenerationMatch=<remembered> alone (step 5), resent after the heal, and removes the next holder's fresh lock"},
+		"lost-reply":        {ExpectEither, "valid 3/3, then invalid 1/3: the Unlock whose reply was lost is resent at the heal (step 5) and deletes the next holder's fresh lock, traced in simulation"},
+		"server-lost-reply": {ExpectInvalid, "invalid 3/3 twice: a metageneration-only delete, Unlock's (step 5) or instant recovery's (step 3), applied with its reply lost, is resent by the client library and removes another client's fresh lock"},
+		"429":               {ExpectEither, "invalid 1/3, then 0/3: two waiters delete one stale lock with ifMetagenerationMatch=1 alone (step 3); resent deletes after 429s remove the lock the other waiter just created"},
+		"pause":             {ExpectInvalid, "invalid 3/3: the paused holder's refresher (step 4) is frozen, expires_at passes, and a waiter deletes the lock as stale by its own clock (step 3)"},
+		"crash":             {ExpectEither, "invalid 2/3, then 0/3: the crashed holder's lock expires and two waiters delete it at once with ifMetagenerationMatch=1 alone (step 3)"},
+		"clock":             {ExpectInvalid, "invalid 3/3: expires_at is kept by the client's clock and judged by the waiter's (step 3), so a client three leases ahead takes every live lock for stale"},
 	},
 	"gcslock": {
-		"lost-reply": {ExpectEither, "invalid 1/3, then 0/3: Unlock repeats an unconditional delete until answered (step 2); a delete whose reply was lost, repeated after the heal, removes the next holder's lock"},
+		"lost-reply":        {ExpectEither, "invalid 1/3, then 0/3: Unlock repeats an unconditional delete until answered (step 2); a delete whose reply was lost, repeated after the heal, removes the next holder's lock"},
+		"server-lost-reply": {ExpectEither, "invalid 1/3, then 2/3: the same repeated unconditional delete (step 2), applied by the backend with its reply dropped, removes the next holder's lock; traced in simulation"},
 	},
 	"gmutex": {
 		"pause": {ExpectInvalid, "invalid 3/3: the extend goroutine is frozen with its holder, the lock expires on server time, and a waiter takes it over by generation (step 1) while the holder still works"},
@@ -226,7 +232,7 @@ var quick = []string{
 	"lease/mutex/pause",
 	"redis/register/pause",
 	"gmutex/mutex/pause",
-	"lai/mutex/partition",
+	"lai/mutex/server-lost-reply",
 	"lai/mutex/clock",
 }
 

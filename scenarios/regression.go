@@ -121,6 +121,9 @@ var pinnedBy = map[string]string{
 	"tus616/request-release":    "regression/tus616-pause-stale-delete", // holds of two leases outlive an exp nobody extends (step 6), as a pause does
 	"tus616/skew":               "regression/tus616-skew-stale-delete",
 	"tus616/server-lost-reply":  "regression/tus616-contention-double-stale-delete", // traced: the overlap came after the fault, two waiters deleting one stale lock (step 3)
+	"tus616/partition":          "regression/tus616-contention-double-stale-delete", // traced: two waiters delete the cut-off holder's stale lock (step 3)
+	"tus616/lost-reply":         "regression/tus616-contention-double-stale-delete", // traced: likewise, after the lost replies
+	"lai/lost-reply":            "regression/lai-partition-resent-unlock",           // traced: the same resent Unlock (step 5), after lost replies instead of a partition
 	"lai/partition":             "regression/lai-partition-resent-unlock",
 	"lai/server-lost-reply":     "regression/lai-server-lost-reply-resent-delete",
 	"lai/429":                   "regression/lai-crash-double-stale-delete", // the same step 3 race, met after 429s

@@ -248,7 +248,7 @@ func TestExploreIsUniqueApplicableAndValid(t *testing.T) {
 	for _, s := range specs {
 		byName[s.Name] = s
 	}
-	for name, want := range map[string]string{"lai/mutex/partition": "invalid", "fenced/mutex/pause": "either", "fenced/mutex/none": "valid", "gcslock/register/lost-reply": "either"} {
+	for name, want := range map[string]string{"lai/mutex/partition": "either", "lai/mutex/server-lost-reply": "invalid", "lai/register/server-lost-reply": "invalid", "fenced/mutex/pause": "either", "fenced/mutex/none": "valid", "gcslock/register/lost-reply": "either"} {
 		if got := byName[name].Expect.Verdict; got != want {
 			t.Errorf("%s: expect %q, want %q", name, got, want)
 		}
