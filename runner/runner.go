@@ -280,7 +280,8 @@ const simWallLimit = 5 * time.Minute
 // rand.Seed has effect only in a binary built with //go:debug
 // randseednop=0 (verify and its tests are); elsewhere it does nothing and
 // the jitter stays an escape from the seed (internal/bubble's doc says
-// so). Simulations run side by side (-parallel) share the one source.
+// so). Runs side by side in one process (verify sim -parallel, parallel
+// tests) share the one source, and their draws interleave.
 func seedLibraryRand(seed uint64) {
 	rand.Seed(int64(seed ^ 0x6a177e5)) //nolint:staticcheck // the global source is the one the libraries draw from
 }

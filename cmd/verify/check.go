@@ -17,11 +17,11 @@ func checkCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o runner.CheckOptions
-	var write bool
+	var write, asJSON bool
 	fs.DurationVar(&o.Timeout, "check-timeout", time.Minute, "time limit of the linearizability search; past it the verdict is unknown")
 	fs.BoolVar(&o.RequireRecovery, "require-recovery", false, "count clients that never acquire in the recovery phase as a failure (exit 1)")
 	fs.BoolVar(&write, "write", false, "rewrite result.json, summary.txt, history.html and report.html in the run directory")
-	fs.BoolVar(&jsonOut, "json", false, "print the verdict and every checker's report as one JSON object, not the table")
+	fs.BoolVar(&asJSON, "json", false, "print the verdict and every checker's report as one JSON object, not the table")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: verify check [flags] <run dir | history.jsonl>
 
@@ -56,8 +56,8 @@ Flags:
 	if write {
 		writeDir = dir
 	}
-	code, err := checkAndReport(path, writeDir, o, stdout)
-	if err == nil && saved != nil && !jsonOut {
+	code, err := checkAndReport(path, writeDir, o, asJSON, stdout)
+	if err == nil && saved != nil && !asJSON {
 		now := verdictOfCode(code)
 		if now == saved.Verdict {
 			fmt.Fprintf(stdout, "saved verdict %s: reproduced\n", saved.Verdict)
@@ -67,11 +67,6 @@ Flags:
 	}
 	return code, err
 }
-
-// jsonOut, set by -json on run, check and replay, makes printVerdict
-// print one JSON object (the verdict, coverage and every checker's report:
-// result.json's content) in place of the table, for scripts.
-var jsonOut bool
 
 func writeVerdictJSON(res *runner.Result, w io.Writer) {
 	out := struct {
@@ -89,7 +84,7 @@ func writeVerdictJSON(res *runner.Result, w io.Writer) {
 // checkAndReport checks the history at path, prints the verdict table and
 // summary, and, when dir is set, writes result.json, summary.txt and
 // history.html and report.html there. The exit code follows the verdict.
-func checkAndReport(path, dir string, o runner.CheckOptions, stdout io.Writer) (int, error) {
+func checkAndReport(path, dir string, o runner.CheckOptions, asJSON bool, stdout io.Writer) (int, error) {
 	h, rep, verdict, err := runner.Check(path, o)
 	if err != nil {
 		return 0, err
@@ -99,14 +94,16 @@ func checkAndReport(path, dir string, o runner.CheckOptions, stdout io.Writer) (
 			return 0, err
 		}
 	}
-	return printVerdict(&runner.Result{Dir: dir, HistoryPath: path, History: h, Report: rep, Verdict: verdict}, stdout), nil
+	return printVerdict(&runner.Result{Dir: dir, HistoryPath: path, History: h, Report: rep, Verdict: verdict}, stdout, asJSON), nil
 }
 
 // printVerdict prints a checked run: a note on a cut-off history, the
 // verdict table, the summary, where the results are, and the verdict
-// line. It returns the exit code the verdict calls for.
-func printVerdict(res *runner.Result, stdout io.Writer) int {
-	if jsonOut {
+// line; asJSON (-json on run and check) prints one JSON object in its
+// place (the verdict, coverage and every checker's report: result.json's
+// content), for scripts. It returns the exit code the verdict calls for.
+func printVerdict(res *runner.Result, stdout io.Writer, asJSON bool) int {
+	if asJSON {
 		writeVerdictJSON(res, stdout)
 		return exitCodeOf(res.Verdict)
 	}

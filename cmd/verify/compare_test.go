@@ -14,6 +14,7 @@ import (
 // A comparison with a planted bug exits 1, writes both tables, and the
 // Markdown copy asked for; the control's cell stays valid.
 func TestCompareWritesTablesAndExitsOnTheWorstVerdict(t *testing.T) {
+	t.Parallel()
 	out := t.TempDir()
 	md := filepath.Join(t.TempDir(), "table.md")
 	code, stdout, stderr := verify(t, "compare", "-lockers", "lease,mutant-double-grant", "-scenarios", "none,latency",
@@ -88,6 +89,7 @@ func TestCompareWritesTablesAndExitsOnTheWorstVerdict(t *testing.T) {
 }
 
 func TestCompareRefusesBadFlags(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"-seeds", "x"}, {"-seeds", "0"}, {"-lockers", "nope"}, {"-scenarios", "nope"}, {"-parallel", "0"}, {"-ttl", "-1s"}, {"extra"},
 	} {
@@ -101,6 +103,7 @@ func TestCompareRefusesBadFlags(t *testing.T) {
 // Stuck clients fail a comparison as an unsafe run does: a lock that is
 // safe only because nobody gets it again is not a pass.
 func TestCompareExitsInvalidOnALivenessFailureAlone(t *testing.T) {
+	t.Parallel()
 	safeButStuck := &compare.Table{Runs: []compare.Run{
 		{Locker: "lease", Scenario: "none", Verdict: models.Valid, Liveness: models.Valid},
 		{Locker: "mutant-unlock-keeps", Scenario: "none", Verdict: models.Valid, Liveness: models.Invalid, Stuck: 3},

@@ -87,7 +87,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var code int
 	var err error
-	jsonOut = false // a flag of some commands; run may be called more than once in a process
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "run":
 		code, err = runCommand(rest, stdout, stderr)

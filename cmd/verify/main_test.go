@@ -42,6 +42,7 @@ func runOnce(t *testing.T, args ...string) (dir string, code int, stdout string)
 }
 
 func TestRunValidLockerExitsZeroAndWritesEveryArtifact(t *testing.T) {
+	t.Parallel()
 	dir, code, stdout := runOnce(t, "-locker", "memory-owner", "-clients", "4", "-keys", "2", "-faults", "pause", "-fault-interval", "200ms", "-seed", "5")
 	if code != exitValid {
 		t.Fatalf("exit %d, want 0\n%s", code, stdout)
@@ -64,6 +65,7 @@ func TestRunValidLockerExitsZeroAndWritesEveryArtifact(t *testing.T) {
 }
 
 func TestRunBrokenLockerExitsOneAndCheckReproducesIt(t *testing.T) {
+	t.Parallel()
 	// Every hold outlasts the mutant's 30 ms lease and one key is
 	// contended back to back, so the silent expiry shows in any run.
 	dir, code, stdout := runOnce(t, "-locker", "mutant-silent-expiry", "-clients", "4", "-keys", "1", "-rate", "0", "-hold-min", "40ms", "-hold-max", "60ms")
@@ -80,6 +82,7 @@ func TestRunBrokenLockerExitsOneAndCheckReproducesIt(t *testing.T) {
 }
 
 func TestCheckTruncatedHistoryChecksWhatIsThere(t *testing.T) {
+	t.Parallel()
 	dir, _, _ := runOnce(t, "-locker", "memory-owner", "-clients", "2", "-keys", "1")
 	b, err := os.ReadFile(filepath.Join(dir, "history.jsonl"))
 	if err != nil {
@@ -101,6 +104,7 @@ func TestCheckTruncatedHistoryChecksWhatIsThere(t *testing.T) {
 // A run killed at 40% of its duration leaves a history that checks as
 // what it is: the verdict line says how much of the run it covers.
 func TestCheckOfAKilledRunSaysHowMuchItCovers(t *testing.T) {
+	t.Parallel()
 	dir, _, _ := runOnce(t, "-locker", "memory-owner", "-clients", "2", "-keys", "1")
 	b, err := os.ReadFile(filepath.Join(dir, "history.jsonl"))
 	if err != nil {
@@ -134,6 +138,7 @@ func TestCheckOfAKilledRunSaysHowMuchItCovers(t *testing.T) {
 }
 
 func TestBadInputExitsThreeSayingWhatToFix(t *testing.T) {
+	t.Parallel()
 	garbage := filepath.Join(t.TempDir(), "garbage.jsonl")
 	os.WriteFile(garbage, []byte("this is not json\n"), 0o644)
 	notHistory := filepath.Join(t.TempDir(), "other.json")
@@ -179,6 +184,7 @@ func TestBadInputExitsThreeSayingWhatToFix(t *testing.T) {
 }
 
 func TestHelpAndListTeach(t *testing.T) {
+	t.Parallel()
 	code, stdout, stderr := verify(t, "help", "run")
 	if code != exitValid || !strings.Contains(stderr, "Examples:") || !strings.Contains(stderr, "-faults") {
 		t.Errorf("help run: exit %d\n%s%s", code, stdout, stderr)
@@ -192,6 +198,7 @@ func TestHelpAndListTeach(t *testing.T) {
 }
 
 func TestWorkerRefusesAProtocolItDoesNotSpeak(t *testing.T) {
+	t.Parallel()
 	var out, errb bytes.Buffer
 	code, err := workerMain(nil, strings.NewReader(`{"id":0,"op":"hello","protocol":99}`+"\n"), &out, &errb)
 	if err != nil || code != exitValid {
@@ -203,6 +210,7 @@ func TestWorkerRefusesAProtocolItDoesNotSpeak(t *testing.T) {
 }
 
 func TestRunWithProcessClients(t *testing.T) {
+	t.Parallel()
 	dir, code, stdout := runOnce(t, "-locker", "redis", "-ttl", "500ms", "-clients", "3", "-keys", "1", "-workload", "register",
 		"-clients-as", "process", "-faults", "crash-holder", "-fault-interval", "300ms", "-seed", "2")
 	// A killed holder's Redis lease expires; the killed process can
@@ -227,6 +235,7 @@ func TestRunWithProcessClients(t *testing.T) {
 // verify list -json is one JSON object scripts can read; help works for
 // every command.
 func TestVersionListJSONAndHelp(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{{"version"}, {"-version"}, {"--version"}} {
 		code, stdout, _ := verify(t, args...)
 		if code != exitValid || !strings.HasPrefix(stdout, "lockcheck ") || !strings.Contains(stdout, "github.com/anishathalye/porcupine v") {

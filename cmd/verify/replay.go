@@ -57,7 +57,7 @@ Flags:
 	}
 	ctx, stop := interruptible()
 	defer stop()
-	code, newDir, err := runSpec(ctx, spec, spec.Seeds[0], dir, *quiet, stdout, stderr)
+	code, newDir, err := runSpec(ctx, spec, spec.Seeds[0], dir, *quiet, false, stdout, stderr)
 	if newDir == "" {
 		return code, err
 	}

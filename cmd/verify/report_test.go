@@ -33,6 +33,7 @@ func fixtureRun(t *testing.T, dir, fixture, start string) {
 }
 
 func TestCheckWriteLeavesAReportPage(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "run")
 	fixtureRun(t, dir, "double-grant-bad.jsonl", "2026-02-01T00:00:00Z")
 	b, err := os.ReadFile(filepath.Join(dir, "report.html"))
@@ -45,6 +46,7 @@ func TestCheckWriteLeavesAReportPage(t *testing.T) {
 }
 
 func TestReportIndexesNestedRunsNewestFirstAndRebuildsMissingPages(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	fixtureRun(t, filepath.Join(root, "old-run"), "double-grant-good.jsonl", "2026-01-01T00:00:00Z")
 	fixtureRun(t, filepath.Join(root, "compare-x", "new-run"), "double-grant-bad.jsonl", "2026-03-01T00:00:00Z")
@@ -88,6 +90,7 @@ func TestReportIndexesNestedRunsNewestFirstAndRebuildsMissingPages(t *testing.T)
 }
 
 func TestReportOnEmptyOrMissingDirExitsThree(t *testing.T) {
+	t.Parallel()
 	empty := t.TempDir()
 	for _, tc := range []struct{ dir, want string }{
 		{empty, "no run directories"},

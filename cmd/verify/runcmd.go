@@ -24,6 +24,8 @@ import (
 )
 
 type runFlags struct {
+	// json prints the verdict as one JSON object on stdout (-json).
+	json            bool
 	locker          string
 	clients, keys   int
 	duration        time.Duration
@@ -74,7 +76,7 @@ func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
 	fs.DurationVar(&f.checkTimeout, "check-timeout", time.Minute, "time limit of the linearizability search; past it the verdict is unknown")
 	fs.BoolVar(&f.requireRecovery, "require-recovery", false, "count clients that never acquire in the recovery phase as a failure (exit 1)")
 	fs.BoolVar(&f.quiet, "q", false, "no progress output")
-	fs.BoolVar(&jsonOut, "json", false, "print the verdict and every checker's report as one JSON object on stdout, not the table (what ran goes to stderr)")
+	fs.BoolVar(&f.json, "json", false, "print the verdict and every checker's report as one JSON object on stdout, not the table (what ran goes to stderr)")
 	fs.StringVar(&f.gcsBucket, "gcs-bucket", "", "run GCS lockers against this real bucket with application default credentials, under a fresh prefix that is deleted at the end (default: the embedded GCS on loopback)")
 	fs.BoolVar(&f.proxy, "proxy", false, "route every client through its own proxy to a networked backend even without network faults (for like-for-like latency)")
 	fs.Float64Var(&f.timeScale, "time-scale", 1, "multiply the locker's own durations (TTL, timeouts, intervals) by this, keeping their ratios; 0.1 runs tus616's 12 s TTL as 1.2 s")
@@ -165,7 +167,7 @@ func runCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	ctx, stop := interruptible()
 	defer stop()
-	code, _, err := runSpec(ctx, spec, seed, f.out, f.quiet, stdout, stderr)
+	code, _, err := runSpec(ctx, spec, seed, f.out, f.quiet, f.json, stdout, stderr)
 	return code, err
 }
 
@@ -175,7 +177,7 @@ var scenarioOverrides = map[string]bool{"scenario": true, "seed": true, "out": t
 
 // runSpec runs one seed of spec into a new directory under out and checks
 // it. dir is the run directory, "" when the run never started.
-func runSpec(ctx context.Context, spec scenarios.Spec, seed uint64, out string, quiet bool, stdout, stderr io.Writer) (code int, dir string, err error) {
+func runSpec(ctx context.Context, spec scenarios.Spec, seed uint64, out string, quiet, asJSON bool, stdout, stderr io.Writer) (code int, dir string, err error) {
 	jsonStdout := stdout
 	prog := newProgress(stderr, time.Duration(spec.Duration), quiet)
 	job := runner.Job{
@@ -184,7 +186,7 @@ func runSpec(ctx context.Context, spec scenarios.Spec, seed uint64, out string, 
 		Observers: []func(history.Event){prog.observe},
 	}
 	started := false
-	if jsonOut {
+	if asJSON {
 		// stdout carries the one JSON object; the rest is for people.
 		stdout = stderr
 	}
@@ -221,10 +223,10 @@ func runSpec(ctx context.Context, spec scenarios.Spec, seed uint64, out string, 
 		fmt.Fprintf(stdout, "history kept in %s (no verdict: the run could not be judged)\n", res.Dir)
 		return 0, res.Dir, err
 	}
-	if jsonOut {
+	if asJSON {
 		stdout = jsonStdout
 	}
-	return printVerdict(res, stdout), res.Dir, err
+	return printVerdict(res, stdout, asJSON), res.Dir, err
 }
 
 // printWarnings shows a run's diagnostics (a locker that panicked, a

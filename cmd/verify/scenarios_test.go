@@ -55,6 +55,7 @@ func oldConfig(f *runFlags) (harness.Config, error) {
 }
 
 func TestFlagsGoThroughPrepareToTheOldConfig(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"-seed", "3"},
 		{"-locker", "tus616", "-time-scale", "0.1", "-faults", "partition-holder,server-429,partition-holder", "-seed", "3"},
@@ -98,6 +99,7 @@ func TestFlagsGoThroughPrepareToTheOldConfig(t *testing.T) {
 }
 
 func TestScenariosListsNameVerdictAndReason(t *testing.T) {
+	t.Parallel()
 	code, stdout, stderr := verify(t, "scenarios")
 	if code != exitValid {
 		t.Fatalf("exit %d\n%s", code, stderr)
@@ -129,6 +131,7 @@ func TestScenariosListsNameVerdictAndReason(t *testing.T) {
 }
 
 func TestRunScenarioRefusesTheFlagsItSets(t *testing.T) {
+	t.Parallel()
 	code, _, stderr := verify(t, "run", "-scenario", "lai/mutex/pause", "-clients", "3", "-keys", "1")
 	if code != exitCouldNot || !strings.Contains(stderr, "-scenario sets these; drop -clients, -keys") {
 		t.Errorf("exit %d\n%s", code, stderr)
@@ -140,6 +143,7 @@ func TestRunScenarioRefusesTheFlagsItSets(t *testing.T) {
 }
 
 func TestRunRecordsItsSpecAndReplayReproducesIt(t *testing.T) {
+	t.Parallel()
 	dir, code, stdout := runOnce(t, "-locker", "mutant-silent-expiry", "-clients", "4", "-keys", "1", "-rate", "0", "-hold-min", "40ms", "-hold-max", "60ms", "-seed", "11")
 	if code != exitInvalid {
 		t.Fatalf("exit %d, want 1\n%s", code, stdout)
@@ -165,6 +169,7 @@ func TestRunRecordsItsSpecAndReplayReproducesIt(t *testing.T) {
 }
 
 func TestReplayWithoutScenarioExitsThree(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	code, _, stderr := verify(t, "replay", dir)
 	if code != exitCouldNot || !strings.Contains(stderr, "has no scenario.json") {

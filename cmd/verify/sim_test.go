@@ -12,6 +12,8 @@ import (
 // directory with its report, and verify replay runs it again with the very
 // same history.
 func TestSimFindsAPlantedBugAndReplaysItExactly(t *testing.T) {
+	// Not parallel: a simulation seeds math/rand's global source, which
+	// the other tests' runs draw from too, and its history must be exact.
 	out := t.TempDir()
 	code, stdout, stderr := verify(t, "sim", "-q", "-out", out, "-locker", "mutant-unlock-any", "-seeds", "1-50", "-duration", "5s")
 	if code != exitInvalid {
@@ -46,6 +48,8 @@ func TestSimFindsAPlantedBugAndReplaysItExactly(t *testing.T) {
 // and the correct locks are valid on every seed. (A Redis locker is not
 // asserted deterministic: see TestSimRunsARedisLocker.)
 func TestSimIsDeterministic(t *testing.T) {
+	// Not parallel: a simulation seeds math/rand's global source, which
+	// the other tests' runs draw from too, and its history must be exact.
 	for _, args := range [][]string{
 		{"-locker", "lease", "-seeds", "1-4", "-duration", "5s"},
 		{"-locker", "fenced", "-ttl", "1s", "-faults", "partition,lost-reply,server-503", "-seeds", "1-2", "-duration", "4s"},
@@ -68,6 +72,7 @@ func TestSimIsDeterministic(t *testing.T) {
 // escape internal/bubble's doc lists); the determinism self-check reports
 // it, as it did once in CI (a fault-stop and a client's EOF at one instant).
 func TestSimRunsARedisLocker(t *testing.T) {
+	t.Parallel()
 	code, stdout, stderr := verify(t, "sim", "-q", "-out", t.TempDir(), "-all", "-locker", "redis", "-ttl", "1s", "-faults", "partition,crash", "-seeds", "1", "-duration", "3s")
 	if code != exitValid || !strings.Contains(stdout, "verdict: valid on every seed explored") {
 		t.Errorf("exit %d, want 0\n%s\n%s", code, stdout, stderr)
@@ -75,6 +80,7 @@ func TestSimRunsARedisLocker(t *testing.T) {
 }
 
 func TestSimRefusesWhatItCannotSimulate(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		args []string
 		want string
@@ -96,6 +102,8 @@ func TestSimRefusesWhatItCannotSimulate(t *testing.T) {
 // scenario file; verify shrink does the same from the run directory, and
 // verify run -scenario runs the file to the same verdict.
 func TestSimShrinksTheFirstFailingSeed(t *testing.T) {
+	// Not parallel: a simulation seeds math/rand's global source, which
+	// the other tests' runs draw from too, and its history must be exact.
 	out := t.TempDir()
 	code, stdout, stderr := verify(t, "sim", "-q", "-out", out, "-locker", "mutant-unlock-any", "-seeds", "1-50", "-duration", "5s", "-shrink", "-shrink-runs", "60")
 	if code != exitInvalid {

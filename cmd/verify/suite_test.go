@@ -198,6 +198,8 @@ func TestRegressionScenariosReproduce(t *testing.T) {
 // virtual time, with the same history on every run. Every regression
 // scenario has one. Wall times are logged, not asserted.
 func TestRegressionSimFormsReproduce(t *testing.T) {
+	// Not parallel: a simulation seeds math/rand's global source, which
+	// the other tests' runs draw from too, and its history must be exact.
 	// noSimForm names the regression scenarios that cannot yet run in
 	// simulation, and why; every other one must have a sim form.
 	noSimForm := map[string]string{

@@ -11,6 +11,7 @@ import (
 )
 
 func TestSplitCommand(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		line string
 		want []string
@@ -54,6 +55,7 @@ func nodeWorker(t *testing.T, locker string) string {
 // the embedded Redis is valid without faults, and verify check reproduces
 // the verdict; @tus/server's MemoryLocker, one per process, excludes no one.
 func TestNodeWorkerRunsPublishedTusLockers(t *testing.T) {
+	t.Parallel()
 	out := t.TempDir()
 	code, stdout, stderr := verify(t, "run", "-q", "-out", out, "-worker", nodeWorker(t, "redlock.js"), "-backend", "redis",
 		"-time-scale", "0.125", "-clients", "4", "-duration", "2s", "-recovery-timeout", "5s", "-seed", "1")
@@ -101,8 +103,8 @@ func TestCompareAndSuiteRunAnExternalWorker(t *testing.T) {
 	file, _ := json.Marshal(map[string]any{"locker": "fenced", "worker": []string{os.Args[0], "worker"}, "backend": "gcs",
 		"duration": "1s", "recovery_timeout": "5s", "clients": 3})
 	os.WriteFile(filepath.Join(dir, "fenced.json"), file, 0o644)
-	os.WriteFile(filepath.Join(dir, "unsafe.json"), []byte(`{"locker": "mutant-double-grant", "keys": 1, "rate": 0, "duration": "1s",
-		"expect": {"verdict": "invalid", "reason": "planted: grants a held lock"}}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "unsafe.json"), []byte(`{"locker": "mutant-silent-expiry", "ttl": "30ms", "keys": 1, "clients": 4, "rate": 0, "hold_min": "100ms", "hold_max": "150ms", "duration": "1s",
+		"expect": {"verdict": "invalid", "reason": "planted: every hold outlives the 30 ms lease, which expires without a word"}}`), 0o644)
 	code, stdout, stderr = verify(t, "suite", "-dir", dir, "-out", t.TempDir(), "-parallel", "1")
 	if code != exitValid {
 		t.Fatalf("suite -dir: exit %d\n%s\n%s", code, stdout, stderr)
