@@ -61,6 +61,11 @@ type incarnation struct {
 	// holding is set while the client is inside a critical section, for
 	// faults aimed at a holder.
 	holding atomic.Bool
+	// aim is held by the nemesis from the moment it picks this holder
+	// until its fault is recorded and injected; a critical section ends
+	// under it, so a fault that says it hit a holder started while the
+	// holder held.
+	aim sync.Mutex
 	// attempt is when the locker said its latest acquisition attempt
 	// began, on the recorder's clock; 0 when it did not say.
 	attempt atomic.Int64
@@ -259,7 +264,9 @@ func (c *client) cycle(inc *incarnation, key string, acquireTimeout, hold time.D
 	notices := c.watch(inc, key, lease)
 	alive := c.section(inc, key, lease, hold, acquireTimeout, notices.requested)
 	notices.stop()
+	inc.aim.Lock()
 	inc.holding.Store(false)
+	inc.aim.Unlock()
 	if !alive {
 		return true
 	}

@@ -34,13 +34,17 @@ func (n *nemesis) play(ctx context.Context, plan []faults.Planned) {
 		}
 		targets := p.Clients
 		atHolder := false
+		release := func() {}
 		if p.Kind.AtHolder {
-			holder, ok := n.awaitHolder(ctx)
+			holder, unaim, ok := n.awaitHolder(ctx)
 			if ctx.Err() != nil {
+				if ok {
+					unaim()
+				}
 				return
 			}
 			if ok {
-				targets, atHolder = []int{holder}, true
+				targets, atHolder, release = []int{holder}, true, unaim
 			}
 		}
 		// A fault aimed at a holder may start a little after its planned
@@ -54,6 +58,7 @@ func (n *nemesis) play(ctx context.Context, plan []faults.Planned) {
 		if heal == nil {
 			heal = func() error { return nil }
 		}
+		release() // the holder may end its section now: the fault is in place
 		if err != nil {
 			n.run.log.Logf("fault %d (%s): %v", p.ID, p.Kind.Name, err)
 		}
@@ -80,21 +85,43 @@ const (
 
 // awaitHolder picks a client that holds a lock, waiting up to holderWait
 // for one; false if none held one in time.
-func (n *nemesis) awaitHolder(ctx context.Context) (int, bool) {
+func (n *nemesis) awaitHolder(ctx context.Context) (slot int, unaim func(), ok bool) {
 	deadline := time.Now().Add(holderWait)
 	for {
 		if holders := n.Holders(); len(holders) > 0 {
-			return holders[n.rng.IntN(len(holders))], true
+			slot := holders[n.rng.IntN(len(holders))]
+			if unaim, ok := n.aimAt(slot); ok {
+				return slot, unaim, true
+			}
 		}
 		if time.Now().After(deadline) {
-			return 0, false
+			return 0, nil, false
 		}
 		select {
 		case <-time.After(holderPoll):
 		case <-ctx.Done():
-			return 0, false
+			return 0, nil, false
 		}
 	}
+}
+
+// aimAt holds slot's critical section open (its incarnation's aim) if it
+// is still inside one, and returns the function that lets it go.
+func (n *nemesis) aimAt(slot int) (func(), bool) {
+	c, err := n.client(slot)
+	if err != nil {
+		return nil, false
+	}
+	inc := c.current()
+	if inc == nil {
+		return nil, false
+	}
+	inc.aim.Lock()
+	if inc.holding.Load() && !inc.gate.isDead() && c.current() == inc {
+		return inc.aim.Unlock, true
+	}
+	inc.aim.Unlock()
+	return nil, false
 }
 
 // healAll undoes every active fault; safe to call at any time.
