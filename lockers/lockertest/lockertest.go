@@ -115,7 +115,7 @@ type Suite struct {
 	// Parallel runs the properties side by side, each on its own backend:
 	// for a suite on real time whose minutes go to waiting (acquire
 	// timeouts, stale leases), not to work. The properties' clients then
-	// share the machine, so give them a TTL that long against a hiccup.
+	// share the machine, so give them a TTL that is long against a hiccup.
 	Parallel bool
 
 	// Seed derives every client's Env.Seed, so a seeded locker behaves the
