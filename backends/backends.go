@@ -20,6 +20,7 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/lockcheck/lockcheck/backends/gcs"
 	"github.com/lockcheck/lockcheck/backends/redisserver"
@@ -153,7 +154,11 @@ func redisInstance(addrs []string, p harness.Params, build RedisBuild, closeBack
 		Register: func(_ context.Context, env lockers.Env, fenced bool) (register.Store, error) {
 			// No retries: a resent SET after a lost reply would make
 			// one increment look like two calls' worth of effect.
-			client := goredis.NewClient(&goredis.Options{Addr: addrs[0], Dialer: env.Dial, MaxRetries: -1})
+			client := goredis.NewClient(&goredis.Options{Addr: addrs[0], Dialer: env.Dial, MaxRetries: -1,
+				// As in the lockers: maintenance notifications resolve the
+				// address's host name at construction, outside env.Dial (a
+				// DNS lookup from inside a simulation's bubble).
+				MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}})
 			return closingStore{Store: stores.NewRedis(client, fenced), close: client.Close}, nil
 		},
 		Close:     closeBackend,

@@ -202,9 +202,7 @@ func TestRegressionSimFormsReproduce(t *testing.T) {
 	// the other tests' runs draw from too, and its history must be exact.
 	// noSimForm names the regression scenarios that cannot yet run in
 	// simulation, and why; every other one must have a sim form.
-	noSimForm := map[string]string{
-		"regression/redis-pause-frozen-watchdog": "stalls: with a subscriber paused, miniredis's publish path waits while other commands queue on its sync.Mutex, which synctest does not count as durably blocked",
-	}
+	noSimForm := map[string]string{}
 	for _, s := range scenarios.Regression() {
 		_, ok := scenarios.SimForm(s)
 		if why, exempt := noSimForm[s.Name]; exempt {

@@ -53,6 +53,8 @@
 // durably blocked, so a library that holds a mutex while it waits for
 // virtual time, with another goroutine queued on that mutex, stalls the
 // bubble; Run gives up on it after its wall-time bound (ErrStalled).
+// miniredis did so while a full in-memory connection made its publish
+// wait under its lock; memnet.Pipe's 8 MiB buffer each way ended that.
 // Process clients, sockets and real backends cannot enter a bubble at all.
 package bubble
 

@@ -37,7 +37,7 @@ import (
 
 // noSimForm is what the sim cells of a regression scenario without a sim
 // form say.
-const noSimForm = "no sim form (miniredis stalls the bubble)"
+const noSimForm = "no sim form"
 
 func main() {
 	simSeeds := flag.String("sim-seeds", "1-200", "seeds each verify sim explores (its -seeds)")

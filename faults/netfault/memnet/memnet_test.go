@@ -121,3 +121,41 @@ func TestPipeBuffersAndHonoursDeadlines(t *testing.T) {
 		}
 	})
 }
+
+// A reader that stops (a paused subscriber) does not stop its writer until
+// pipeBuffer bytes wait unread, however many writes that takes; past it the
+// writer waits, durably, until the reader takes some.
+func TestPipeHoldsPipeBufferBytesForAReaderThatStopped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, b := Pipe()
+		msg := make([]byte, 88) // one published notification
+		n := 0
+		for ; (n+1)*len(msg) <= pipeBuffer && n < 5000; n++ {
+			if _, err := a.Write(msg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n != 5000 {
+			t.Fatalf("only %d writes of %d bytes went in before the buffer filled", n, len(msg))
+		}
+		big := make([]byte, pipeBuffer)
+		var wrote atomic.Bool
+		go func() {
+			if _, err := a.Write(big); err == nil {
+				wrote.Store(true)
+			}
+		}()
+		synctest.Wait()
+		if wrote.Load() {
+			t.Fatalf("a write past %d unread bytes went in", pipeBuffer)
+		}
+		if _, err := io.ReadFull(b, make([]byte, n*len(msg))); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if !wrote.Load() {
+			t.Error("the writer still waits after the reader emptied the buffer")
+		}
+		a.Close()
+	})
+}

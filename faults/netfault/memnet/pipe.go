@@ -8,12 +8,12 @@ import (
 	"time"
 )
 
-// Pipe is an in-memory connection with a socket's buffer each way: a
-// write returns once its bytes are queued (up to pipeChunks writes ahead
-// of the reader), as with a kernel's socket buffer, instead of waiting
-// for the reader as a net.Pipe does. A server that writes while holding
-// a lock (miniredis publishing to a subscriber) then does not wait on a
-// paused client, which no real socket would make it do. Every wait is on
+// Pipe is an in-memory connection with a buffer each way: a write returns
+// once its bytes are queued (up to pipeBuffer bytes ahead of the reader),
+// instead of waiting for the reader as a net.Pipe does. A server that
+// writes while holding a lock (miniredis publishing to a subscriber) then
+// does not wait on a paused client, which redis-server, with its output
+// buffer per client, never does either. Every wait is on
 // a channel or a timer, so goroutines waiting here are durably blocked in
 // a testing/synctest bubble.
 func Pipe() (net.Conn, net.Conn) {
@@ -28,13 +28,66 @@ func Pipe() (net.Conn, net.Conn) {
 	return a, b
 }
 
-// pipeChunks is how many writes a direction holds unread: far more than
-// a request or reply of the register and lock protocols needs.
-const pipeChunks = 1024
+// pipeBuffer is how many unread bytes a direction holds before a write
+// waits: a socket's buffer and a server's output buffer together.
+// redis-server keeps up to 8 MiB for a pub/sub subscriber that does not
+// read (client-output-buffer-limit pubsub, its soft limit) before it
+// drops the client; a subscriber paused for a few leases gets far less.
+// A count of writes instead (1024 once) filled up under a paused
+// subscriber, and miniredis's publish then waited holding its lock.
+const pipeBuffer = 8 << 20
 
-type half struct{ ch chan []byte }
+// half is one direction: a queue of written chunks, with tokens that wake
+// its one reader and its one writer. The mutex is held only to move a
+// chunk; every wait is on a channel, so a goroutine waiting here is
+// durably blocked in a testing/synctest bubble.
+type half struct {
+	mu       sync.Mutex
+	chunks   [][]byte
+	bytes    int
+	readable chan struct{} // a token after a push
+	writable chan struct{} // a token after a pop
+}
 
-func newHalf() *half { return &half{ch: make(chan []byte, pipeChunks)} }
+func newHalf() *half {
+	return &half{readable: make(chan struct{}, 1), writable: make(chan struct{}, 1)}
+}
+
+// push queues chunk unless the buffer is full; a chunk larger than the
+// whole buffer goes in once the buffer is empty.
+func (h *half) push(chunk []byte) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.bytes > 0 && h.bytes+len(chunk) > pipeBuffer {
+		return false
+	}
+	h.chunks = append(h.chunks, chunk)
+	h.bytes += len(chunk)
+	token(h.readable)
+	return true
+}
+
+func (h *half) pop() ([]byte, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.chunks) == 0 {
+		return nil, false
+	}
+	chunk := h.chunks[0]
+	h.chunks[0] = nil
+	h.chunks = h.chunks[1:]
+	h.bytes -= len(chunk)
+	token(h.writable)
+	return chunk, true
+}
+
+// token leaves a wake-up in ch unless one is there already.
+func token(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
 
 type pipeConn struct {
 	in, out       *half
@@ -63,20 +116,24 @@ func (c *pipeConn) Read(b []byte) (int, error) {
 		c.mu.Unlock()
 		return n, nil
 	}
-	// Bytes already written are read before a close is seen, as on a
-	// socket; a select with both ready would pick at random.
-	select {
-	case chunk := <-c.in.ch:
-		return take(chunk)
-	default:
-	}
-	select {
-	case chunk := <-c.in.ch:
-		return take(chunk)
-	case <-c.closed:
-		return 0, io.EOF
-	case <-c.readDeadline.wait():
-		return 0, os.ErrDeadlineExceeded
+	// Each wake-up is a push, a close or the deadline; a token left from
+	// a chunk already taken sends the loop round once more.
+	for {
+		if chunk, ok := c.in.pop(); ok {
+			return take(chunk)
+		}
+		select {
+		case <-c.in.readable:
+		case <-c.closed:
+			// Bytes already written are read before a close is seen,
+			// as on a socket.
+			if chunk, ok := c.in.pop(); ok {
+				return take(chunk)
+			}
+			return 0, io.EOF
+		case <-c.readDeadline.wait():
+			return 0, os.ErrDeadlineExceeded
+		}
 	}
 }
 
@@ -87,14 +144,16 @@ func (c *pipeConn) Write(b []byte) (int, error) {
 	default:
 	}
 	chunk := append([]byte(nil), b...)
-	select {
-	case c.out.ch <- chunk:
-		return len(b), nil
-	case <-c.closed:
-		return 0, io.ErrClosedPipe
-	case <-c.writeDeadline.wait():
-		return 0, os.ErrDeadlineExceeded
+	for !c.out.push(chunk) {
+		select {
+		case <-c.out.writable:
+		case <-c.closed:
+			return 0, io.ErrClosedPipe
+		case <-c.writeDeadline.wait():
+			return 0, os.ErrDeadlineExceeded
+		}
 	}
+	return len(b), nil
 }
 
 func (c *pipeConn) Close() error {
