@@ -150,6 +150,12 @@ type Locker struct {
 
 	mu  sync.Mutex // guards rng
 	rng *rand.Rand
+
+	// life ends at Close, which stops every lease's goroutines and waits
+	// for them, so that no request outlives the locker.
+	life     context.Context
+	endLife  context.CancelFunc
+	watchers sync.WaitGroup
 }
 
 var _ lockers.Locker = (*Locker)(nil)
@@ -172,21 +178,29 @@ func New(ctx context.Context, cfg Config, env lockers.Env, opts Options) (*Locke
 	if err != nil {
 		return nil, fmt.Errorf("%s: storage client: %w", Name, err)
 	}
+	life, endLife := context.WithCancel(context.Background())
 	return &Locker{
-		env:    env,
-		opts:   opts,
-		client: client,
-		bucket: client.Bucket(cfg.Bucket),
-		rng:    rand.New(rand.NewPCG(env.Seed, 0x6665_6e63_6564)), // "fenced"
+		env:     env,
+		opts:    opts,
+		client:  client,
+		bucket:  client.Bucket(cfg.Bucket),
+		rng:     rand.New(rand.NewPCG(env.Seed, 0x6665_6e63_6564)), // "fenced"
+		life:    life,
+		endLife: endLife,
 	}, nil
 }
 
 // Options returns the durations in force, defaults and scale applied.
 func (l *Locker) Options() Options { return l.opts }
 
-// Close closes the storage client. Leases already handed out stop working:
-// their refreshes fail and they report Lost at their deadline.
-func (l *Locker) Close() error { return l.client.Close() }
+// Close stops every lease's refresher and watchdog, cancelling a refresh in
+// flight, waits for them, then closes the storage client. Leases already
+// handed out stop working: they are no longer refreshed or watched.
+func (l *Locker) Close() error {
+	l.endLife()
+	l.watchers.Wait()
+	return l.client.Close()
+}
 
 // object is the lock object of key. Every handle refuses the client's
 // retries: a retried conditional write whose first attempt committed
@@ -544,8 +558,15 @@ func (l *Locker) startLease(key string, obj *storage.ObjectHandle, gen, meta int
 		stop:     make(chan struct{}),
 		lost:     make(chan struct{}),
 	}
-	go ls.watchdog()
-	go ls.refresher()
+	l.watchers.Add(2)
+	go func() {
+		defer l.watchers.Done()
+		ls.watchdog()
+	}()
+	go func() {
+		defer l.watchers.Done()
+		ls.refresher()
+	}()
 	return ls
 }
 
@@ -596,6 +617,8 @@ func (ls *lease) watchdog() {
 		select {
 		case <-ls.stop:
 			return
+		case <-ls.l.life.Done():
+			return
 		case <-clock.After(left):
 		}
 	}
@@ -608,6 +631,8 @@ func (ls *lease) refresher() {
 		case <-ls.stop:
 			return
 		case <-ls.lost:
+			return
+		case <-ls.l.life.Done():
 			return
 		case <-clock.After(ls.l.opts.Refresh):
 		}
@@ -625,7 +650,7 @@ func (ls *lease) refresh() {
 		return // the watchdog's call
 	}
 	// An answer after the deadline is worth nothing.
-	ctx, cancel := clockContext(context.Background(), l.env.Clock, min(l.opts.CallTimeout, deadline.Sub(t0)))
+	ctx, cancel := clockContext(l.life, l.env.Clock, min(l.opts.CallTimeout, deadline.Sub(t0)))
 	defer cancel()
 	cond := storage.Conditions{GenerationMatch: ls.gen, MetagenerationMatch: meta}
 	attrs, err := ls.obj.If(cond).Update(ctx, storage.ObjectAttrsToUpdate{Metadata: l.metadata(ls.nonce)})

@@ -151,6 +151,12 @@ type Locker struct {
 	held map[string]*lease
 	// rng is the backoff jitter, seeded from env.Seed.
 	rng *rand.Rand
+
+	// life ends at Close, which stops every refresher and waits for it,
+	// so that no request outlives the locker.
+	life     context.Context
+	endLife  context.CancelFunc
+	watchers sync.WaitGroup
 }
 
 var _ lockers.Locker = (*Locker)(nil)
@@ -192,11 +198,13 @@ func New(ctx context.Context, cfg Config, env lockers.Env, opts Options) (*Locke
 		// bytes in hex) and the pid, here drawn from the seed.
 		identity = fmt.Sprintf("%016x%08x-%d", rng.Uint64(), rng.Uint32(), rng.IntN(1<<22))
 	}
+	life, endLife := context.WithCancel(context.Background())
 	return &Locker{
 		env: env, opts: opts, identity: identity,
 		client: client, bucket: client.Bucket(cfg.Bucket),
 		held: map[string]*lease{},
 		rng:  rng,
+		life: life, endLife: endLife,
 	}, nil
 }
 
@@ -206,8 +214,14 @@ func (l *Locker) Options() Options { return l.opts }
 // Identity is the instance identity this locker writes into lock objects.
 func (l *Locker) Identity() string { return l.identity }
 
-// Close closes the storage client. Leases already handed out stop working.
-func (l *Locker) Close() error { return l.client.Close() }
+// Close stops every lease's refresher, cancelling a refresh in flight,
+// waits for them, then closes the storage client. Leases already handed
+// out stop working.
+func (l *Locker) Close() error {
+	l.endLife()
+	l.watchers.Wait()
+	return l.client.Close()
+}
 
 // counterKey carries, in a request's context, the budget of HTTP requests
 // of one storage call: the only way to learn whether the client retried it,
@@ -566,7 +580,7 @@ type lease struct {
 var _ lockers.Lease = (*lease)(nil)
 
 func (l *Locker) startLease(key string, metageneration int64) *lease {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(l.life)
 	ls := &lease{
 		l: l, key: key, obj: l.bucket.Object(key),
 		metageneration: metageneration,
@@ -578,7 +592,11 @@ func (l *Locker) startLease(key string, metageneration int64) *lease {
 	l.mu.Lock()
 	l.held[key] = ls
 	l.mu.Unlock()
-	go ls.refresh(ctx)
+	l.watchers.Add(1)
+	go func() {
+		defer l.watchers.Done()
+		ls.refresh(ctx)
+	}()
 	return ls
 }
 
@@ -598,6 +616,8 @@ func (ls *lease) refresh(ctx context.Context) {
 	for {
 		select {
 		case <-ls.stop:
+			return
+		case <-ctx.Done(): // Close
 			return
 		case <-next:
 		}

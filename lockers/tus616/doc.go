@@ -116,7 +116,9 @@
 //     requests are bounded by one watchInterval on the client's clock (the
 //     source's have no bound); Unlock stops future ticks and does not wait
 //     for one in flight, which, as in the source, may still update the lock
-//     after Unlock's deletes.
+//     after Unlock's deletes. The source has no close; [Locker.Close]
+//     stops every watcher, cancels a tick in flight and waits for it, so
+//     that no request outlives the locker.
 //   - requestRelease is the lease's ReleaseRequested channel, closed at the
 //     first request; later requests are no-ops.
 //   - Number.parseInt is reproduced for exp (leading digits; none is NaN,

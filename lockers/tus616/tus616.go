@@ -92,6 +92,11 @@ type Locker struct {
 	opts   Options
 	client *storage.Client
 	bucket *storage.BucketHandle
+	// life ends at Close, which stops every watcher and waits for it, so
+	// that no request outlives the locker.
+	life     context.Context
+	endLife  context.CancelFunc
+	watchers sync.WaitGroup
 }
 
 var _ lockers.Locker = (*Locker)(nil)
@@ -113,14 +118,21 @@ func New(ctx context.Context, cfg Config, env lockers.Env, opts Options) (*Locke
 	if err != nil {
 		return nil, fmt.Errorf("tus616: storage client: %w", err)
 	}
-	return &Locker{env: env, opts: opts, client: client, bucket: client.Bucket(cfg.Bucket)}, nil
+	life, endLife := context.WithCancel(context.Background())
+	return &Locker{env: env, opts: opts, client: client, bucket: client.Bucket(cfg.Bucket), life: life, endLife: endLife}, nil
 }
 
 // Options returns the durations in force, defaults and scale applied.
 func (l *Locker) Options() Options { return l.opts }
 
-// Close closes the storage client. Leases already handed out stop working.
-func (l *Locker) Close() error { return l.client.Close() }
+// Close stops every lease's watcher, cancelling a tick in flight, waits
+// for them, then closes the storage client. Leases already handed out stop
+// working.
+func (l *Locker) Close() error {
+	l.endLife()
+	l.watchers.Wait()
+	return l.client.Close()
+}
 
 // counterKey carries, in a request's context, the counter of HTTP requests
 // made on behalf of one storage call: the only way to learn whether the
@@ -405,7 +417,11 @@ func (l *Locker) startLease(key string, lock, release *storage.ObjectHandle, met
 		asked:          make(chan struct{}),
 		lost:           make(chan struct{}),
 	}
-	go ls.watch()
+	l.watchers.Add(1)
+	go func() {
+		defer l.watchers.Done()
+		ls.watch()
+	}()
 	return ls
 }
 
@@ -430,6 +446,8 @@ func (ls *lease) watch() {
 		select {
 		case <-ls.stop:
 			return
+		case <-ls.l.life.Done():
+			return
 		case <-next:
 		}
 		next = clock.After(ls.l.opts.WatchInterval)
@@ -449,7 +467,7 @@ var errTaken = errors.New("this lockfile has been already taken by another insta
 func (ls *lease) tick() error {
 	// Bounded by one watch interval on the client's clock: the source's
 	// calls have no bound of their own.
-	ctx, cancel := clockContext(ls.l.env.Clock, ls.l.opts.WatchInterval)
+	ctx, cancel := clockContext(ls.l.life, ls.l.env.Clock, ls.l.opts.WatchInterval)
 	defer cancel()
 	remembered := ls.remembered()
 	attrs, err := ls.lock.Attrs(ctx)
@@ -481,9 +499,10 @@ func (ls *lease) tick() error {
 	return nil
 }
 
-// clockContext returns a context cancelled once d has passed on clock.
-func clockContext(clock lockers.Clock, d time.Duration) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.Background())
+// clockContext returns a context of parent cancelled once d has passed on
+// clock.
+func clockContext(parent context.Context, clock lockers.Clock, d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
 	fired := clock.After(d)
 	go func() {
 		select {

@@ -559,3 +559,58 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
+
+// stallingTransport holds every request of one method until its context
+// ends, reporting each one it holds and each one it lets go.
+type stallingTransport struct {
+	base        http.RoundTripper
+	method      string
+	held, letGo chan struct{}
+}
+
+func (s stallingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != s.method {
+		return s.base.RoundTrip(r)
+	}
+	s.held <- struct{}{}
+	<-r.Context().Done()
+	s.letGo <- struct{}{}
+	return nil, r.Context().Err()
+}
+
+// TestCloseStopsEveryWatcher: Close cancels a watcher tick in flight and
+// returns once the watcher is gone, so no request outlives the locker (a
+// tick left running raced with the emulator's shutdown).
+func TestCloseStopsEveryWatcher(t *testing.T) {
+	srv := newFake(t)
+	stall := stallingTransport{base: srv.HTTPClient().Transport, method: http.MethodPatch, held: make(chan struct{}, 1), letGo: make(chan struct{}, 1)}
+	c := newClientAt(t, tus616.Config{Bucket: bucket}, stall, tus616.Options{})
+	mustLock(t, c, "k")
+	c.waitTimers(t, 2) // the Lock timeout (never fires) and the watcher
+	c.clock.Advance(tus616.DefaultWatchInterval)
+	select {
+	case <-stall.held: // the tick's refresh, held in flight
+	case <-time.After(bound):
+		t.Fatalf("the watcher's tick sent no refresh within %v", bound)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- c.locker.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(bound):
+		t.Fatalf("Close did not return within %v with a tick in flight", bound)
+	}
+	select {
+	case <-stall.letGo:
+	default:
+		t.Errorf("Close returned with the watcher's refresh still in flight")
+	}
+	before := len(c.journal.requests())
+	c.clock.Advance(10 * tus616.DefaultWatchInterval)
+	if after := len(c.journal.requests()); after != before {
+		t.Errorf("%d requests after Close", after-before)
+	}
+}
