@@ -144,10 +144,8 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 // lacking property's check stops at its first overlap. The properties
 // documented as lacking run at 1/20 of the default durations (600 ms
 // locks), which halves their waits on stale locks; the ones that must
-// hold run at 1/10 (1.2 s locks), as the raw suite does: the watcher never
-// extends exp, so a hold that outlives the lock's TTL is taken over, and
-// release-request, at 1/20 under the load of the other properties, once
-// was (a clean-clone make test).
+// hold run at 1/10 with the TTL stretched (mustHoldOptions), as in the raw
+// suite.
 //
 // Measured (2 cores, -race): mutual exclusion breaks with no fault at all
 // (8 overlaps in 77 holds on one key, 4 in 512 on eight keys). Unlock never
@@ -187,9 +185,9 @@ func TestConformanceFidelity(t *testing.T) {
 	}
 	lockertest.Run(t, lockertest.Suite{
 		New: func(tb testing.TB) func(lockers.Env) lockers.Locker {
-			scale := 0.1
+			opts := mustHoldOptions(0.1)
 			if _, lacking := lacks[lockertest.Property(path.Base(tb.Name()))]; lacking {
-				scale = 0.05
+				opts = tus616.Options{TimeScale: 0.05}
 			}
 			var s *gcs.Server
 			select {
@@ -199,7 +197,7 @@ func TestConformanceFidelity(t *testing.T) {
 			}
 			return func(env lockers.Env) lockers.Locker {
 				env.HTTP = &http.Client{Transport: handlerTransport{s.Handler()}}
-				l, err := tus616.New(context.Background(), fidelityConfig(s), env, tus616.Options{TimeScale: scale})
+				l, err := tus616.New(context.Background(), fidelityConfig(s), env, opts)
 				if err != nil {
 					tb.Fatalf("New: %v", err)
 				}

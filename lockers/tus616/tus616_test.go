@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -534,13 +535,37 @@ func TestGhostLock(t *testing.T) {
 	}
 }
 
+// mustHoldOptions are tus616's options at scale for a property that must
+// hold, with the lock's TTL stretched from the source's 1.2 watch intervals
+// to 3, and the acquire timeout from 3 to 6 so that a waiter still outlasts
+// a lock that Unlock left behind (on GCS it never frees). The watcher never extends the TTL, so anything that runs a fifth
+// of a watch interval late (a Lock that returns late, a handover at the
+// watcher's tick) finds its lock taken as stale. That is lease-kept's
+// lack, proven on its own; under make test's load it also broke
+// mutex-1key on the raw fake (4 overlaps in 320 holds) and release-request
+// on the fidelity layer, in clean clones.
+func mustHoldOptions(scale float64) tus616.Options {
+	watch := time.Duration(scale * float64(tus616.DefaultWatchInterval))
+	return tus616.Options{TimeScale: scale, LockTTL: 3 * watch, AcquireLockTimeout: 6 * watch}
+}
+
 func TestConformance(t *testing.T) {
+	lacks := map[lockertest.Property]string{
+		lockertest.OwnerCheck: "Unlock swallows every error and deletes with ifGenerationMatch=<metageneration>, " +
+			"which the raw fake ignores: it deletes whoever's lock is there",
+		lockertest.LeaseKept: "the watcher never extends the custom exp it is judged by: after the TTL any " +
+			"client deletes the lock as stale, and the holder is never told",
+	}
 	lockertest.Run(t, lockertest.Suite{
 		New: func(tb testing.TB) func(lockers.Env) lockers.Locker {
 			srv := newFake(tb)
+			opts := mustHoldOptions(0.1)
+			if _, lacking := lacks[lockertest.Property(path.Base(tb.Name()))]; lacking {
+				opts = tus616.Options{TimeScale: 0.1}
+			}
 			return func(env lockers.Env) lockers.Locker {
 				env.HTTP = srv.HTTPClient()
-				l, err := tus616.New(context.Background(), tus616.Config{Bucket: bucket}, env, tus616.Options{TimeScale: 0.1})
+				l, err := tus616.New(context.Background(), tus616.Config{Bucket: bucket}, env, opts)
 				if err != nil {
 					tb.Fatalf("New: %v", err)
 				}
@@ -549,14 +574,9 @@ func TestConformance(t *testing.T) {
 			}
 		},
 		ReleaseRequest: true,
-		TTL:            1200 * time.Millisecond,
+		TTL:            1200 * time.Millisecond, // lease-kept is among the lacking
 		Parallel:       true,
-		Lacks: map[lockertest.Property]string{
-			lockertest.OwnerCheck: "Unlock swallows every error and deletes with ifGenerationMatch=<metageneration>, " +
-				"which the raw fake ignores: it deletes whoever's lock is there",
-			lockertest.LeaseKept: "the watcher never extends the custom exp it is judged by: after the TTL any " +
-				"client deletes the lock as stale, and the holder is never told",
-		},
+		Lacks:          lacks,
 	})
 }
 
