@@ -3,7 +3,7 @@ GO      ?= go
 VERIFY  := $(GO) run ./cmd/verify
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: verify test test-race vet bench build clean node-worker tus616-table redis-server compare-table compare-data-table sim-table quick nightly regression report-check chromium help
+.PHONY: verify test vet bench build clean node-worker tus616-table redis-server compare-table compare-data-table sim-table quick nightly regression report-check chromium help
 
 ## verify: a quick run of the default locker through pauses and crashes, checked
 verify:
@@ -14,20 +14,19 @@ SLOW_FIRST := ./lockers/tus616 ./cmd/verify ./lockers/redsync
 
 ## test: vet and every test with the race detector (installs redis-server and the Node worker's packages first when missing: the Redis lockers are also tested against a real server), then the example module that tests its own lock through the Go API
 test: redis-server node-worker
-	$(MAKE) --no-print-directory -j2 --output-sync=target vet test-race
-	cd examples/ownlock && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 5m $(RACE_TEST_FLAGS) ./...
+	$(GO) test -race $(RACE_TEST_FLAGS) -parallel 4 -timeout 25m $(SLOW_FIRST) ./...
+	cd examples/ownlock && $(GO) test -race $(RACE_TEST_FLAGS) -count=1 -timeout 5m ./...
 
 # The race runtime sleeps 1 s as each test binary exits (GORACE's
 # atexit_sleep_ms), 40 binaries here; a race found still fails its test.
 export GORACE ?= atexit_sleep_ms=0
-# -s -w: no DWARF or symbol table to write when linking 40 race test
-# binaries; race reports and panics still name files and lines.
-# -parallel 4: the tests marked parallel (the harness's live runs) mostly
-# wait, so four share two cores. vet runs beside the tests, which leave a
-# core idle while they wait.
-RACE_TEST_FLAGS := -ldflags='-s -w'
-test-race:
-	$(GO) test -race -parallel 4 -timeout 25m $(RACE_TEST_FLAGS) $(SLOW_FIRST) ./...
+# -vet=all: go test runs all of go vet's checks, on every package, with the
+# race build it compiles anyway; a separate go vet would compile each
+# package a second time. -s -w: no DWARF or symbol table to write when
+# linking 40 race test binaries; race reports and panics still name files
+# and lines. -parallel 4 (above): the tests marked parallel (the harness's
+# live runs) mostly wait, so four share two cores.
+RACE_TEST_FLAGS := -vet=all -ldflags='-s -w'
 
 ## redis-server: install Debian's redis-server when it is not on PATH (only the binary is used; tests start their own on loopback)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -47,6 +46,7 @@ node-worker:
 	@command -v node >/dev/null 2>&1 || { echo "node could not be installed; install Node.js 18 or later (apt-get install nodejs npm)"; exit 1; }
 	cd workers/node && npm ci --no-audit --no-fund --loglevel=error
 
+## vet: go vet alone (make test runs the same checks inside go test)
 vet:
 	$(GO) vet ./...
 
