@@ -14,7 +14,7 @@ SLOW_FIRST := ./lockers/tus616 ./cmd/verify ./lockers/redsync
 
 ## test: vet and every test with the race detector (installs redis-server and the Node worker's packages first when missing: the Redis lockers are also tested against a real server), then the example module that tests its own lock through the Go API
 test: redis-server node-worker
-	$(GO) test -race $(RACE_TEST_FLAGS) -parallel 4 -timeout 25m $(SLOW_FIRST) ./...
+	$(GO) test -race $(RACE_TEST_FLAGS) -p 3 -parallel 4 -timeout 25m $(SLOW_FIRST) ./...
 	cd examples/ownlock && $(GO) test -race $(RACE_TEST_FLAGS) -count=1 -timeout 5m ./...
 
 # The race runtime sleeps 1 s as each test binary exits (GORACE's
@@ -24,8 +24,9 @@ export GORACE ?= atexit_sleep_ms=0
 # race build it compiles anyway; a separate go vet would compile each
 # package a second time. -s -w: no DWARF or symbol table to write when
 # linking 40 race test binaries; race reports and panics still name files
-# and lines. -parallel 4 (above): the tests marked parallel (the harness's
-# live runs) mostly wait, so four share two cores.
+# and lines. -p 3 -parallel 4 (above): many packages' tests, and the
+# tests marked parallel (live runs), mostly wait, so three test binaries
+# and four tests in each share two cores.
 RACE_TEST_FLAGS := -vet=all -ldflags='-s -w'
 
 ## redis-server: install Debian's redis-server when it is not on PATH (only the binary is used; tests start their own on loopback)

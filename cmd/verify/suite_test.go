@@ -172,6 +172,10 @@ func TestSuiteListShowsEachShardsJobs(t *testing.T) {
 // suite regression does and names each that no longer reproduces, or
 // that outgrew its 30 s budget (make test runs them all).
 func TestRegressionScenariosReproduce(t *testing.T) {
+	// Parallel: the simulation tests, which seed math/rand's global
+	// source, are not, and Go starts the parallel tests only once every
+	// sequential one has ended.
+	t.Parallel()
 	specs, err := scenarios.Suite("regression")
 	if err != nil {
 		t.Fatal(err)
