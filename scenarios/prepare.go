@@ -68,6 +68,10 @@ const DefaultWorkerLocker = "worker"
 // that made it, with seeds = [the seed used].
 const RecordFile = "scenario.json"
 
+// MaxAttempts bounds Spec.Attempts: a defect that a live scenario shows on
+// fewer than one run in five is a scenario to make more certain.
+const MaxAttempts = 5
+
 // Normalize fills s's defaults (see the Default constants) and validates
 // it, naming the scenario and the field to fix. resolve finds its locker.
 func (s Spec) Normalize(resolve Resolve) (Spec, error) {
@@ -218,6 +222,14 @@ func (s Spec) Validate(resolve Resolve) error {
 			// A seed fixes the run, and a run's directory is named after it.
 			add("seeds", fmt.Errorf("%d is listed twice; each seed runs once (run the suite again to repeat it)", seed))
 		}
+	}
+	switch {
+	case s.Attempts < 0 || s.Attempts > MaxAttempts:
+		add("attempts", fmt.Errorf("%d: want 1..%d, or 0 for one", s.Attempts, MaxAttempts))
+	case s.Attempts > 1 && s.Sim:
+		add("attempts", errors.New("a simulated run repeats its history exactly, so another attempt cannot differ; drop attempts"))
+	case s.Attempts > 1 && s.Expect.Verdict != ExpectInvalid:
+		add("attempts", fmt.Errorf("only a scenario expected invalid may take attempts (one violation is enough to fail one expected %s); drop attempts", s.Expect.Verdict))
 	}
 	switch s.Expect.Verdict {
 	case ExpectValid, ExpectInvalid, ExpectEither:

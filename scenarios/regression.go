@@ -31,7 +31,7 @@ func SimForm(s Spec) (Spec, bool) {
 		return Spec{}, false
 	}
 	s.Name += "/sim"
-	s.Sim, s.Seeds, s.SimSeed = true, []uint64{s.SimSeed}, 0
+	s.Sim, s.Seeds, s.SimSeed, s.Attempts = true, []uint64{s.SimSeed}, 0, 0
 	return s, true
 }
 

@@ -79,6 +79,13 @@ type Spec struct {
 	RequireRecovery bool     `json:"require_recovery,omitempty"`
 
 	Seeds []uint64 `json:"seeds"`
+	// Attempts, on a live scenario expected invalid, is how many runs of
+	// each seed a suite may make until one shows the defect (default 1). A
+	// live run finds a race by luck, so a miss is reported in the result,
+	// and only a seed that stays valid on every attempt has become safe.
+	// One run is always enough to fail a scenario expected valid, and a
+	// simulation repeats its history exactly, so neither takes attempts.
+	Attempts int `json:"attempts,omitempty"`
 	// SimSeed, on a regression scenario, is the seed on which its
 	// simulation reproduces the defect: its sim form (SimForm), the same
 	// history every time, in virtual time.

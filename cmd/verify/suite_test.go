@@ -247,7 +247,7 @@ func reproduceAll(t *testing.T, specs []scenarios.Spec, parallel int) {
 		if r.Status != suite.Pass {
 			t.Errorf("%s did not reproduce: %s: %s (run directory %s)", r.Job.Name(), r.Status, r.Detail, r.Outcome.Dir)
 		}
-		t.Logf("%s: %s in %v", r.Job.Name(), r.Status, r.Outcome.Elapsed.Round(10*time.Millisecond))
+		t.Logf("%s: %s in %v, attempt %d", r.Job.Name(), r.Status, r.Outcome.Elapsed.Round(10*time.Millisecond), r.Attempts)
 	}
 }
 

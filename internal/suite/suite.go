@@ -158,6 +158,9 @@ type Result struct {
 	// Detail says, in a line, why the status is what it is: for a
 	// failure, what was expected and what happened.
 	Detail string
+	// Attempts is how many runs were made of the job (Spec.Attempts):
+	// more than one when the first ones missed the defect expected.
+	Attempts int
 }
 
 // Judge compares a run's outcome (or the error that stopped it) with the
@@ -252,8 +255,31 @@ feed:
 	return results, nil
 }
 
+// runOne runs j, again while it shows no defect it is expected to show
+// and has attempts left (Spec.Attempts); each attempt has its own
+// directory, and the result is the last attempt's.
 func runOne(ctx context.Context, j Job, o Options) Result {
-	dir := filepath.Join(o.OutDir, j.DirName())
+	attempts := max(j.Spec.Attempts, 1)
+	var misses []string
+	for attempt := 1; ; attempt++ {
+		dir := filepath.Join(o.OutDir, j.DirName())
+		if attempt > 1 {
+			dir += fmt.Sprintf("-attempt%d", attempt)
+		}
+		r := runAttempt(ctx, j, o, dir)
+		r.Attempts = attempt
+		if r.Status == Fail && r.Outcome.Verdict == models.Valid && attempt < attempts && ctx.Err() == nil {
+			misses = append(misses, r.Outcome.Dir)
+			continue
+		}
+		if len(misses) > 0 {
+			r.Detail += fmt.Sprintf(" (attempt %d of %d; valid before it: %s)", attempt, attempts, strings.Join(misses, ", "))
+		}
+		return r
+	}
+}
+
+func runAttempt(ctx context.Context, j Job, o Options, dir string) Result {
 	start := time.Now()
 	out, err := o.Exec(ctx, j, dir)
 	if out.Elapsed == 0 {

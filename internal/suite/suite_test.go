@@ -418,3 +418,54 @@ func TestWriteMarkdownShowsLiveness(t *testing.T) {
 		t.Errorf("liveness not shown:\n%s", buf.String())
 	}
 }
+
+// A live scenario expected invalid may take attempts: a valid run is a
+// miss, retried in a directory of its own, and only a seed valid on every
+// attempt has become safe. A run expected valid is never retried.
+func TestAttemptsRetryOnlyAMissedDefect(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		expect            string
+		attempts, validOn int // the first validOn runs are valid, the rest invalid
+		status            Status
+		runs              int
+	}{
+		{"found on the third", "invalid", 3, 2, Pass, 3},
+		{"never found", "invalid", 2, 5, Fail, 2},
+		{"found at once", "invalid", 3, 0, Pass, 1},
+		{"one attempt by default", "invalid", 0, 1, Fail, 1},
+		{"expected valid, violated", "valid", 3, 0, Fail, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := spec("s", "x", tc.expect, 1)
+			s.Attempts = tc.attempts
+			var dirs []string
+			exec := func(ctx context.Context, j Job, dir string) (Outcome, error) {
+				dirs = append(dirs, dir)
+				if len(dirs) <= tc.validOn {
+					return Outcome{Verdict: models.Valid}, nil
+				}
+				return Outcome{Verdict: models.Invalid}, nil
+			}
+			rs, err := Run(context.Background(), Expand([]scenarios.Spec{s}), Options{Parallel: 1, OutDir: "/out", Exec: exec})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := rs[0]
+			if r.Status != tc.status || r.Attempts != tc.runs || len(dirs) != tc.runs {
+				t.Fatalf("status %s after %d attempts (%d runs: %v), want %s after %d; detail %q", r.Status, r.Attempts, len(dirs), dirs, tc.status, tc.runs, r.Detail)
+			}
+			if want := "/out/s-s1"; dirs[0] != want || r.Outcome.Dir != dirs[len(dirs)-1] {
+				t.Errorf("directories %v, result in %s; want the first in %s and the result in the last", dirs, r.Outcome.Dir, want)
+			}
+			if tc.runs > 1 {
+				if dirs[1] != "/out/s-s1-attempt2" {
+					t.Errorf("second attempt in %s, want /out/s-s1-attempt2", dirs[1])
+				}
+				if want := fmt.Sprintf("attempt %d of %d; valid before it: /out/s-s1", tc.runs, tc.attempts); !strings.Contains(r.Detail, want) {
+					t.Errorf("detail %q does not say %q", r.Detail, want)
+				}
+			}
+		})
+	}
+}
