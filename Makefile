@@ -59,7 +59,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkRegisterCheck' -benchtime 1x -benchmem -timeout 20m ./models/ | tee results/bench-register.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkCycles' -benchtime 1x -timeout 10m ./harness/ | tee results/bench-cycles.txt
 	grep '^|' results/bench-cycles.txt > results/bench-cycles.md
-	$(GO) test -run '^$$' -bench 'BenchmarkSim' -benchtime 20x -timeout 20m ./runner/ | tee results/bench-sim.txt
+	$(GO) test -run '^$$' -bench 'BenchmarkSim' -benchtime 20x -cpu 1 -timeout 20m ./runner/ | tee results/bench-sim.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkResumableCreateRace' -benchtime 1x -timeout 20m ./backends/gcs/ | tee results/bench-resumable-race.txt
 	$(GO) run ./internal/readmetable -marker bench-cycles -table results/bench-cycles.md README.md
 

@@ -113,6 +113,10 @@ func Start(parallel int) *Pool {
 			"test.count": "1", "test.timeout": "0", "test.failfast": "false", "test.shuffle": "off",
 			"test.cpuprofile": "", "test.memprofile": "", "test.blockprofile": "", "test.mutexprofile": "",
 			"test.trace": "", "test.coverprofile": "", "test.fuzz": "", "test.bench": "", "test.list": "",
+			// The testing package appends -test.cpu's values to a list
+			// it keeps for the process: the outer -cpu 1 would run this
+			// main's test twice.
+			"test.cpu": "",
 		})
 		defer restore()
 		stdout := os.Stdout

@@ -2,6 +2,8 @@ package bubble
 
 import (
 	"errors"
+	"os"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -71,5 +73,25 @@ func TestAJobThatLeavesAGoroutineBlockedFinishes(t *testing.T) {
 	}
 	if err := p.Run(func() { time.Sleep(time.Hour) }, time.Minute); err != nil {
 		t.Errorf("the next job: %v", err)
+	}
+}
+
+// A pool started in a test binary run with -test.cpu (go test -cpu 1, as
+// a benchmark on one core is run) starts once: the testing package keeps
+// the -cpu list for the process and appended the pool's own to it, which
+// ran the pool's main twice and panicked.
+func TestAPoolStartsOnceUnderTheCPUFlag(t *testing.T) {
+	if os.Getenv("BUBBLE_CPU_CHILD") != "" {
+		p := Start(1)
+		defer p.Close()
+		if err := p.Run(func() { time.Sleep(time.Minute) }, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestAPoolStartsOnceUnderTheCPUFlag$", "-test.cpu=1", "-test.count=1")
+	cmd.Env = append(os.Environ(), "BUBBLE_CPU_CHILD=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the test binary run with -test.cpu=1: %v\n%s", err, out)
 	}
 }
