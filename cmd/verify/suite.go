@@ -265,6 +265,9 @@ type suiteResult struct {
 	Counterexample string         `json:"counterexample,omitempty"`
 	Dir            string         `json:"dir,omitempty"`
 	Elapsed        time.Duration  `json:"elapsed_ns"`
+	// Attempts is how many runs were made (the scenario's attempts);
+	// Dir is the last one's.
+	Attempts int `json:"attempts,omitempty"`
 }
 
 // writeSuiteReports writes junit.xml, summary.md and results.json into
@@ -279,7 +282,7 @@ func writeSuiteReports(dir, name string, results []suite.Result, junit, markdown
 			rs = append(rs, suiteResult{
 				Scenario: r.Job.Spec.Name, Locker: r.Job.Spec.Locker, Seed: r.Job.Seed, Expect: r.Job.Spec.Expect.Verdict,
 				Verdict: r.Outcome.Verdict, Status: r.Status, BecameSafe: r.BecameSafe(), Detail: r.Detail,
-				Counterexample: r.Outcome.Counterexample, Dir: r.Outcome.Dir, Elapsed: r.Outcome.Elapsed,
+				Counterexample: r.Outcome.Counterexample, Dir: r.Outcome.Dir, Elapsed: r.Outcome.Elapsed, Attempts: r.Attempts,
 			})
 		}
 		enc := json.NewEncoder(w)

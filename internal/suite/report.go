@@ -150,6 +150,9 @@ func WriteMarkdown(w io.Writer, results []Result) error {
 		} else if r.Status == Fail {
 			status = "**fail**"
 		}
+		if r.Attempts > 1 {
+			status += fmt.Sprintf(" (attempt %d of %d)", r.Attempts, max(r.Job.Spec.Attempts, 1))
+		}
 		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %.1fs | %s |\n",
 			cell(r.Job.Spec.Name), r.Job.Seed, cell(r.Job.Spec.Expect.Verdict), cell(got), status,
 			r.Outcome.Elapsed.Seconds(), cell(firstLine(r.Outcome.Counterexample)))

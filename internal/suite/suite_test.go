@@ -465,6 +465,13 @@ func TestAttemptsRetryOnlyAMissedDefect(t *testing.T) {
 				if want := fmt.Sprintf("attempt %d of %d; valid before it: /out/s-s1", tc.runs, tc.attempts); !strings.Contains(r.Detail, want) {
 					t.Errorf("detail %q does not say %q", r.Detail, want)
 				}
+				var md bytes.Buffer
+				if err := WriteMarkdown(&md, rs); err != nil {
+					t.Fatal(err)
+				}
+				if want := fmt.Sprintf("(attempt %d of %d) |", tc.runs, tc.attempts); !strings.Contains(md.String(), want) {
+					t.Errorf("the table does not say %q:\n%s", want, md.String())
+				}
 			}
 		})
 	}
