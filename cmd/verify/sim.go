@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -68,6 +69,11 @@ Examples:
   verify sim -locker lease -seeds 1-1000 -determinism
   verify sim -locker lai -faults crash -seeds 1-200 -shrink
 
+Unless GOGC is set, the garbage collector runs a quarter as often as Go's
+default while seeds run (GOGC=400): a seed allocates much and keeps
+little, and this made fenced 1.4x faster at -parallel 2 on 2 cores, for
+about 25 MB more memory.
+
 Exit codes: 0 every seed valid, 1 a seed invalid, 2 a seed unknown,
 3 bad flags or a seed that could not run.
 
@@ -90,6 +96,7 @@ Flags:
 	if sf.parallel < 1 || sf.parallel > 64 {
 		return 0, fmt.Errorf("-parallel %d: want 1..64", sf.parallel)
 	}
+	defer relaxGC()()
 	var spec scenarios.Spec
 	if f.scenario != "" {
 		s, err := lookupScenario(f.scenario)
@@ -415,4 +422,22 @@ func (p *seedProgress) stop() {
 	if p.terminal && !p.quiet {
 		fmt.Fprintln(p.w)
 	}
+}
+
+// simGCPercent is the garbage collector's target while verify sim runs
+// seeds, unless GOGC is set. A seed allocates much and keeps little (its
+// run directory is on disk once it ends), so collecting a quarter as often
+// as the default 100 made fenced 1.4x faster at -parallel 2 on 2 cores
+// (medians of three runs of 40 seeds: 5.7 to 8.0 seeds/s) for 23 MB more
+// resident memory (60 to 83 MB).
+const simGCPercent = 400
+
+// relaxGC sets simGCPercent unless GOGC is set, and returns what puts the
+// previous target back.
+func relaxGC() (restore func()) {
+	if _, set := os.LookupEnv("GOGC"); set {
+		return func() {}
+	}
+	previous := debug.SetGCPercent(simGCPercent)
+	return func() { debug.SetGCPercent(previous) }
 }

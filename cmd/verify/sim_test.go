@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -127,4 +128,27 @@ func TestSimShrinksTheFirstFailingSeed(t *testing.T) {
 	if code != exitCouldNot || !strings.Contains(stderr, "has no scenario.json") {
 		t.Errorf("verify shrink of a missing directory: exit %d\n%s", code, stderr)
 	}
+}
+
+// verify sim collects garbage less often while it runs, unless GOGC says
+// otherwise, and puts the target back when it is done.
+func TestSimRelaxesTheGCUnlessGOGCIsSet(t *testing.T) {
+	t.Setenv("GOGC", "") // restored after the test
+	os.Unsetenv("GOGC")
+	previous := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(previous)
+	restore := relaxGC()
+	if got := debug.SetGCPercent(simGCPercent); got != simGCPercent {
+		t.Errorf("GOGC unset: target %d, want %d", got, simGCPercent)
+	}
+	restore()
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("after: target %d, want the previous 100", got)
+	}
+	t.Setenv("GOGC", "100")
+	restore = relaxGC()
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GOGC=100 set: target %d, want it left at 100", got)
+	}
+	restore()
 }
