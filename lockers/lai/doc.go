@@ -148,6 +148,10 @@
 //   - A refresh that completes after Unlock shut the refresher down is
 //     reported to nobody (the source's refresh_lock returns true then), so
 //     Lost is not closed by it.
+//   - [Locker.Close] stops every refresher, cancelling a refresh in
+//     flight, and waits for them before it closes the storage client, so
+//     that no request outlives the locker; the leases it leaves are not
+//     released, and their Lost is not closed.
 //   - Options: [Options.TimeScale] scales every default duration alike;
 //     explicit durations override, unscaled. New refuses what the source's
 //     constructor refuses: an explicit refresh_interval ≥
