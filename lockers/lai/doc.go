@@ -151,7 +151,7 @@
 //   - [Locker.Close] stops every refresher, cancelling a refresh in
 //     flight, and waits for them before it closes the storage client, so
 //     that no request outlives the locker; the leases it leaves are not
-//     released, and their Lost is not closed.
+//     released.
 //   - Options: [Options.TimeScale] scales every default duration alike;
 //     explicit durations override, unscaled. New refuses what the source's
 //     constructor refuses: an explicit refresh_interval ≥
