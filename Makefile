@@ -51,7 +51,7 @@ node-worker:
 vet:
 	$(GO) vet ./...
 
-## bench: checker time and memory on synthetic histories (the register search too), and lock/unlock cycles on the embedded GCS, raw and through the harness; the tables go into README.md
+## bench: checker time and memory on synthetic histories (the register search too), lock/unlock cycles on the embedded GCS, raw and through the harness, the simulation's speed and the client libraries' own cost per request under it; the tables go into README.md
 bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkCheck' -benchtime 1x -benchmem -timeout 60m ./models/ | tee results/bench-checkers.txt
 	$(GO) run ./models/internal/benchtable < results/bench-checkers.txt > results/bench-checkers.md
@@ -60,6 +60,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkCycles' -benchtime 1x -timeout 10m ./harness/ | tee results/bench-cycles.txt
 	grep '^|' results/bench-cycles.txt > results/bench-cycles.md
 	$(GO) test -run '^$$' -bench 'BenchmarkSim' -benchtime 20x -cpu 1 -timeout 20m ./runner/ | tee results/bench-sim.txt
+	$(GO) test -run '^$$' -bench 'BenchmarkClientFloor' -benchmem -cpu 1 -count 3 -timeout 10m ./lockers/internal/gcsclient/ ./lockers/redis/ | tee results/bench-client-floor.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkResumableCreateRace' -benchtime 1x -timeout 20m ./backends/gcs/ | tee results/bench-resumable-race.txt
 	$(GO) run ./internal/readmetable -marker bench-cycles -table results/bench-cycles.md README.md
 

@@ -3,7 +3,10 @@ package runner_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -20,10 +23,20 @@ import (
 
 // BenchmarkSim is the simulation's speed: one seed of ten virtual seconds
 // per iteration, reported as seeds per second and as virtual time over wall
-// time, the two figures the simulation is judged by.
+// time, the two figures the simulation is judged by. It also reports a
+// seed's round trips to its backend, by kind (HTTP requests to the
+// in-memory GCS by method, commands to the in-memory Redis by name): times
+// the client library's own cost of each kind (the BenchmarkClientFloor of
+// lockers/internal/gcsclient and of lockers/redis) they bound how fast any
+// in-memory backend could make a seed.
 func BenchmarkSim(b *testing.B) {
 	for _, locker := range []string{"lease", "fenced", "tus616", "redis"} {
 		b.Run(locker, func(b *testing.B) {
+			trips := &tripCounter{kinds: map[string]int{}}
+			resolve := func(s scenarios.Spec) (harness.LockerSpec, error) {
+				spec, err := resolve(s)
+				return countTrips(spec, trips), err
+			}
 			spec, err := scenarios.Spec{Name: "bench", Locker: locker, Sim: true}.Normalize(resolve)
 			if err != nil {
 				b.Fatal(err)
@@ -49,8 +62,86 @@ func BenchmarkSim(b *testing.B) {
 			wall := b.Elapsed()
 			b.ReportMetric(float64(b.N)/wall.Seconds(), "seeds/s")
 			b.ReportMetric(virtual.Seconds()/wall.Seconds(), "virtual/wall")
+			total := 0
+			for kind, n := range trips.kinds {
+				total += n
+				b.ReportMetric(float64(n)/float64(b.N), kind+"/seed")
+			}
+			b.ReportMetric(float64(total)/float64(b.N), "round-trips/seed")
 		})
 	}
+}
+
+// tripCounter counts round trips by kind.
+type tripCounter struct {
+	mu    sync.Mutex
+	kinds map[string]int
+}
+
+func (c *tripCounter) add(kind string) {
+	c.mu.Lock()
+	c.kinds[kind]++
+	c.mu.Unlock()
+}
+
+// countTrips makes spec's in-memory backend count every client's round
+// trips to it, by kind, into n.
+func countTrips(spec harness.LockerSpec, n *tripCounter) harness.LockerSpec {
+	setup := spec.Setup
+	spec.Setup = func(ctx context.Context, p harness.Params) (*harness.Instance, error) {
+		inst, err := setup(ctx, p)
+		if err != nil || inst.Links == nil {
+			return inst, err
+		}
+		links := inst.Links
+		inst.Links = func(slot int) harness.Link {
+			link := links(slot)
+			if slot == harness.HarnessLink {
+				return link
+			}
+			if link.HTTP != nil {
+				next := link.HTTP
+				link.HTTP = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					n.add(r.Method)
+					return next.RoundTrip(r)
+				})
+			}
+			if link.Dial != nil {
+				dial := link.Dial
+				link.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+					c, err := dial(ctx, network, addr)
+					if err != nil {
+						return c, err
+					}
+					return writeCounter{c, n}, nil
+				}
+			}
+			return link
+		}
+		return inst, nil
+	}
+	return spec
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// writeCounter counts the commands written on a Redis connection by name.
+type writeCounter struct {
+	net.Conn
+	n *tripCounter
+}
+
+// command is the name in each RESP array a write holds: *N, then the name
+// as a bulk string, $len and the name.
+var command = regexp.MustCompile(`(?:^|\r\n)\*\d+\r\n\$\d+\r\n([A-Za-z]+)\r\n`)
+
+func (c writeCounter) Write(p []byte) (int, error) {
+	for _, m := range command.FindAllSubmatch(p, -1) {
+		c.n.add(strings.ToLower(string(m[1])))
+	}
+	return c.Conn.Write(p)
 }
 
 func resolve(s scenarios.Spec) (harness.LockerSpec, error) {
