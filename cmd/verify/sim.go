@@ -52,8 +52,9 @@ Runs the locker in simulation, seed after seed: the backend (the embedded
 GCS with its fidelity layer, or Redis) in memory, the network in memory
 with a seeded latency on every request, and the whole run (clients,
 workload, faults, backend, recorder) in virtual time inside a
-testing/synctest bubble, faster than real time (about 100x for an in-process
-locker, 7-40x for a GCS one: see the README). The same
+testing/synctest bubble, faster than real time (about 250x for an in-process
+locker, 15-400x for a GCS or Redis one, as many requests as its retry loop
+sends: see the README). The same
 locker code runs as in verify run; it sees only its lockers.Env.
 
 It stops at the first seed whose verdict is not valid (or explores every
