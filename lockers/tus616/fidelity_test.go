@@ -175,11 +175,11 @@ func TestConformanceFidelity(t *testing.T) {
 	}
 	// One backend per check of a property, started here, outside the
 	// synctest bubble of lease-kept: its listener must not live in the
-	// bubble. A property documented as lacking may be checked up to three
-	// times (lockertest's lackTries) when its defect hides, so there are
-	// three backends for each of the suite's eight properties: with one
+	// bubble. A property documented as lacking may be checked up to
+	// lockertest.LackTries times when its defect hides, so there are that
+	// many backends for each of the suite's eight properties: with one
 	// each, a defect that hid once left lease-kept with none.
-	servers := make(chan *gcs.Server, 3*8)
+	servers := make(chan *gcs.Server, lockertest.LackTries*8)
 	for range cap(servers) {
 		servers <- startFidelity(t)
 	}
