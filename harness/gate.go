@@ -153,6 +153,29 @@ func (g *gate) pass(ctx context.Context) error {
 	}
 }
 
+// enter blocks while the gate is paused, as pass does, but fails at once
+// with errKilled once the gate is dead: for calls that must not wait on a
+// dead client, which pass would hold forever (until the burial) when the
+// death came between a caller's look at the gate and its wait on it.
+func (g *gate) enter(ctx context.Context) error {
+	for {
+		g.mu.Lock()
+		dead, paused, resumed := g.dead, g.paused, g.resumed
+		g.mu.Unlock()
+		switch {
+		case dead:
+			return errKilled
+		case !paused:
+			return nil
+		}
+		select {
+		case <-resumed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // clientClock is the clock a client's locker sees: its machine's clock
 // (skewed and drifting under clock faults; real time when nil), with
 // timers that wait for the client's gate.

@@ -43,10 +43,7 @@ func (r *run) dialerFor(slot int, g *gate) func(ctx context.Context, network, ad
 		// a library reconnecting in the background (a pub/sub
 		// subscriber) would otherwise wait forever, holding its own
 		// locks, and the locker's Close with it.
-		if g.isDead() {
-			return nil, errKilled
-		}
-		if err := g.pass(ctx); err != nil {
+		if err := g.enter(ctx); err != nil {
 			return nil, err
 		}
 		if g.isDead() {
