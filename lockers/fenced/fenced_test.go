@@ -734,6 +734,7 @@ func TestLoopbackServer(t *testing.T) {
 	// Three TTLs of 1.2 s: the lease needs about nine refreshes.
 	wctx, wcancel := context.WithTimeout(ctx, 3*a.Options().TTL)
 	got, err := b.Lock(wctx, "k")
+	deadline := wctx.Err()
 	wcancel()
 	if err == nil {
 		got.Unlock(ctx)
@@ -749,7 +750,14 @@ func TestLoopbackServer(t *testing.T) {
 		t.Logf("the holder's refreshes fell behind and it was told (Lost closed) before the takeover")
 		return
 	}
-	if !errors.Is(err, lockers.ErrNoEffect) {
+	switch {
+	case errors.Is(err, lockers.ErrNoEffect):
+	case deadline != nil && strings.Contains(err.Error(), "indeterminate"):
+		// Real time on a loaded machine: the deadline fell while one of
+		// b's creates was in flight, whose outcome b cannot know. The
+		// holder's Unlock below shows it had no effect.
+		t.Logf("the deadline fell during a create: %v", err)
+	default:
 		t.Errorf("kept-out Lock: %v, want ErrNoEffect", err)
 	}
 	if closed(held.Lost()) {
