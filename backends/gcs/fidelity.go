@@ -1005,25 +1005,35 @@ func parseIntHeader(v string) int64 {
 
 // rewriteObjects puts the layer's metageneration and updated into every
 // object resource of a JSON reply: the object itself, a rewrite reply's
-// "resource", or a listing's "items".
+// "resource", or a listing's "items". Only the fields it reads are
+// decoded; the rest pass through as raw JSON.
 func (f *fidelity) rewriteObjects(rec *gcsapi.Reply) {
 	if rec.Code < 200 || rec.Code > 299 || rec.Body.Len() == 0 {
 		return
 	}
-	dec := json.NewDecoder(bytes.NewReader(rec.Body.Bytes()))
-	dec.UseNumber()
-	var doc map[string]any
-	if dec.Decode(&doc) != nil {
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(rec.Body.Bytes(), &doc) != nil {
 		return
 	}
 	changed := f.rewriteOne(doc)
-	if res, ok := doc["resource"].(map[string]any); ok {
-		changed = f.rewriteOne(res) || changed
+	if raw, ok := doc["resource"]; ok {
+		changed = f.rewriteNested(doc, "resource", raw) || changed
 	}
-	if items, ok := doc["items"].([]any); ok {
-		for _, it := range items {
-			if m, ok := it.(map[string]any); ok {
-				changed = f.rewriteOne(m) || changed
+	if raw, ok := doc["items"]; ok {
+		var items []json.RawMessage
+		if json.Unmarshal(raw, &items) == nil {
+			rewritten := false
+			for i, it := range items {
+				var m map[string]json.RawMessage
+				if json.Unmarshal(it, &m) != nil || !f.rewriteOne(m) {
+					continue
+				}
+				if out, err := json.Marshal(m); err == nil {
+					items[i], rewritten = out, true
+				}
+			}
+			if out, err := json.Marshal(items); rewritten && err == nil {
+				doc["items"], changed = out, true
 			}
 		}
 	}
@@ -1038,28 +1048,50 @@ func (f *fidelity) rewriteObjects(rec *gcsapi.Reply) {
 	rec.Body.Write(out)
 }
 
-func (f *fidelity) rewriteOne(m map[string]any) bool {
-	b, _ := m["bucket"].(string)
-	n, _ := m["name"].(string)
-	if b == "" || n == "" {
+// rewriteNested rewrites the object resource doc holds under field.
+func (f *fidelity) rewriteNested(doc map[string]json.RawMessage, field string, raw json.RawMessage) bool {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil || !f.rewriteOne(m) {
 		return false
 	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return false
+	}
+	doc[field] = out
+	return true
+}
+
+func (f *fidelity) rewriteOne(m map[string]json.RawMessage) bool {
+	var b, n string
+	if json.Unmarshal(m["bucket"], &b) != nil || json.Unmarshal(m["name"], &n) != nil || b == "" || n == "" {
+		return false
+	}
+	// The generation is a string in GCS's JSON, a number in some
+	// emulator replies.
 	var gen int64
-	switch g := m["generation"].(type) {
-	case string:
-		gen, _ = strconv.ParseInt(g, 10, 64)
-	case json.Number:
-		gen, _ = g.Int64()
+	var text string
+	var num json.Number
+	if json.Unmarshal(m["generation"], &text) == nil {
+		gen, _ = strconv.ParseInt(text, 10, 64)
+	} else if json.Unmarshal(m["generation"], &num) == nil {
+		gen, _ = num.Int64()
 	}
 	st, ok := f.lookup(objKey(b, n), gen)
 	if !ok {
 		return false
 	}
-	m["metageneration"] = strconv.FormatInt(st.meta, 10)
+	m["metageneration"] = jsonString(strconv.FormatInt(st.meta, 10))
 	if !st.updated.IsZero() {
-		m["updated"] = st.updated.UTC().Format(time.RFC3339Nano)
+		m["updated"] = jsonString(st.updated.UTC().Format(time.RFC3339Nano))
 	}
 	return true
+}
+
+// jsonString is s as a JSON string.
+func jsonString(s string) json.RawMessage {
+	out, _ := json.Marshal(s)
+	return out
 }
 
 const preconditionMessage = "At least one of the pre-conditions you specified did not hold."

@@ -51,40 +51,48 @@ func normalizeMetadata(r *http.Request, t target, body []byte) ([]byte, error) {
 }
 
 // rewriteResource rewrites a JSON object resource, or a compose request's
-// destination when nested.
+// destination when nested. Only the metadata is decoded; the rest passes
+// through as raw JSON.
 func rewriteResource(body []byte, insert, nested bool) ([]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var doc map[string]any
-	if dec.Decode(&doc) != nil {
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(body, &doc) != nil {
 		// Not an object: the emulator answers it as it does.
 		return body, nil
 	}
 	res := doc
 	if nested {
-		d, ok := doc["destination"].(map[string]any)
-		if !ok {
+		if json.Unmarshal(doc["destination"], &res) != nil || res == nil {
 			return body, nil
 		}
-		res = d
 	}
 	changed, err := stringMetadata(res, insert)
 	if err != nil || !changed {
 		return body, err
+	}
+	if nested {
+		if doc["destination"], err = json.Marshal(res); err != nil {
+			return body, nil
+		}
 	}
 	return json.Marshal(doc)
 }
 
 // stringMetadata makes res["metadata"]'s values strings; it reports whether
 // it changed anything.
-func stringMetadata(res map[string]any, insert bool) (bool, error) {
+func stringMetadata(res map[string]json.RawMessage, insert bool) (bool, error) {
 	raw, ok := res["metadata"]
-	if !ok || raw == nil {
+	if !ok {
 		return false, nil
 	}
-	m, ok := raw.(map[string]any)
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil || v == nil {
+		return false, nil
+	}
+	m, ok := v.(map[string]any)
 	if !ok {
-		return false, fmt.Errorf("metadata: want an object of key: value pairs, got a JSON %s", jsonKind(raw))
+		return false, fmt.Errorf("metadata: want an object of key: value pairs, got a JSON %s", jsonKind(v))
 	}
 	changed := false
 	for k, v := range m {
@@ -103,7 +111,15 @@ func stringMetadata(res map[string]any, insert bool) (bool, error) {
 			return false, fmt.Errorf("metadata.%s: a custom metadata value is a string (or a number or boolean, stored as its text), not a JSON %s", k, jsonKind(v))
 		}
 	}
-	return changed, nil
+	if !changed {
+		return false, nil
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return false, nil
+	}
+	res["metadata"] = out
+	return true, nil
 }
 
 func jsonKind(v any) string {
