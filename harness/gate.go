@@ -128,35 +128,23 @@ func (g *gate) deliver(f func()) {
 // pass blocks while the gate is paused and forever once it is dead, unless
 // ctx ends first.
 func (g *gate) pass(ctx context.Context) error {
-	for {
-		g.mu.Lock()
-		dead, paused, resumed := g.dead, g.paused, g.resumed
-		g.mu.Unlock()
-		if !dead && !paused {
-			return nil
-		}
-		if dead {
-			g.mu.Lock()
-			buried := g.buried
-			g.mu.Unlock()
-			if buried {
-				return errKilled
-			}
-			<-ctx.Done()
-			return ctx.Err()
-		}
-		select {
-		case <-resumed:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := g.enter(ctx); !errors.Is(err, errKilled) {
+		return err
 	}
+	g.mu.Lock()
+	buried := g.buried
+	g.mu.Unlock()
+	if buried {
+		return errKilled
+	}
+	<-ctx.Done()
+	return ctx.Err()
 }
 
 // enter blocks while the gate is paused, as pass does, but fails at once
-// with errKilled once the gate is dead: for calls that must not wait on a
-// dead client, which pass would hold forever (until the burial) when the
-// death came between a caller's look at the gate and its wait on it.
+// with errKilled once the gate is dead, in the same look at the gate: for
+// calls that must not wait on a dead client (a dial), which pass holds
+// until their context ends.
 func (g *gate) enter(ctx context.Context) error {
 	for {
 		g.mu.Lock()
