@@ -1016,25 +1016,19 @@ func (f *fidelity) rewriteObjects(rec *gcsapi.Reply) {
 		return
 	}
 	changed := f.rewriteOne(doc)
-	if raw, ok := doc["resource"]; ok {
-		changed = f.rewriteNested(doc, "resource", raw) || changed
+	if out, ok := f.rewriteRaw(doc["resource"]); ok {
+		doc["resource"], changed = out, true
 	}
-	if raw, ok := doc["items"]; ok {
-		var items []json.RawMessage
-		if json.Unmarshal(raw, &items) == nil {
-			rewritten := false
-			for i, it := range items {
-				var m map[string]json.RawMessage
-				if json.Unmarshal(it, &m) != nil || !f.rewriteOne(m) {
-					continue
-				}
-				if out, err := json.Marshal(m); err == nil {
-					items[i], rewritten = out, true
-				}
+	var items []json.RawMessage
+	if raw, ok := doc["items"]; ok && json.Unmarshal(raw, &items) == nil {
+		rewritten := false
+		for i, it := range items {
+			if out, ok := f.rewriteRaw(it); ok {
+				items[i], rewritten = out, true
 			}
-			if out, err := json.Marshal(items); rewritten && err == nil {
-				doc["items"], changed = out, true
-			}
+		}
+		if out, err := json.Marshal(items); rewritten && err == nil {
+			doc["items"], changed = out, true
 		}
 	}
 	if !changed {
@@ -1048,18 +1042,18 @@ func (f *fidelity) rewriteObjects(rec *gcsapi.Reply) {
 	rec.Body.Write(out)
 }
 
-// rewriteNested rewrites the object resource doc holds under field.
-func (f *fidelity) rewriteNested(doc map[string]json.RawMessage, field string, raw json.RawMessage) bool {
+// rewriteRaw rewrites one object resource given as raw JSON; false when it
+// is not one the layer knows, or not an object at all.
+func (f *fidelity) rewriteRaw(raw json.RawMessage) (json.RawMessage, bool) {
 	var m map[string]json.RawMessage
 	if json.Unmarshal(raw, &m) != nil || !f.rewriteOne(m) {
-		return false
+		return raw, false
 	}
 	out, err := json.Marshal(m)
 	if err != nil {
-		return false
+		return raw, false
 	}
-	doc[field] = out
-	return true
+	return out, true
 }
 
 func (f *fidelity) rewriteOne(m map[string]json.RawMessage) bool {

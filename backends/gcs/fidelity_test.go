@@ -98,6 +98,16 @@ func TestRawHTTP(t *testing.T) {
 		t.Errorf("patch: updated %q not after %q (%v %v)", p.Updated, o.Updated, err1, err2)
 	}
 
+	// A listing's items carry the layer's metageneration and updated too.
+	code, _, body = do(t, hc, "GET", base+"/storage/v1/b/"+b+"/o?prefix=raw/", nil, nil)
+	var listing struct{ Items []objectJSON }
+	if code != 200 || json.Unmarshal(body, &listing) != nil || len(listing.Items) != 1 {
+		t.Fatalf("list: %d %s", code, body)
+	}
+	if it := listing.Items[0]; it != p {
+		t.Errorf("listed %+v, want the patch reply's %+v", it, p)
+	}
+
 	// 304 on reads for NotMatch, on both the metadata and the media routes.
 	for _, u := range []string{
 		obj + "?ifGenerationNotMatch=" + o.Generation,
