@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // helloTimeout bounds how long Start waits for a worker to answer hello
@@ -233,7 +235,46 @@ func (p *Process) signal(sig os.Signal) error {
 }
 
 // Stop pauses the worker (SIGSTOP): it answers nothing until Continue.
-func (p *Process) Stop() error { return p.signal(syscall.SIGSTOP) }
+// It returns once every thread of the worker has stopped, or it is gone: a
+// signal is delivered after kill(2) returns, and a worker still running
+// for that moment answered a request sent after Stop.
+func (p *Process) Stop() error {
+	if err := p.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	return p.os.awaitStopped(stopWait)
+}
+
+// stopWait bounds how long Stop waits for the kernel to stop the worker,
+// which takes microseconds.
+const stopWait = 10 * time.Second
+
+// awaitStopped waits for the child's group stop to complete, as its parent
+// is told of it: waitid with WSTOPPED, and WEXITED for a child that died
+// instead, both with WNOWAIT so that cmd.Wait still reaps it.
+func (o *osProcess) awaitStopped(wait time.Duration) error {
+	pid := o.cmd.Process.Pid
+	done := make(chan error, 1)
+	go func() {
+		var info unix.Siginfo
+		for {
+			err := unix.Waitid(unix.P_PID, pid, &info, unix.WSTOPPED|unix.WEXITED|unix.WNOWAIT, nil)
+			if !errors.Is(err, unix.EINTR) {
+				done <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, unix.ECHILD) { // ECHILD: reaped already
+			return fmt.Errorf("worker: waiting for pid %d to stop: %w", pid, err)
+		}
+		return nil
+	case <-time.After(wait):
+		return fmt.Errorf("worker: pid %d had not stopped %v after SIGSTOP", pid, wait)
+	}
+}
 
 // Continue resumes a stopped worker (SIGCONT).
 func (p *Process) Continue() error { return p.signal(syscall.SIGCONT) }

@@ -135,6 +135,48 @@ func TestChildStopHoldsAnswersUntilContinue(t *testing.T) {
 	}
 }
 
+// Stop returns only once every thread of the worker is stopped: a worker
+// still running just after kill(2) returned answered a Lock sent after
+// Stop, and TestChildStopHoldsAnswersUntilContinue failed once so.
+func TestChildStopReturnsOnceStopped(t *testing.T) {
+	p, _ := startChild(t, Hello{}, Hooks{})
+	mustLock(t, p, "k0") // the worker is serving, its threads started
+	for round := range 50 {
+		if err := p.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if running := runningThreads(t, p.PID()); len(running) > 0 {
+			t.Fatalf("round %d: Stop returned with threads %v of pid %d not stopped", round, running, p.PID())
+		}
+		if err := p.Continue(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// runningThreads lists pid's threads whose state in /proc is not stopped.
+func runningThreads(t *testing.T, pid int) []string {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var running []string
+	for _, task := range tasks {
+		stat, err := os.ReadFile(dir + "/" + task.Name() + "/stat")
+		if err != nil {
+			continue // a thread that ended
+		}
+		// The state follows the command name, which is in parentheses.
+		rest := stat[strings.LastIndexByte(string(stat), ')')+1:]
+		if state := strings.Fields(string(rest)); len(state) == 0 || (state[0] != "T" && state[0] != "t") {
+			running = append(running, task.Name()+":"+strings.Join(state[:min(1, len(state))], ""))
+		}
+	}
+	return running
+}
+
 func TestChildKillFailsPendingCalls(t *testing.T) {
 	attempts := make(chan time.Time, 10)
 	p, _ := startChild(t, Hello{}, Hooks{AttemptStarted: func(at time.Time) { attempts <- at }})
