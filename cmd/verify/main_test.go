@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -211,12 +212,25 @@ func TestWorkerRefusesAProtocolItDoesNotSpeak(t *testing.T) {
 
 func TestRunWithProcessClients(t *testing.T) {
 	t.Parallel()
-	dir, code, stdout := runOnce(t, "-locker", "redis", "-ttl", "500ms", "-clients", "3", "-keys", "1", "-workload", "register",
-		"-clients-as", "process", "-faults", "crash-holder", "-fault-interval", "300ms", "-seed", "2")
+	// A 2 s lease: the watchdog extends it every second. At 500 ms, one
+	// clean-clone run of make test had a live holder's extend come a
+	// quarter second late on the loaded machine, the key expire under it,
+	// and the next client take it (the locker's known exposure to pauses).
+	dir, code, stdout := runOnce(t, "-locker", "redis", "-ttl", "2s", "-recovery-timeout", "6s", "-clients", "3", "-keys", "1", "-workload", "register",
+		"-clients-as", "process", "-faults", "crash-holder", "-fault-interval", "300ms", "-seed", "1")
 	// A killed holder's Redis lease expires; the killed process can
 	// write nothing more, so nothing is lost.
 	if code != exitValid {
 		t.Fatalf("exit %d\n%s", code, stdout)
+	}
+	// Seed 2, which this test ran before, planned no fault inside the
+	// 1.5 s workload: the holder it speaks of was never killed.
+	h, err := history.ReadFile(filepath.Join(dir, "history.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(h.Events, func(e history.Event) bool { return e.F == history.Crash }) {
+		t.Fatalf("no holder was killed:\n%s", stdout)
 	}
 	res, err := runner.ReadResult(filepath.Join(dir, "result.json"))
 	if err != nil {
