@@ -255,6 +255,9 @@ const stopWait = 10 * time.Second
 func (o *osProcess) awaitStopped(wait time.Duration) error {
 	pid := o.cmd.Process.Pid
 	done := make(chan error, 1)
+	// waitid has no timeout of its own. Past wait this goroutine stays
+	// blocked until the child stops or dies, which Close's SIGKILL makes
+	// certain.
 	go func() {
 		var info unix.Siginfo
 		for {
