@@ -256,8 +256,8 @@ func (o *osProcess) awaitStopped(wait time.Duration) error {
 	pid := o.cmd.Process.Pid
 	done := make(chan error, 1)
 	// waitid has no timeout of its own. Past wait this goroutine stays
-	// blocked until the child stops or dies, which Close's SIGKILL makes
-	// certain.
+	// blocked until the child stops or dies; Close makes sure it dies (it
+	// kills a worker that does not exit when asked).
 	go func() {
 		var info unix.Siginfo
 		for {
