@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -143,7 +144,7 @@ func Start(ctx context.Context, cmd Command, hello Hello, hooks Hooks) (*Process
 			err = fmt.Errorf("%w: the worker did not answer hello within %v (it must read one JSON line from stdin and answer with one on stdout)", ErrProtocol, helloTimeout)
 		}
 		p.stopping.Store(true)
-		_ = c.Process.Kill()
+		o.killGroup()
 		select {
 		case <-p.exited:
 		case <-time.After(helloTimeout):
@@ -207,10 +208,17 @@ func (o *osProcess) exitErr() error {
 	return nil
 }
 
+// killGroup kills the child and whatever it started in its process group
+// (a wrapper's worker), which would otherwise outlive the run.
+func (o *osProcess) killGroup() {
+	_ = o.cmd.Process.Kill()
+	_ = unix.Kill(-o.cmd.Process.Pid, unix.SIGKILL)
+}
+
 // killAndReap kills a child that did not exit when asked and waits (up to
 // wait) for it to be reaped.
 func (o *osProcess) killAndReap(wait time.Duration) error {
-	_ = o.cmd.Process.Kill()
+	o.killGroup()
 	select {
 	case <-o.exited:
 		return fmt.Errorf("worker did not exit within %v of the close request; killed it", wait)
@@ -219,7 +227,7 @@ func (o *osProcess) killAndReap(wait time.Duration) error {
 	}
 }
 
-func (p *Process) signal(sig os.Signal) error {
+func (p *Process) signal(sig syscall.Signal) error {
 	if p.os == nil {
 		return ErrNotProcess
 	}
@@ -231,23 +239,114 @@ func (p *Process) signal(sig os.Signal) error {
 		}
 		return fmt.Errorf("worker: sending %v to pid %d: %w", sig, p.pid, err)
 	}
+	// Then its whole process group: a worker started through a wrapper
+	// (sh -c, npx, npm run, go run) is the wrapper's child, and a pause or
+	// a kill that reached the wrapper alone would leave the real worker
+	// serving. The leader is alive, so the group's id is still its own.
+	if err := unix.Kill(-p.pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("worker: sending %v to process group %d: %w", sig, p.pid, err)
+	}
 	return nil
 }
 
-// Stop pauses the worker (SIGSTOP): it answers nothing until Continue.
-// It returns once every thread of the worker has stopped, or it is gone: a
-// signal is delivered after kill(2) returns, and a worker still running
-// for that moment answered a request sent after Stop.
+// Stop pauses the worker (SIGSTOP to its process group): it answers
+// nothing until Continue. It returns once every thread of every process
+// in the group has stopped, or is gone: a signal is delivered after
+// kill(2) returns, and a worker still running for that moment answered a
+// request sent after Stop.
 func (p *Process) Stop() error {
 	if err := p.signal(syscall.SIGSTOP); err != nil {
 		return err
 	}
-	return p.os.awaitStopped(stopWait)
+	deadline := time.Now().Add(stopWait)
+	if err := p.os.awaitStopped(stopWait); err != nil {
+		return err
+	}
+	return awaitGroupStopped(p.pid, deadline)
 }
 
 // stopWait bounds how long Stop waits for the kernel to stop the worker,
 // which takes microseconds.
 const stopWait = 10 * time.Second
+
+// groupPoll is the pause between looks at a process group's members while
+// they stop: only a wrapped worker's grandchildren are waited for this
+// way, and the kernel stops them within microseconds.
+const groupPoll = time.Millisecond
+
+// awaitGroupStopped waits until every thread of every process in group
+// pgid is stopped or dead. Only the leader is the harness's child, so
+// waitid cannot see the others; /proc can.
+func awaitGroupStopped(pgid int, deadline time.Time) error {
+	for {
+		running, err := groupRunning(pgid)
+		if err != nil {
+			return err
+		}
+		if len(running) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("worker: process group %d had threads %v still running %v after SIGSTOP", pgid, running, stopWait)
+		}
+		time.Sleep(groupPoll)
+	}
+}
+
+// groupRunning lists, as pid/tid:state, the threads of group pgid's
+// processes that are neither stopped nor dead.
+func groupRunning(pgid int) ([]string, error) {
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("worker: listing processes to see group %d stop: %w", pgid, err)
+	}
+	var running []string
+	for _, proc := range procs {
+		pid := proc.Name()
+		if pid[0] < '0' || pid[0] > '9' {
+			continue
+		}
+		if _, group, ok := procStat("/proc/" + pid + "/stat"); !ok || group != pgid {
+			continue
+		}
+		tasks, err := os.ReadDir("/proc/" + pid + "/task")
+		if err != nil {
+			continue // it exited
+		}
+		for _, task := range tasks {
+			state, _, ok := procStat("/proc/" + pid + "/task/" + task.Name() + "/stat")
+			if !ok {
+				continue // a thread that ended
+			}
+			switch state {
+			case "T", "t", "Z", "X", "x":
+			default:
+				running = append(running, pid+"/"+task.Name()+":"+state)
+			}
+		}
+	}
+	return running, nil
+}
+
+// procStat reads a /proc stat file's state and process group; false when
+// it is gone or unreadable.
+func procStat(path string) (state string, pgid int, ok bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", 0, false
+	}
+	// The fields after the command name, which is in parentheses and may
+	// hold anything: state, ppid, pgrp, …
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(fields) < 3 {
+		return "", 0, false
+	}
+	pgid, err = strconv.Atoi(fields[2])
+	if err != nil {
+		return "", 0, false
+	}
+	return fields[0], pgid, true
+}
 
 // awaitStopped waits for the child's group stop to complete, as its parent
 // is told of it: waitid with WSTOPPED, and WEXITED for a child that died

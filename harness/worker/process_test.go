@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // childEnv makes the test binary a fake worker (see TestMain).
@@ -248,5 +250,82 @@ func TestChildRefusedHelloQuotesStderr(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "fake: cannot open broken") {
 		t.Errorf("the worker's stderr did not reach Hooks.Log; it got:\n%s", log)
+	}
+}
+
+// startWrapped starts the fake worker behind sh, which forks it as a child
+// rather than replacing itself (the trailing ':' keeps the shell waiting),
+// as `sh -c`, npx, npm run and go run do; it returns the worker and the
+// pid of the real worker process, the wrapper's child.
+func startWrapped(t *testing.T) (*Process, int) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &lineLog{}
+	cmd := Command{Path: "/bin/sh", Args: []string{"-c", `"$0" -test.run='^$'; :`, exe}, Env: childEnviron()}
+	p, err := Start(ctxBound(t), cmd, Hello{Identity: "client-0"}, Hooks{Log: log.add})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = p.Close(bound)
+		if t.Failed() {
+			t.Logf("worker stderr:\n%s", log)
+		}
+	})
+	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", p.PID(), p.PID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inner int
+	if _, err := fmt.Sscan(string(children), &inner); err != nil || inner <= 0 {
+		t.Fatalf("the wrapper %d has children %q, want the worker", p.PID(), children)
+	}
+	return p, inner
+}
+
+// A worker behind a wrapper is paused and killed with it: a signal to the
+// wrapper alone left the real worker serving, and a fault that never
+// reached the holder read as a pass.
+func TestWrappedWorkerStopAndKillReachTheWorker(t *testing.T) {
+	p, inner := startWrapped(t)
+	mustLock(t, p, "k0") // the worker is serving
+	for round := range 5 {
+		if err := p.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if running := runningThreads(t, inner); len(running) > 0 {
+			t.Fatalf("round %d: Stop returned with the wrapped worker's threads %v running", round, running)
+		}
+		if err := p.Continue(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A pidfd turns readable when its process exits: a bounded wait for
+	// the worker's death with no polling.
+	pidfd, err := unix.PidfdOpen(inner, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pidfd)
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	await(t, "Exited", p.Exited())
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, int(bound/time.Millisecond))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			t.Fatalf("the wrapped worker %d outlived the wrapper's kill by %v", inner, bound)
+		}
+		return
 	}
 }
