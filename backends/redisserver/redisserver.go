@@ -12,6 +12,38 @@
 // backward step of the system clock pauses expiry until the clock catches
 // up, a forward step expires keys early. Inside a testing/synctest bubble
 // the clock is the bubble's, so [NewInMemory] expires keys on virtual time.
+//
+// # Where the embedded server is not miniredis
+//
+// Pub/sub is this package's own (pubsub.go), served through miniredis's
+// pre-command hook in place of miniredis's commands. miniredis hands each
+// published message to a goroutine per subscriber, which writes it to the
+// connection once it gets the connection's lock: after PUBLISH has
+// returned, so possibly after the subscriber's reply to an UNSUBSCRIBE of
+// that channel (Subscriber.Publish and monitorPublish in miniredis's
+// pubsub.go, v2.40.0). redis-server never writes a message for a channel
+// after its UNSUBSCRIBE reply, and a client that shares one subscriber
+// connection between lock waits fails on such a message: ioredis, as
+// tus-node-server's Redis locker uses it, throws "Command queue state
+// error". Here PUBLISH writes each message into the subscriber's output
+// before it answers, under the lock that SUBSCRIBE and UNSUBSCRIBE hold
+// while they change a subscription and write their reply, as redis-server
+// does; it starts no goroutine, the publisher's own writes the message.
+//
+// Having its own pub/sub, the embedded server also follows redis-server
+// where miniredis does not: a message that matches several of a
+// connection's patterns arrives once per pattern and counts each time;
+// PUBSUB NUMPAT counts patterns, not subscriptions; patterns match as
+// Redis's glob does (miniredis compiles them to regular expressions and
+// panics on a range such as [d-b]); a subscribed RESP3 connection may run
+// any command, PING answering PONG, and a message never lands inside the
+// reply to one (miniredis may write it between two parts of a reply). Two
+// things differ from redis-server: on a subscribed RESP3 connection,
+// messages published while the connection's own command runs follow its
+// reply (for a blocking command, once it returns); and SUBSCRIBE,
+// UNSUBSCRIBE, PUBLISH and PUBSUB are refused inside MULTI, the EXEC then
+// aborting, where redis-server would queue them. No locker here does
+// either. TestConformance runs the same cases on both servers.
 package redisserver
 
 import (
@@ -95,6 +127,8 @@ func StartEmbedded() (*Server, error) {
 	if err := m.StartAddr("127.0.0.1:0"); err != nil {
 		return nil, fmt.Errorf("redisserver: start miniredis: %w", err)
 	}
+	// Before Addr is known to any client, so every connection gets it.
+	servePubsub(m.Server())
 	return &Server{addr: m.Addr(), mini: m}, nil
 }
 
@@ -115,6 +149,7 @@ func NewInMemoryAt(addr string) *Server {
 	if c, err := m.Dial(); err == nil {
 		c.Close()
 	}
+	servePubsub(m.Server())
 	return &Server{addr: addr, mini: m, inMemory: true}
 }
 
