@@ -91,6 +91,10 @@ type Kind struct {
 	// AtHolder aims the fault at a client that holds a lock when it
 	// starts (the planned client if nobody holds one).
 	AtHolder bool
+	// Shapes says the fault shapes bytes on a socket (bandwidth, slices,
+	// a byte limit), which only a live run's proxies can do: the
+	// simulation's in-memory network carries whole requests.
+	Shapes bool
 	// Inject starts the fault on the given clients and returns its heal.
 	Inject func(t Target, targets []int) (heal func() error, err error)
 }
@@ -175,7 +179,7 @@ func backendKind(name, summary string, majority bool) Kind {
 }
 
 func shapeKind(name, summary string, inject func(s netfault.Shaper, targets []int) (netfault.Heal, error)) Kind {
-	return Kind{Name: name, Summary: summary, Min: 500 * time.Millisecond, Max: 3 * time.Second, Needs: NeedsNetwork,
+	return Kind{Name: name, Summary: summary, Min: 500 * time.Millisecond, Max: 3 * time.Second, Needs: NeedsNetwork, Shapes: true,
 		Inject: func(t Target, targets []int) (func() error, error) {
 			s, err := shaper(t)
 			if err != nil {
@@ -348,6 +352,30 @@ func each(targets []int, start, stop func(int) error) (func() error, error) {
 	return heal, nil
 }
 
+// ErrNotApplicable refuses a fault that needs what a run does not have (a
+// network, an HTTP front, several servers, a socket to shape).
+var ErrNotApplicable = errors.New("fault does not apply to this locker")
+
+// Applicable says why k cannot act on t, a run whose locker has backends
+// independent servers and is named locker, or nil when it can. It is the
+// one rule for every mode: a fault a run cannot apply is refused before
+// the run, never left to fail silently during it.
+func (k Kind) Applicable(t Target, backends int, locker string) error {
+	switch {
+	case k.Needs == NeedsNetwork && t.Network == nil:
+		return fmt.Errorf("%w: fault %s acts on the network, and locker %s has none between its clients and its backend (the backend is in-process); choose a GCS or Redis locker, or drop the fault", ErrNotApplicable, k.Name, locker)
+	case k.Needs == NeedsServer && t.Server == nil:
+		return fmt.Errorf("%w: fault %s acts on the backend's HTTP front, which locker %s does not have (its backend is not GCS); choose a GCS locker, or drop the fault", ErrNotApplicable, k.Name, locker)
+	case k.Shapes:
+		if _, ok := t.Network.(netfault.Shaper); !ok {
+			return fmt.Errorf("%w: fault %s shapes bytes on a socket, which only a live run has (verify run; the simulation's network carries whole requests); drop it here", ErrNotApplicable, k.Name)
+		}
+	case backends < k.Backends:
+		return fmt.Errorf("%w: fault %s needs %d independent backends, and locker %s has %d; choose redlock, or drop the fault", ErrNotApplicable, k.Name, k.Backends, locker, backends)
+	}
+	return nil
+}
+
 // Lookup resolves fault names, failing on an unknown one with the list of
 // known names.
 func Lookup(names []string) ([]Kind, error) {
@@ -398,6 +426,31 @@ type PlanOptions struct {
 	MinDuration, MaxDuration time.Duration
 }
 
+// bounds is how long one fault of kind k may last under o.
+func (o PlanOptions) bounds(k Kind) (lo, hi time.Duration) {
+	lo, hi = k.Min, k.Max
+	if o.MinDuration > 0 {
+		lo = o.MinDuration
+	}
+	if o.MaxDuration > 0 {
+		hi = max(o.MaxDuration, lo)
+	}
+	return lo, hi
+}
+
+// Room is the shortest window (o.Window is ignored) in which every seed's
+// plan starts each of kinds at least once: the bag draws every kind
+// before any repeats, each fault starts at most 1.5 intervals after the
+// one before it ended, and lasts less than its longest.
+func Room(kinds []Kind, o PlanOptions) time.Duration {
+	var room time.Duration
+	for _, k := range kinds {
+		_, hi := o.bounds(k)
+		room += o.Interval*3/2 + hi
+	}
+	return room
+}
+
 // Plan draws a schedule from seed: faults one after another, each followed
 // by a quiet period, kinds and targets chosen at random. The same seed and
 // options always give the same plan.
@@ -414,15 +467,18 @@ func Plan(seed uint64, kinds []Kind, o PlanOptions) []Planned {
 	}
 	var plan []Planned
 	at := between(o.Interval/2, o.Interval*3/2)
+	// Kinds are drawn from a bag, each once before any repeats, so a run
+	// with room for as many faults as it has kinds runs every kind (see
+	// Room). One kind draws as it always did.
+	var bag []Kind
 	for id := 1; ; id++ {
-		k := kinds[rng.IntN(len(kinds))]
-		lo, hi := k.Min, k.Max
-		if o.MinDuration > 0 {
-			lo = o.MinDuration
+		if len(bag) == 0 {
+			bag = slices.Clone(kinds)
 		}
-		if o.MaxDuration > 0 {
-			hi = max(o.MaxDuration, lo)
-		}
+		i := rng.IntN(len(bag))
+		k := bag[i]
+		bag = slices.Delete(bag, i, i+1)
+		lo, hi := o.bounds(k)
 		d := between(lo, hi)
 		if at+d > o.Window {
 			break

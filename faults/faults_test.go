@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"math/rand/v2"
 	"net"
 	"reflect"
 	"slices"
@@ -241,6 +242,77 @@ func TestBackendKindsCutTheirShare(t *testing.T) {
 		}
 		if _, err := ks[0].Inject(Target{Clients: &fakeClients{}, Network: &fakePlane{}}, []int{0}); err == nil || !strings.Contains(err.Error(), "single backend") {
 			t.Errorf("%s on a single backend: err = %v", c.kind, err)
+		}
+	}
+}
+
+// Every seed's plan in a window of Room runs every kind at least once;
+// in a window much shorter, some seed's plan misses one.
+func TestRoomFitsEveryKind(t *testing.T) {
+	kinds, err := Lookup([]string{"clock-jump-forward", "clock-jump-back", "clock-drift"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := PlanOptions{Clients: 4, Interval: time.Second}
+	o.Window = Room(kinds, o)
+	missed := func(o PlanOptions) (uint64, bool) {
+		for seed := uint64(1); seed <= 500; seed++ {
+			seen := map[string]bool{}
+			for _, p := range Plan(seed, kinds, o) {
+				seen[p.Kind.Name] = true
+			}
+			if len(seen) < len(kinds) {
+				return seed, true
+			}
+		}
+		return 0, false
+	}
+	if seed, ok := missed(o); ok {
+		t.Fatalf("seed %d's plan in a %v window misses a kind", seed, o.Window)
+	}
+	o.Window /= 2
+	if _, ok := missed(o); !ok {
+		t.Fatalf("every plan in a %v window ran every kind: Room is not the least window it claims", o.Window)
+	}
+}
+
+// A plan of one kind is drawn as it was before kinds came from a bag, so
+// pinned scenarios keep their schedules.
+func TestOneKindPlanUnchanged(t *testing.T) {
+	kinds, err := Lookup([]string{"pause-holder"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := PlanOptions{Clients: 8, Window: 20 * time.Second, Interval: time.Second, MinDuration: 2500 * time.Millisecond, MaxDuration: 2500 * time.Millisecond}
+	for seed := uint64(1); seed <= 50; seed++ {
+		// The draw before the bag: a kind by IntN(len(kinds)), then the
+		// duration, the client and the interval.
+		rng := rand.New(rand.NewPCG(seed, 0xfa017))
+		between := func(lo, hi time.Duration) time.Duration {
+			if hi <= lo {
+				return lo
+			}
+			return lo + time.Duration(rng.Int64N(int64(hi-lo)))
+		}
+		var want []Planned
+		at := between(o.Interval/2, o.Interval*3/2)
+		for id := 1; ; id++ {
+			k := kinds[rng.IntN(len(kinds))]
+			d := between(o.MinDuration, o.MaxDuration)
+			if at+d > o.Window {
+				break
+			}
+			want = append(want, Planned{ID: id, Kind: k, Clients: []int{rng.IntN(o.Clients)}, At: at, Duration: d})
+			at += d + between(o.Interval/2, o.Interval*3/2)
+		}
+		got := Plan(seed, kinds, o)
+		if len(got) != len(want) {
+			t.Fatalf("seed %d: %d faults, want %d", seed, len(got), len(want))
+		}
+		for i := range got {
+			if got[i].ID != want[i].ID || got[i].At != want[i].At || got[i].Duration != want[i].Duration || got[i].Clients[0] != want[i].Clients[0] {
+				t.Fatalf("seed %d fault %d: %+v, want %+v", seed, i, got[i], want[i])
+			}
 		}
 	}
 }

@@ -29,6 +29,10 @@ var _ faults.Clients = (*nemesis)(nil)
 func (n *nemesis) play(ctx context.Context, plan []faults.Planned) {
 	start := time.Now()
 	for _, p := range plan {
+		planned := history.Fault{ID: p.ID, Kind: p.Kind.Name, Clients: p.Clients, At: history.Duration(p.At), Duration: history.Duration(p.Duration), Aimed: p.Kind.AtHolder}
+		n.run.rec.record(nemesisEvent(history.FaultPlan, planned))
+	}
+	for _, p := range plan {
 		if !waitUntil(ctx, start.Add(p.At)) {
 			return
 		}
@@ -50,7 +54,7 @@ func (n *nemesis) play(ctx context.Context, plan []faults.Planned) {
 		// A fault aimed at a holder may start a little after its planned
 		// time; it still lasts its planned duration.
 		began := time.Now()
-		fault := history.Fault{ID: p.ID, Kind: p.Kind.Name, Clients: targets, Duration: history.Duration(p.Duration), AtHolder: atHolder}
+		fault := history.Fault{ID: p.ID, Kind: p.Kind.Name, Clients: targets, Duration: history.Duration(p.Duration), Aimed: p.Kind.AtHolder, AtHolder: atHolder}
 		n.run.rec.record(nemesisEvent(history.FaultStart, fault))
 		target := n.run.target
 		target.Clients = n
@@ -61,6 +65,9 @@ func (n *nemesis) play(ctx context.Context, plan []faults.Planned) {
 		release() // the holder may end its section now: the fault is in place
 		if err != nil {
 			n.run.log.Logf("fault %d (%s): %v", p.ID, p.Kind.Name, err)
+			failed := fault
+			failed.Error = err.Error()
+			n.run.rec.record(nemesisEvent(history.FaultFailed, failed))
 		}
 		n.mu.Lock()
 		n.pending = append(n.pending, func() error {

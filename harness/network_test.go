@@ -18,7 +18,7 @@ func TestNetworkFaultOnAnInProcessLockerIsRefused(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t, "partition")
 	_, err := Run(t.Context(), cfg)
-	if err == nil || !contains(err.Error(), "acts on the network, which locker test does not have") {
+	if err == nil || !contains(err.Error(), "acts on the network, and locker test has none") {
 		t.Fatalf("err = %v", err)
 	}
 	if _, statErr := os.Stat(cfg.Dir); !os.IsNotExist(statErr) {

@@ -125,8 +125,8 @@ func (c Config) Validate() error {
 		}
 	}
 	check(c.Locker.Name != "" && c.Locker.Setup != nil, "no locker chosen")
-	check(c.Clients >= 1 && c.Clients <= 1024, "clients must be between 1 and 1024, got %d", c.Clients)
-	check(c.Workload.Keys >= 1 && c.Workload.Keys <= 1<<16, "keys must be between 1 and 65536, got %d", c.Workload.Keys)
+	check(c.Clients >= 1 && c.Clients <= history.MaxClients, "clients must be between 1 and %d, got %d", history.MaxClients, c.Clients)
+	check(c.Workload.Keys >= 1 && c.Workload.Keys <= history.MaxKeys, "keys must be between 1 and %d, got %d", history.MaxKeys, c.Workload.Keys)
 	check(c.Duration > 0 && c.Duration <= 24*time.Hour, "duration must be positive and at most 24h, got %v", c.Duration)
 	check(c.Workload.Rate >= 0, "rate must not be negative, got %v", c.Workload.Rate)
 	check(c.Workload.HoldMin >= 0 && c.Workload.HoldMax >= c.Workload.HoldMin, "hold range %v..%v is empty or negative", c.Workload.HoldMin, c.Workload.HoldMax)
@@ -174,13 +174,44 @@ func Workloads() []string {
 
 func (c Config) processes() bool { return c.ClientsAs == ClientsAsProcesses }
 
+// Info is the run as its history's header describes it: what ran, and
+// the settings that decide what it tested.
+func (c Config) Info() history.RunInfo {
+	info := history.RunInfo{
+		ID:              filepath.Base(c.Dir),
+		Locker:          c.Locker.Name,
+		Workload:        c.Workload.Name,
+		Seed:            c.Seed,
+		Clients:         c.Clients,
+		Keys:            c.Workload.Keys,
+		Duration:        history.Duration(c.Duration),
+		Faults:          faultNames(c.Faults),
+		Fencing:         c.Locker.Fencing,
+		TimeScale:       c.TimeScale,
+		ClientsAs:       cmp.Or(c.ClientsAs, ClientsAsGoroutines),
+		Lease:           history.Duration(c.lease()),
+		FaultMin:        history.Duration(c.FaultMin),
+		FaultMax:        history.Duration(c.FaultMax),
+		RecoveryTimeout: history.Duration(c.RecoveryTimeout),
+	}
+	if len(c.Faults) > 0 {
+		info.FaultInterval = history.Duration(c.FaultInterval)
+	}
+	return info
+}
+
+// lease is the locker's lease as this run scales it; 0 without one.
+func (c Config) lease() time.Duration {
+	return time.Duration(float64(c.Locker.TTL) * c.TimeScale)
+}
+
 // clockStep is ClockStep, or its default: three leases.
 func (c Config) clockStep() time.Duration {
 	switch {
 	case c.ClockStep > 0:
 		return c.ClockStep
 	case c.Locker.TTL > 0:
-		return 3 * time.Duration(float64(c.Locker.TTL)*c.TimeScale)
+		return 3 * c.lease()
 	}
 	return 5 * time.Second
 }
@@ -194,7 +225,7 @@ func (r *run) recordClock(c *client) {
 // ErrFaultNotApplicable refuses a run whose faults need something the
 // locker's backend does not have (a network, an HTTP front, several
 // servers). Nothing is written for a refused run.
-var ErrFaultNotApplicable = errors.New("fault does not apply to this locker")
+var ErrFaultNotApplicable = faults.ErrNotApplicable
 
 // Outcome is what a run left behind.
 type Outcome struct {
@@ -337,11 +368,8 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	}
 	defer r.closeNetwork()
 	for _, k := range cfg.Faults {
-		if (k.Needs == faults.NeedsNetwork && target.Network == nil) || (k.Needs == faults.NeedsServer && target.Server == nil) {
-			return nil, fmt.Errorf("%w: fault %s acts on the %s, which locker %s does not have (its backend is in-process, or has no HTTP front); choose a GCS or Redis locker, or drop the fault", ErrFaultNotApplicable, k.Name, k.Needs, cfg.Locker.Name)
-		}
-		if len(inst.Upstreams) < k.Backends {
-			return nil, fmt.Errorf("%w: fault %s needs %d independent backends, and locker %s has %d; choose redlock, or drop the fault", ErrFaultNotApplicable, k.Name, k.Backends, cfg.Locker.Name, len(inst.Upstreams))
+		if err := k.Applicable(target, len(inst.Upstreams), cfg.Locker.Name); err != nil {
+			return nil, err
 		}
 	}
 
@@ -354,19 +382,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	defer f.Close()
 
 	start := time.Now()
-	out.Header = history.Header{Start: start, Run: history.RunInfo{
-		ID:        filepath.Base(cfg.Dir),
-		Locker:    cfg.Locker.Name,
-		Workload:  cfg.Workload.Name,
-		Seed:      cfg.Seed,
-		Clients:   cfg.Clients,
-		Keys:      cfg.Workload.Keys,
-		Duration:  history.Duration(cfg.Duration),
-		Faults:    faultNames(cfg.Faults),
-		Fencing:   cfg.Locker.Fencing,
-		TimeScale: cfg.TimeScale,
-		ClientsAs: cmp.Or(cfg.ClientsAs, ClientsAsGoroutines),
-	}}
+	out.Header = history.Header{Start: start, Run: cfg.Info()}
 	w, err := history.NewWriter(f, out.Header)
 	if err != nil {
 		return nil, err
@@ -461,7 +477,7 @@ func (r *run) execute(ctx context.Context, out *Outcome) {
 	close(stopWork)
 	out.Unfinished = append(out.Unfinished, r.waitForClients(ctx)...)
 	if out.Interrupted || ctx.Err() != nil {
-		out.Interrupted = true
+		r.interrupted(out)
 		return
 	}
 	if r.recover(ctx) && len(out.Unfinished) == 0 {
@@ -469,6 +485,17 @@ func (r *run) execute(ctx context.Context, out *Outcome) {
 	} else if r.registers() {
 		r.log.Logf("a client was still inside a call when the run ended; the registers' final values would not be final, so none is recorded")
 	}
+	if ctx.Err() != nil {
+		r.interrupted(out)
+	}
+}
+
+// interrupted records that the run was cut short: the history then says
+// so itself, and whoever checks it later knows its verdict covers only
+// part of the run.
+func (r *run) interrupted(out *Outcome) {
+	out.Interrupted = true
+	r.rec.record(nemesisEvent(history.Interrupted, nil))
 }
 
 func (r *run) registers() bool { return r.cfg.registers() }

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -25,6 +26,13 @@ import (
 const (
 	Schema  = "lockcheck-history"
 	Version = 1
+)
+
+// The largest run: a harness refuses more clients or keys, and a reader
+// refuses a history that claims more.
+const (
+	MaxClients = 1024
+	MaxKeys    = 1 << 16
 )
 
 // Type is the kind of an event.
@@ -78,11 +86,24 @@ const (
 	// Clock: a client's machine clock changed (a step or a new drift
 	// rate). Value is a ClockChange.
 	Clock = "clock"
+	// FaultPlan is one fault of the run's schedule, every one recorded
+	// before the first fault starts: Value is a Fault with its planned
+	// start (At). A fault planned and never started is a fault that did
+	// not run, which the history must be able to show.
+	FaultPlan = "fault-plan"
 	// FaultStart / FaultStop bracket one fault. Value is a Fault.
 	FaultStart = "fault-start"
 	FaultStop  = "fault-stop"
+	// FaultFailed: a started fault's injection failed, so it did not act
+	// (or acted on only some of its clients). Value is a Fault whose
+	// Error says why; its FaultStop still follows.
+	FaultFailed = "fault-failed"
 	// ServerFault: the backend's fault middleware faulted one request.
 	ServerFault = "server-fault"
+	// Interrupted: the run was cut short (Ctrl-C, SIGTERM, a cancelled
+	// context) at this event's time, its faults healed; what follows it,
+	// if anything, is the harness winding down.
+	Interrupted = "interrupted"
 	// Recovery marks the start of the recovery phase: every fault is
 	// healed and every live client must acquire once.
 	Recovery = "recovery"
@@ -178,6 +199,50 @@ type RunInfo struct {
 	// TimeScale multiplied the locker's published durations; 0 in
 	// histories written before it was recorded.
 	TimeScale float64 `json:"time_scale,omitempty"`
+	// Lease is the locker's lease as the run used it (its published TTL
+	// times TimeScale); 0 for a locker without one, and in older
+	// histories.
+	Lease Duration `json:"lease,omitempty"`
+	// FaultMin and FaultMax bound how long each fault lasted, when the
+	// run set them; zero: each kind's own range. FaultInterval is the
+	// mean quiet time between faults; RecoveryTimeout each client's
+	// chance to acquire once after every fault healed.
+	FaultMin        Duration `json:"fault_min,omitempty"`
+	FaultMax        Duration `json:"fault_max,omitempty"`
+	FaultInterval   Duration `json:"fault_interval,omitempty"`
+	RecoveryTimeout Duration `json:"recovery_timeout,omitempty"`
+}
+
+// Settings is one line of the settings that decide what a run tested:
+// its lease and time scale, duration, and fault timings.
+func (r RunInfo) Settings() string {
+	var b strings.Builder
+	if r.Lease > 0 {
+		fmt.Fprintf(&b, "lease %v, ", time.Duration(r.Lease))
+	} else {
+		b.WriteString("no lease, ")
+	}
+	if r.TimeScale > 0 {
+		fmt.Fprintf(&b, "time scale %g, ", r.TimeScale)
+	}
+	fmt.Fprintf(&b, "duration %v", time.Duration(r.Duration))
+	if len(r.Faults) > 0 {
+		switch {
+		case r.FaultMin > 0 && r.FaultMax > r.FaultMin:
+			fmt.Fprintf(&b, ", faults last %v-%v", time.Duration(r.FaultMin), time.Duration(r.FaultMax))
+		case r.FaultMin > 0:
+			fmt.Fprintf(&b, ", faults last %v", time.Duration(r.FaultMin))
+		default:
+			b.WriteString(", faults last their own range")
+		}
+		if r.FaultInterval > 0 {
+			fmt.Fprintf(&b, ", %v apart on average", time.Duration(r.FaultInterval))
+		}
+	}
+	if r.RecoveryTimeout > 0 {
+		fmt.Fprintf(&b, ", recovery window %v", time.Duration(r.RecoveryTimeout))
+	}
+	return b.String()
 }
 
 // The workloads a run can drive, named in RunInfo.Workload.
@@ -223,10 +288,17 @@ type Fault struct {
 	Clients []int  `json:"clients,omitempty"`
 	// Duration is the planned length, on FaultStart.
 	Duration Duration `json:"duration,omitempty"`
+	// At is the planned start, from the start of the run, in a
+	// FaultPlan.
+	At Duration `json:"at,omitempty"`
+	// Aimed says the fault's kind aims at a lock holder.
+	Aimed bool `json:"aimed,omitempty"`
 	// AtHolder, on FaultStart of a fault aimed at a holder, says its
 	// target held a lock when it started (false: nobody did in time, and
 	// the planned client was hit instead).
 	AtHolder bool `json:"at_holder,omitempty"`
+	// Error, on FaultFailed, is why the injection failed.
+	Error string `json:"error,omitempty"`
 }
 
 // Duration is a time.Duration that reads and writes as a Go duration string

@@ -131,6 +131,11 @@ func (h *History) parseLine(lineNo int, line []byte) error {
 		if h.Header.Version != Version {
 			return fmt.Errorf("line 1: history version %d, this build reads version %d", h.Header.Version, Version)
 		}
+		// The checkers size their tables by these; a header that claims
+		// more than any run can have would have them allocate it.
+		if r := h.Header.Run; r.Clients < 0 || r.Clients > MaxClients || r.Keys < 0 || r.Keys > MaxKeys {
+			return fmt.Errorf("line 1: %d clients and %d keys; a run has 1 to %d clients and 1 to %d keys", r.Clients, r.Keys, MaxClients, MaxKeys)
+		}
 		return nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(line))

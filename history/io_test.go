@@ -102,6 +102,8 @@ func TestRejectsWhatIsNotAHistory(t *testing.T) {
 		"bad process":    {lines[0] + `{"index":0,"time":1,"process":"x","client":0,"type":"ok","f":"acquire"}` + "\n", "line 2: process must be"},
 		"unknown field":  {lines[0] + `{"index":0,"time":1,"process":0,"client":0,"type":"ok","f":"acquire","bogus":1}` + "\n", `unknown field "bogus"`},
 		"corrupt middle": {lines[0] + lines[1] + "{not json\n" + lines[2], "line 3:"},
+		"huge header":    {`{"schema":"lockcheck-history","version":1,"run":{"clients":1000000000000,"keys":1}}` + "\n", "1000000000000 clients and 1 keys; a run has 1 to 1024 clients"},
+		"huge keys":      {`{"schema":"lockcheck-history","version":1,"run":{"clients":2,"keys":70000}}` + "\n", "a run has 1 to 1024 clients and 1 to 65536 keys"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

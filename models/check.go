@@ -33,6 +33,11 @@ type Options struct {
 	// Workers is how many porcupine searches run at once (default
 	// GOMAXPROCS).
 	Workers int
+	// AcceptPartial judges a history that ends before its run's planned
+	// end (killed or interrupted) on the part it holds. Without it such
+	// a history is unknown: a valid verdict on 4 s of a 10 s run is no
+	// claim about the rest.
+	AcceptPartial bool
 
 	_ struct{}
 
@@ -109,7 +114,13 @@ type Report struct {
 	Truncated bool `json:"truncated"`
 	// Coverage says how much of the planned run the history holds.
 	Coverage Coverage `json:"coverage"`
+	// Faults accounts for every fault the run asked for: planned,
+	// started, applied, at a holder. Nil when it asked for none.
+	Faults *FaultsResult `json:"faults,omitempty"`
 }
+
+// CoverageName is the coverage check's name in reports.
+const CoverageName = "coverage"
 
 // Coverage is how much of its planned workload phase a history covers.
 // A run killed at 4 s of 10 s leaves a history whose verdicts speak for 4
@@ -120,13 +131,22 @@ type Coverage struct {
 	// duration from its header.
 	Checked history.Duration `json:"checked"`
 	Planned history.Duration `json:"planned"`
-	// Partial: the history ends before its workload phase did.
+	// Partial: the history ends before its workload phase did, or the
+	// run was interrupted (in its recovery phase, too).
 	Partial bool `json:"partial"`
+	// Interrupted: the history records that the run was cut short.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 func (c Coverage) String() string {
 	if !c.Partial {
 		return ""
+	}
+	if c.Interrupted && c.Checked >= c.Planned {
+		return fmt.Sprintf("the run was interrupted in its recovery phase, after all %.1f s of its workload: not every client had its chance to recover", time.Duration(c.Planned).Seconds())
+	}
+	if c.Interrupted {
+		return fmt.Sprintf("interrupted at %.1f s of %.1f s: the verdicts speak for that much of the run", time.Duration(c.Checked).Seconds(), time.Duration(c.Planned).Seconds())
 	}
 	return fmt.Sprintf("checked %.1f s of %.1f s: the history ends before the run's planned end (killed or interrupted), so the verdicts speak for that much of it", time.Duration(c.Checked).Seconds(), time.Duration(c.Planned).Seconds())
 }
@@ -135,14 +155,25 @@ func (c Coverage) String() string {
 // reached its recovery phase covers all of it.
 func coverage(h *history.History) Coverage {
 	c := Coverage{Planned: h.Header.Run.Duration}
+	recovered := false
 	for _, e := range h.Events {
+		if e.Process == history.Nemesis && e.F == history.Interrupted {
+			c.Interrupted = true
+			if !recovered {
+				c.Checked = history.Duration(e.Time)
+			}
+			break
+		}
+		if recovered {
+			continue
+		}
 		if e.F == history.Recovery {
-			c.Checked = c.Planned
-			return c
+			c.Checked, recovered = c.Planned, true
+			continue
 		}
 		c.Checked = history.Duration(e.Time)
 	}
-	c.Partial = c.Planned > 0 && c.Checked < c.Planned
+	c.Partial = c.Interrupted || (c.Planned > 0 && c.Checked < c.Planned)
 	return c
 }
 
@@ -185,6 +216,12 @@ func Check(h *history.History, opts Options) (*Report, error) {
 	if why := checkVacuity(h, r.Counts); why != "" {
 		r.addSafety(VacuityName, Unknown, why, nil)
 	}
+	if r.Faults = checkFaults(h); r.Faults != nil {
+		r.addSafety(FaultsName, r.Faults.Verdict, r.Faults.Summary, nil)
+	}
+	if r.Coverage.Partial && !opts.AcceptPartial {
+		r.addSafety(CoverageName, Unknown, r.Coverage.String()+"; accept a partial history explicitly to judge the part it holds", nil)
+	}
 	return r, nil
 }
 
@@ -213,6 +250,19 @@ func (r *Report) checkData(h *history.History, data *registerData, opts Options)
 		r.Checkers = append(r.Checkers, CheckerResult{Name: ReleaseRequestsName, Verdict: r.ReleaseRequests.Verdict,
 			Summary: r.ReleaseRequests.Summary})
 	}
+}
+
+// UnknownCauses names each check whose verdict is unknown, with its
+// reason: a checker out of time, a vacuous run, faults that never ran, a
+// partial history. withLiveness counts an unknown liveness verdict too.
+func (r *Report) UnknownCauses(withLiveness bool) []string {
+	var out []string
+	for _, c := range r.Checkers {
+		if c.Verdict == Unknown && (c.Safety || withLiveness) {
+			out = append(out, c.Name+": "+oneLine(c.Summary, 300))
+		}
+	}
+	return out
 }
 
 func (r *Report) addSafety(name string, v Verdict, summary string, cx []string) {

@@ -116,19 +116,19 @@ func TestMalformedHistories(t *testing.T) {
 			for i := range c.events {
 				c.events[i].Index = int64(i)
 			}
-			_, err := Check(&history.History{Events: c.events}, Options{})
+			_, err := Check(&history.History{Events: c.events}, Options{AcceptPartial: true})
 			if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "models: ") {
 				t.Fatalf("error %v, want ErrMalformed saying %q", err, c.want)
 			}
 		})
 	}
-	if _, err := Check(nil, Options{}); !errors.Is(err, ErrMalformed) {
+	if _, err := Check(nil, Options{AcceptPartial: true}); !errors.Is(err, ErrMalformed) {
 		t.Errorf("nil history: %v", err)
 	}
 }
 
 func TestReportJSONSummaryAndTable(t *testing.T) {
-	r, err := Check(readFixture(t, "double-grant-bad"), Options{})
+	r, err := Check(readFixture(t, "double-grant-bad"), Options{AcceptPartial: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestTruncatedHistory(t *testing.T) {
 	if !h.Truncated {
 		t.Fatal("reader did not see the cut")
 	}
-	r, err := Check(h, Options{})
+	r, err := Check(h, Options{AcceptPartial: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestTruncatedHistory(t *testing.T) {
 
 func TestWriteVisualization(t *testing.T) {
 	dir := t.TempDir()
-	r, err := Check(readFixture(t, "crash-takeover-bad"), Options{})
+	r, err := Check(readFixture(t, "crash-takeover-bad"), Options{AcceptPartial: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +252,7 @@ func TestWriteVisualization(t *testing.T) {
 	}
 
 	// A valid history is drawn with the faults around it.
-	good, err := Check(readFixture(t, "crash-takeover-good"), Options{})
+	good, err := Check(readFixture(t, "crash-takeover-good"), Options{AcceptPartial: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +271,7 @@ func TestWriteVisualization(t *testing.T) {
 // A large valid history is drawn in part, never whole.
 func TestVisualizationIsBounded(t *testing.T) {
 	res := generate(t, synth.Realistic(3, 6, 2, 4000))
-	r, err := Check(res.History, Options{VisualizationOps: 300, ChunkOps: 100})
+	r, err := Check(res.History, Options{AcceptPartial: true, VisualizationOps: 300, ChunkOps: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +340,7 @@ func TestFindingsAfterAViolationAreMarked(t *testing.T) {
 	for i := range events {
 		events[i].Index = int64(i)
 	}
-	r, err := Check(&history.History{Events: events}, Options{ChunkOps: 1})
+	r, err := Check(&history.History{Events: events}, Options{AcceptPartial: true, ChunkOps: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +367,7 @@ func TestTooLargeToDraw(t *testing.T) {
 	saved := maxVisualOps
 	maxVisualOps = 1
 	t.Cleanup(func() { maxVisualOps = saved })
-	r, err := Check(readFixture(t, "double-grant-bad"), Options{})
+	r, err := Check(readFixture(t, "double-grant-bad"), Options{AcceptPartial: true})
 	if err != nil {
 		t.Fatal(err)
 	}

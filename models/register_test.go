@@ -76,7 +76,7 @@ func TestRegisterFixtures(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r, err := Check(readFixture(t, c.name), Options{})
+			r, err := Check(readFixture(t, c.name), Options{AcceptPartial: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -111,7 +111,7 @@ func TestRegisterFixtures(t *testing.T) {
 }
 
 func TestRegisterFinalMissingSaysWhy(t *testing.T) {
-	r, err := Check(readFixture(t, "register-final-missing"), Options{})
+	r, err := Check(readFixture(t, "register-final-missing"), Options{AcceptPartial: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestRegisterFinalMissingSaysWhy(t *testing.T) {
 }
 
 func TestFencingCounts(t *testing.T) {
-	r, err := Check(readFixture(t, "fenced-register-good"), Options{})
+	r, err := Check(readFixture(t, "fenced-register-good"), Options{AcceptPartial: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestFencingCounts(t *testing.T) {
 			e.Token = 1
 		}
 	}
-	r, err = Check(h, Options{})
+	r, err = Check(h, Options{AcceptPartial: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestFencingCounts(t *testing.T) {
 	for i := range h.Events {
 		h.Events[i].Token = 0
 	}
-	r, err = Check(h, Options{})
+	r, err = Check(h, Options{AcceptPartial: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestMutexHistoriesHaveNoDataCheckers(t *testing.T) {
 			continue
 		}
 		seen++
-		r, err := Check(h, Options{})
+		r, err := Check(h, Options{AcceptPartial: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,12 +186,18 @@ func TestMutexHistoriesHaveNoDataCheckers(t *testing.T) {
 		if r.Tokens != nil {
 			general++ // the token checker runs on any workload of a fencing locker
 		}
+		if r.Faults != nil {
+			general++ // the fault check runs on any run with faults
+		}
 		if len(r.Checkers) != general || r.LostUpdates != nil || r.RegisterLinearizability != nil || r.Fencing != nil || r.ReleaseRequests != nil {
 			t.Errorf("%s: a mutex history got data checkers: %+v", name, r.Checkers)
 		}
 		want := r.Mutex.Verdict.Merge(r.Linearizability.Verdict)
 		if r.Tokens != nil {
 			want = want.Merge(r.Tokens.Verdict)
+		}
+		if r.Faults != nil {
+			want = want.Merge(r.Faults.Verdict)
 		}
 		if r.Verdict != want {
 			t.Errorf("%s: overall %s, want %s from mutual exclusion and linearizability alone", name, r.Verdict, want)
@@ -208,7 +214,7 @@ func TestMutexHistoriesHaveNoDataCheckers(t *testing.T) {
 func TestRegisterNothingWritten(t *testing.T) {
 	h := readFixture(t, "double-grant-good")
 	h.Header.Run.Workload = history.WorkloadRegister
-	r, err := Check(h, Options{})
+	r, err := Check(h, Options{AcceptPartial: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +239,7 @@ func TestRegisterEveryWriteRefused(t *testing.T) {
 	if refused == 0 {
 		t.Fatal("the fixture has no write completions to refuse")
 	}
-	r, err := Check(h, Options{})
+	r, err := Check(h, Options{AcceptPartial: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +252,7 @@ func TestRegisterEveryWriteRefused(t *testing.T) {
 func TestRegisterStoreInventsIncrements(t *testing.T) {
 	h := readFixture(t, "register-good")
 	h.Events[len(h.Events)-1].Value = json.RawMessage("7")
-	r, err := Check(h, Options{})
+	r, err := Check(h, Options{AcceptPartial: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +271,7 @@ func TestRegisterBadValue(t *testing.T) {
 			break
 		}
 	}
-	if _, err := Check(h, Options{}); err == nil || !strings.Contains(err.Error(), "integer it read") {
+	if _, err := Check(h, Options{AcceptPartial: true}); err == nil || !strings.Contains(err.Error(), "integer it read") {
 		t.Fatalf("error %v, want one naming the read's value", err)
 	}
 }
@@ -347,7 +353,7 @@ func TestRegisterLinearizabilityTimeout(t *testing.T) {
 		at = at.Add(time.Hour)
 		return at
 	}
-	r, err := Check(readFixture(t, "register-good"), Options{LinearizabilityTimeout: time.Second, now: now})
+	r, err := Check(readFixture(t, "register-good"), Options{AcceptPartial: true, LinearizabilityTimeout: time.Second, now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +383,7 @@ func TestReleaseRequestFixtures(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r, err := Check(readFixture(t, c.name), Options{})
+			r, err := Check(readFixture(t, c.name), Options{AcceptPartial: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -405,7 +411,7 @@ func TestReleaseRequestFixtures(t *testing.T) {
 // as for any other crash.
 func TestHolderCrashWithPID(t *testing.T) {
 	for _, name := range []string{"holder-crash-recovered", "holder-crash-stuck"} {
-		plain, err := Check(readFixture(t, name), Options{})
+		plain, err := Check(readFixture(t, name), Options{AcceptPartial: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -421,7 +427,7 @@ func TestHolderCrashWithPID(t *testing.T) {
 				e.Value, _ = json.Marshal(ref)
 			}
 		}
-		withPID, err := Check(h, Options{})
+		withPID, err := Check(h, Options{AcceptPartial: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -438,7 +444,7 @@ func TestReleaseRequestMustBeInfo(t *testing.T) {
 			e.Type = history.OK
 		}
 	}
-	if _, err := Check(h, Options{}); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "must be an info event") {
+	if _, err := Check(h, Options{AcceptPartial: true}); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "must be an info event") {
 		t.Fatalf("error %v, want a malformed history naming the release request", err)
 	}
 }
@@ -463,7 +469,7 @@ func TestReleaseRequestInterruptedByCrash(t *testing.T) {
 		events[i].Index = int64(i)
 	}
 	h.Events = events
-	r, err := Check(h, Options{})
+	r, err := Check(h, Options{AcceptPartial: true})
 	if err != nil {
 		t.Fatal(err)
 	}

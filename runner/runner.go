@@ -74,6 +74,8 @@ type Result struct {
 	Verdict models.Verdict
 	// Config is what the harness ran.
 	Config harness.Config
+	// Checked is how the history was judged.
+	Checked CheckOptions
 	// Warnings are the run's diagnostics (a locker that panicked, a fault
 	// that failed to start or heal, a worker's stderr), at most
 	// MaxWarnings of them, the number left out last; result.json keeps
@@ -163,7 +165,7 @@ func Run(ctx context.Context, j Job, configured func(harness.Config)) (*Result, 
 	o := CheckOptions{Timeout: time.Duration(j.Spec.CheckTimeout), RequireRecovery: j.Spec.RequireRecovery}
 	h, rep, verdict, checkErr := Check(out.HistoryPath, o)
 	if checkErr == nil {
-		res.History, res.Report, res.Verdict = h, rep, verdict
+		res.History, res.Report, res.Verdict, res.Checked = h, rep, verdict, o
 		if !j.ReportFailuresOnly || verdict != models.Valid {
 			checkErr = writeResults(out.Dir, h, rep, verdict, o, res.Warnings)
 		}
@@ -178,6 +180,10 @@ type CheckOptions struct {
 	Timeout time.Duration
 	// RequireRecovery merges liveness into the verdict.
 	RequireRecovery bool
+	// AcceptPartial judges a history that ends before its planned end
+	// (killed or interrupted) on the part it holds; without it such a
+	// history is unknown.
+	AcceptPartial bool
 }
 
 // Check reads and checks the history at path. The verdict is the safety
@@ -188,7 +194,7 @@ func Check(path string, o CheckOptions) (*history.History, *models.Report, model
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("read history: %w", err)
 	}
-	rep, err := models.Check(h, models.Options{LinearizabilityTimeout: o.Timeout})
+	rep, err := models.Check(h, models.Options{LinearizabilityTimeout: o.Timeout, AcceptPartial: o.AcceptPartial})
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("check %s: %w", path, err)
 	}
@@ -197,6 +203,31 @@ func Check(path string, o CheckOptions) (*history.History, *models.Report, model
 		verdict = verdict.Merge(rep.Liveness.Verdict)
 	}
 	return h, rep, verdict, nil
+}
+
+// VerdictLine is a run's verdict as the last line of every output says
+// it: the verdict, then what it rests on when that is not plain (why it
+// is unknown; whether liveness counted; a partial history accepted).
+func VerdictLine(verdict models.Verdict, rep *models.Report, o CheckOptions) string {
+	line := string(verdict)
+	var notes []string
+	if verdict == models.Unknown {
+		notes = append(notes, rep.UnknownCauses(o.RequireRecovery)...)
+	}
+	if c := rep.Coverage; c.Partial && o.AcceptPartial {
+		notes = append(notes, "partial history accepted: "+c.String())
+	}
+	if l := rep.Liveness; l != nil && l.Verdict != models.Valid {
+		if o.RequireRecovery {
+			notes = append(notes, fmt.Sprintf("liveness %s, counted (recovery required)", l.Verdict))
+		} else {
+			notes = append(notes, fmt.Sprintf("liveness %s, not counted (recovery not required)", l.Verdict))
+		}
+	}
+	if len(notes) > 0 {
+		line += " (" + strings.Join(notes, "; ") + ")"
+	}
+	return line
 }
 
 // ResultFile is result.json: everything a run found, and enough about the
@@ -249,9 +280,9 @@ func writeResults(dir string, h *history.History, rep *models.Report, verdict mo
 	if err := os.WriteFile(filepath.Join(dir, "result.json"), append(b, '\n'), 0o644); err != nil {
 		return err
 	}
-	summary := fmt.Sprintf("run %s: locker %s, seed %d, %d clients, %d keys, %v, faults %v\nverdict: %s\n%s",
+	summary := fmt.Sprintf("run %s: locker %s, seed %d, %d clients, %d keys, %v, faults %v\n%s\nverdict: %s\n%s",
 		h.Header.Run.ID, h.Header.Run.Locker, h.Header.Run.Seed, h.Header.Run.Clients, h.Header.Run.Keys,
-		time.Duration(h.Header.Run.Duration), h.Header.Run.Faults, verdict, rep.Summary())
+		time.Duration(h.Header.Run.Duration), h.Header.Run.Faults, h.Header.Run.Settings(), VerdictLine(verdict, rep, o), rep.Summary())
 	if len(warn) > 0 {
 		summary += "warnings:\n  " + strings.Join(warn, "\n  ") + "\n"
 	}

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 )
 
 // ReadFile reads a scenario file from disk: one JSON object, a Spec,
@@ -75,6 +76,9 @@ func Decode(name string, data []byte) (Spec, error) {
 		if _, extra := dec.Token(); extra != io.EOF {
 			return Spec{}, fmt.Errorf("%s:%s: more after the scenario's closing brace; a file holds one scenario", name, position(data, dec.InputOffset()))
 		}
+		if err := refuseZeros(name, data); err != nil {
+			return Spec{}, err
+		}
 		return s, nil
 	}
 	return Spec{}, fmt.Errorf("%s:%s", name, describe(data, err))
@@ -137,6 +141,39 @@ func knownFields() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// positiveFields are the fields whose zero would mean "the default" once
+// decoded: written out, a zero is a mistake to report, as verify run's
+// flags report it, not a setting to replace silently.
+var positiveFields = []string{"clients", "keys", "duration", "ttl", "time_scale", "hold_max", "acquire_timeout", "fault_interval", "recovery_timeout", "check_timeout", "attempts"}
+
+// refuseZeros reports a positive field given as zero ("0", 0, "0s").
+func refuseZeros(name string, data []byte) error {
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(data, &raw) != nil {
+		return nil // Decode has said what is wrong with it
+	}
+	for _, f := range positiveFields {
+		v, ok := raw[f]
+		if !ok {
+			continue
+		}
+		var num float64
+		var str string
+		zero := false
+		switch {
+		case json.Unmarshal(v, &num) == nil:
+			zero = num == 0
+		case json.Unmarshal(v, &str) == nil:
+			d, err := time.ParseDuration(strings.TrimSpace(str))
+			zero = err == nil && d == 0
+		}
+		if zero {
+			return fmt.Errorf("%s:%s: %s is %s: want a positive value, or leave %s out for its default", name, keyPosition(data, f), f, v, f)
+		}
+	}
+	return nil
 }
 
 func jsonKind(goType string) string {

@@ -25,6 +25,13 @@ func TestDecodeNamesFileLineAndField(t *testing.T) {
 		{"array", `["fenced"]`, "array.json:1:1: a scenario is a JSON object, not a JSON array"},
 		{"two", `{"locker": "fenced"} {"locker": "lai"}`, "two.json:1:22: more after the scenario's closing brace"},
 		{"empty", "", "empty.json:1:1: empty file"},
+		// A zero written out is refused, as verify run's flags refuse it,
+		// not silently replaced by the default.
+		{"zero-clients", "{\n  \"locker\": \"fenced\",\n  \"clients\": 0\n}", "zero-clients.json:3:3: clients is 0: want a positive value, or leave clients out for its default"},
+		{"zero-keys", `{"keys": 0}`, "keys is 0: want a positive value"},
+		{"zero-duration", `{"duration": "0s"}`, `duration is "0s": want a positive value`},
+		{"zero-time-scale", `{"time_scale": 0}`, "time_scale is 0: want a positive value"},
+		{"zero-acquire", `{"acquire_timeout": "0"}`, `acquire_timeout is "0": want a positive value`},
 	} {
 		_, err := Decode(c.name+".json", []byte(c.data))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -20,6 +20,7 @@ func checkCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	var write, asJSON bool
 	fs.DurationVar(&o.Timeout, "check-timeout", time.Minute, "time limit of the linearizability search; past it the verdict is unknown")
 	fs.BoolVar(&o.RequireRecovery, "require-recovery", false, "count clients that never acquire in the recovery phase as a failure (exit 1)")
+	fs.BoolVar(&o.AcceptPartial, "partial", false, "judge a history that ends before its run's planned end (a killed or interrupted run) on the part it holds; without it such a history is unknown (exit 2)")
 	fs.BoolVar(&write, "write", false, "rewrite result.json, summary.txt, history.html and report.html in the run directory")
 	fs.BoolVar(&asJSON, "json", false, "print the verdict and every checker's report as one JSON object, not the table")
 	fs.Usage = func() {
@@ -29,6 +30,10 @@ Re-checks a saved history. Given a run directory, it also compares the
 verdict with the one saved in its result.json and says whether it
 reproduced. A history whose last line was cut off (a run that died
 mid-write) is checked up to that line, and the output says so.
+
+A history that ends before its run's planned end, or that records an
+interruption, is unknown (exit 2): its verdict would speak for part of
+the run only. -partial judges that part, and the verdict line says so.
 
 Examples:
   verify check results/20261124-101500.000-memory-owner-s7
@@ -94,7 +99,7 @@ func checkAndReport(path, dir string, o runner.CheckOptions, asJSON bool, stdout
 			return 0, err
 		}
 	}
-	return printVerdict(&runner.Result{Dir: dir, HistoryPath: path, History: h, Report: rep, Verdict: verdict}, stdout, asJSON), nil
+	return printVerdict(&runner.Result{Dir: dir, HistoryPath: path, History: h, Report: rep, Verdict: verdict, Checked: o}, stdout, asJSON), nil
 }
 
 // printVerdict prints a checked run: a note on a cut-off history, the
@@ -116,11 +121,7 @@ func printVerdict(res *runner.Result, stdout io.Writer, asJSON bool) int {
 	if res.Dir != "" {
 		fmt.Fprintf(stdout, "results in %s\n", res.Dir)
 	}
-	if cov := res.Report.Coverage; cov.Partial {
-		fmt.Fprintf(stdout, "verdict: %s (%s)\n", res.Verdict, cov)
-	} else {
-		fmt.Fprintf(stdout, "verdict: %s\n", res.Verdict)
-	}
+	fmt.Fprintf(stdout, "verdict: %s\n", runner.VerdictLine(res.Verdict, res.Report, res.Checked))
 	return exitCodeOf(res.Verdict)
 }
 

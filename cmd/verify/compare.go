@@ -142,12 +142,21 @@ Flags:
 				what = "n/a"
 			case r.Error != "":
 				what += " (" + r.Error + ")"
+			case r.NoFaultRan:
+				what += " (" + models.NoFaultRan + ")"
+			case r.Cause != "":
+				what += " (" + r.Cause + ")"
 			}
 			fmt.Fprintf(stderr, "[%d/%d] %s / %s / seed %d: %s, %.1fs\n", done, total, r.Locker, r.Scenario, r.Seed, what, r.Elapsed.Seconds())
 		},
 	}
 	if _, err := plan.Spec(specs[0], columns[0], seeds[0]).Normalize(resolveLocker); err != nil {
 		return 0, fmt.Errorf("flags: %w", err)
+	}
+	for _, c := range columns {
+		if room := plan.Room(c); room > *duration {
+			fmt.Fprintf(stdout, "compare: column %s runs %v, not %v: every seed then has room for each of its faults once\n", c.Name, room, *duration)
+		}
 	}
 	total := len(specs) * len(columns) * len(seeds)
 	fmt.Fprintf(stdout, "compare: %d lockers × %d scenarios × %d seeds = %d runs, %d at a time, each about %v plus recovery; results in %s\n",

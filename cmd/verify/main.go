@@ -77,6 +77,16 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// isHelp reports whether arg asks for help: the general usage, not a
+// command's flags (help of help is the usage, not a loop).
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
 // errUsage is a mistake in the command line; usage has been printed.
 var errUsage = errors.New("usage")
 
@@ -113,8 +123,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "worker":
 		code, err = workerMain(rest, os.Stdin, stdout, stderr)
 	case "help", "-h", "-help", "--help":
-		if len(rest) == 1 {
+		if len(rest) == 1 && !isHelp(rest[0]) {
 			return run([]string{rest[0], "-h"}, stdout, stderr)
+		}
+		if len(rest) > 1 || (len(rest) == 1 && !isHelp(rest[0])) {
+			fmt.Fprintf(stderr, "verify help: want at most one command, got %q\n\n%s", rest, usage)
+			return exitCouldNot
 		}
 		fmt.Fprint(stdout, usage)
 		return exitValid

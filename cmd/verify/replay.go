@@ -57,10 +57,11 @@ Flags:
 	}
 	ctx, stop := interruptible()
 	defer stop()
-	code, newDir, err := runSpec(ctx, spec, spec.Seeds[0], dir, *quiet, false, stdout, stderr)
-	if newDir == "" {
+	code, newRes, err := runSpec(ctx, spec, spec.Seeds[0], dir, *quiet, false, stdout, stderr)
+	if newRes == nil {
 		return code, err
 	}
+	newDir := newRes.Dir
 	now := verdictOfCode(code)
 	if err != nil {
 		now = models.Unknown

@@ -17,10 +17,11 @@ import (
 	"github.com/lockcheck/lockcheck/scenarios"
 )
 
-// reportDepth is how deep below the results directory run directories are
-// looked for: runs sit directly in it, compare and suite directories nest
-// them one or two levels further.
-const reportDepth = 3
+// reportDepth bounds how deep below the results directory run directories
+// are looked for: runs sit directly in it, and a compare nests each four
+// levels down (compare-…/locker/column/seed); a directory tree deeper
+// than this is not one verify wrote.
+const reportDepth = 16
 
 func reportCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)

@@ -19,6 +19,7 @@ import (
 	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/harness"
 	"github.com/lockcheck/lockcheck/history"
+	"github.com/lockcheck/lockcheck/internal/suite"
 	"github.com/lockcheck/lockcheck/runner"
 	"github.com/lockcheck/lockcheck/scenarios"
 )
@@ -61,26 +62,26 @@ func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.locker, "locker", "memory-owner", "`name` of the locker under test (verify list shows them)")
-	fs.IntVar(&f.clients, "clients", 8, "number of simulated clients, each with its own locker")
-	fs.IntVar(&f.keys, "keys", 2, "number of lock names the clients contend for")
-	fs.DurationVar(&f.duration, "duration", 10*time.Second, "length of the workload phase (the recovery phase follows)")
-	fs.Float64Var(&f.rate, "rate", 20, "cycles each client starts per second on average; 0 = back to back")
+	fs.IntVar(&f.clients, "clients", scenarios.DefaultClients, "number of simulated clients, each with its own locker")
+	fs.IntVar(&f.keys, "keys", scenarios.DefaultKeys, "number of lock names the clients contend for")
+	fs.DurationVar(&f.duration, "duration", scenarios.DefaultDuration, "length of the workload phase (the recovery phase follows)")
+	fs.Float64Var(&f.rate, "rate", scenarios.DefaultRate, "cycles each client starts per second on average; 0 = back to back")
 	fs.DurationVar(&f.holdMin, "hold-min", 0, "shortest time a holder keeps a lock")
-	fs.DurationVar(&f.holdMax, "hold-max", 50*time.Millisecond, "longest time a holder keeps a lock")
-	fs.DurationVar(&f.acquireTimeout, "acquire-timeout", 5*time.Second, "deadline of each Lock and Unlock call")
+	fs.DurationVar(&f.holdMax, "hold-max", scenarios.DefaultHoldMax, "longest time a holder keeps a lock")
+	fs.DurationVar(&f.acquireTimeout, "acquire-timeout", scenarios.DefaultAcquireTimeout, "deadline of each Lock and Unlock call")
 	fs.StringVar(&f.faults, "faults", "", "comma-separated `faults` to schedule, e.g. pause,crash (verify list shows them)")
-	fs.DurationVar(&f.faultInterval, "fault-interval", time.Second, "mean quiet time between faults")
-	fs.DurationVar(&f.recoveryTimeout, "recovery-timeout", 10*time.Second, "how long each client may take to acquire once after every fault is healed")
+	fs.DurationVar(&f.faultInterval, "fault-interval", scenarios.DefaultFaultInterval, "mean quiet time between faults")
+	fs.DurationVar(&f.recoveryTimeout, "recovery-timeout", scenarios.DefaultRecoveryTimeout, "how long each client may take to acquire once after every fault is healed")
 	fs.Uint64Var(&f.seed, "seed", 0, "seed for the workload and the fault schedule; 0 picks one and prints it")
 	fs.StringVar(&f.out, "out", "results", "directory that receives the run's directory")
-	fs.DurationVar(&f.checkTimeout, "check-timeout", time.Minute, "time limit of the linearizability search; past it the verdict is unknown")
+	fs.DurationVar(&f.checkTimeout, "check-timeout", scenarios.DefaultCheckTimeout, "time limit of the linearizability search; past it the verdict is unknown")
 	fs.BoolVar(&f.requireRecovery, "require-recovery", false, "count clients that never acquire in the recovery phase as a failure (exit 1)")
 	fs.BoolVar(&f.quiet, "q", false, "no progress output")
 	fs.BoolVar(&f.json, "json", false, "print the verdict and every checker's report as one JSON object on stdout, not the table (what ran goes to stderr)")
 	fs.StringVar(&f.gcsBucket, "gcs-bucket", "", "run GCS lockers against this real bucket with application default credentials, under a fresh prefix that is deleted at the end (default: the embedded GCS on loopback)")
 	fs.BoolVar(&f.proxy, "proxy", false, "route every client through its own proxy to a networked backend even without network faults (for like-for-like latency)")
-	fs.Float64Var(&f.timeScale, "time-scale", 1, "multiply the locker's own durations (TTL, timeouts, intervals) by this, keeping their ratios; 0.1 runs tus616's 12 s TTL as 1.2 s")
-	fs.DurationVar(&f.ttl, "ttl", 0, "scale the locker's durations so its lease lasts this long (instead of -time-scale); lockers without a lease run as published")
+	fs.Float64Var(&f.timeScale, "time-scale", 0, "multiply the locker's own durations (TTL, timeouts, intervals) by this, keeping their ratios; 1 runs it as published, 0.1 runs tus616's 12 s TTL as 1.2 s (default: the scale -ttl's default gives)")
+	fs.DurationVar(&f.ttl, "ttl", 0, "scale the locker's durations so its lease lasts this long (instead of -time-scale); lockers without a lease run as published (default 1s for a locker with a lease, as in a scenario file)")
 	fs.StringVar(&f.faultDuration, "fault-duration", "", "how long each fault lasts, `D` or MIN-MAX (e.g. 3s, 500ms-2s); default: each fault's own range (verify list shows them)")
 	fs.DurationVar(&f.clockStep, "clock-step", 0, "how far clock-jump faults move a client's clock (default: three of the locker's leases, or 5s without one)")
 	fs.DurationVar(&f.clockSpread, "clock-spread", 0, "set every client's clock off real time for the whole run by a constant from the seed in [-D, +D]")
@@ -152,7 +153,8 @@ func runCommand(args []string, stdout, stderr io.Writer) (int, error) {
 		if spec, err = f.spec(set); err != nil {
 			return 0, err
 		}
-		if err := spec.Validate(resolveLocker); err != nil {
+		// The one policy for what is left unset: a scenario file's.
+		if spec, err = spec.Normalize(resolveLocker); err != nil {
 			return 0, fmt.Errorf("flags: %w", err)
 		}
 	}
@@ -167,8 +169,29 @@ func runCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	ctx, stop := interruptible()
 	defer stop()
-	code, _, err := runSpec(ctx, spec, seed, f.out, f.quiet, f.json, stdout, stderr)
-	return code, err
+	code, res, err := runSpec(ctx, spec, seed, f.out, f.quiet, f.json, stdout, stderr)
+	if f.scenario == "" || res == nil || res.Report == nil {
+		return code, err
+	}
+	return judgeScenario(spec, res, err, f.json, stdout, stderr), nil
+}
+
+// judgeScenario compares a named scenario's run with the verdict the
+// scenario expects, as verify suite does, and returns suite's exit code
+// for it: a scenario that expects invalid passes when the run is
+// invalid, and fails (exit 1) when it is valid.
+func judgeScenario(spec scenarios.Spec, res *runner.Result, runErr error, asJSON bool, stdout, stderr io.Writer) int {
+	o := suite.OutcomeOf(res.Report, res.Verdict, spec.RequireRecovery)
+	if res.Outcome != nil && res.Outcome.Interrupted {
+		runErr = errors.Join(runErr, errors.New("interrupted before the run finished"))
+	}
+	status, detail := suite.Judge(spec.Expect, o, runErr)
+	w := stdout
+	if asJSON {
+		w = stderr
+	}
+	fmt.Fprintf(w, "scenario %s: %s (%s; %s)\n", spec.Name, status, detail, spec.Expect.Reason)
+	return suite.ExitCode([]suite.Result{{Status: status}})
 }
 
 // scenarioOverrides are the flags that may go with -scenario: they say
@@ -177,7 +200,7 @@ var scenarioOverrides = map[string]bool{"scenario": true, "seed": true, "out": t
 
 // runSpec runs one seed of spec into a new directory under out and checks
 // it. dir is the run directory, "" when the run never started.
-func runSpec(ctx context.Context, spec scenarios.Spec, seed uint64, out string, quiet, asJSON bool, stdout, stderr io.Writer) (code int, dir string, err error) {
+func runSpec(ctx context.Context, spec scenarios.Spec, seed uint64, out string, quiet, asJSON bool, stdout, stderr io.Writer) (code int, res *runner.Result, err error) {
 	jsonStdout := stdout
 	prog := newProgress(stderr, time.Duration(spec.Duration), quiet)
 	job := runner.Job{
@@ -190,13 +213,13 @@ func runSpec(ctx context.Context, spec scenarios.Spec, seed uint64, out string, 
 		// stdout carries the one JSON object; the rest is for people.
 		stdout = stderr
 	}
-	res, err := runner.Run(ctx, job, func(cfg harness.Config) {
+	res, err = runner.Run(ctx, job, func(cfg harness.Config) {
 		name := ""
 		if spec.Name != "" && spec.Name != runSpecName {
 			name = " (scenario " + spec.Name + ")"
 		}
-		fmt.Fprintf(stdout, "run %s%s\n  locker %s, %d clients, %d keys, %v, faults [%s], seed %d\n",
-			filepath.Base(cfg.Dir), name, cfg.Locker.Name, cfg.Clients, cfg.Workload.Keys, cfg.Duration, strings.Join(spec.Faults, ","), cfg.Seed)
+		fmt.Fprintf(stdout, "run %s%s\n  locker %s, %d clients, %d keys, %v, faults [%s], seed %d\n  %s\n",
+			filepath.Base(cfg.Dir), name, cfg.Locker.Name, cfg.Clients, cfg.Workload.Keys, cfg.Duration, strings.Join(spec.Faults, ","), cfg.Seed, cfg.Info().Settings())
 		if len(spec.Worker) > 0 {
 			fmt.Fprintf(stdout, "  worker %s, backend %s\n", strings.Join(spec.Worker, " "), spec.Backend)
 		}
@@ -208,9 +231,9 @@ func runSpec(ctx context.Context, spec scenarios.Spec, seed uint64, out string, 
 	}
 	if res == nil {
 		if spec.Name == runSpecName {
-			return 0, "", fmt.Errorf("flags: %w", err)
+			return 0, nil, fmt.Errorf("flags: %w", err)
 		}
-		return 0, "", fmt.Errorf("scenario %s: %w", spec.Name, err)
+		return 0, nil, fmt.Errorf("scenario %s: %w", spec.Name, err)
 	}
 	if res.Outcome.Interrupted {
 		fmt.Fprintln(stdout, "interrupted: faults healed, checking the history recorded so far")
@@ -221,12 +244,12 @@ func runSpec(ctx context.Context, spec scenarios.Spec, seed uint64, out string, 
 	printWarnings(res.Warnings, stderr)
 	if res.Report == nil {
 		fmt.Fprintf(stdout, "history kept in %s (no verdict: the run could not be judged)\n", res.Dir)
-		return 0, res.Dir, err
+		return 0, res, err
 	}
 	if asJSON {
 		stdout = jsonStdout
 	}
-	return printVerdict(res, stdout, asJSON), res.Dir, err
+	return printVerdict(res, stdout, asJSON), res, err
 }
 
 // printWarnings shows a run's diagnostics (a locker that panicked, a
@@ -257,13 +280,26 @@ func (f *runFlags) spec(set map[string]bool) (scenarios.Spec, error) {
 	if err != nil {
 		return scenarios.Spec{}, err
 	}
-	if f.ttl != 0 && f.timeScale != 1 {
+	if set["ttl"] && set["time-scale"] {
 		return scenarios.Spec{}, errors.New("-ttl and -time-scale both set; give one: -ttl picks the time scale that makes the locker's lease that long")
 	}
-	if f.ttl < 0 {
-		return scenarios.Spec{}, fmt.Errorf("-ttl %v: want a positive duration", f.ttl)
+	// A zero given is refused, as a scenario file's is: left unset it
+	// would read as "the default".
+	for _, v := range []struct {
+		name     string
+		positive bool
+		value    any
+	}{
+		{"clients", f.clients > 0, f.clients}, {"keys", f.keys > 0, f.keys}, {"duration", f.duration > 0, f.duration},
+		{"ttl", f.ttl > 0, f.ttl}, {"time-scale", f.timeScale > 0, f.timeScale}, {"hold-max", f.holdMax > 0, f.holdMax},
+		{"acquire-timeout", f.acquireTimeout > 0, f.acquireTimeout}, {"fault-interval", f.faultInterval > 0, f.faultInterval},
+		{"recovery-timeout", f.recoveryTimeout > 0, f.recoveryTimeout}, {"check-timeout", f.checkTimeout > 0, f.checkTimeout},
+	} {
+		if set[v.name] && !v.positive {
+			return scenarios.Spec{}, fmt.Errorf("-%s %v: want a positive value, or leave -%s out for its default", v.name, v.value, v.name)
+		}
 	}
-	if set["time-scale"] && (f.timeScale <= 0 || f.timeScale > 100) {
+	if set["time-scale"] && f.timeScale > 100 {
 		return scenarios.Spec{}, fmt.Errorf("-time-scale %v: time scale must be in (0, 100]", f.timeScale)
 	}
 	var argv []string
@@ -318,9 +354,6 @@ func (f *runFlags) spec(set map[string]bool) (scenarios.Spec, error) {
 		RequireRecovery: f.requireRecovery,
 		Seeds:           []uint64{max(f.seed, 1)},
 		Expect:          scenarios.Expect{Verdict: scenarios.ExpectEither, Reason: "an ad hoc run: no verdict is expected"},
-	}
-	if f.ttl != 0 {
-		s.TimeScale = 0
 	}
 	return s, nil
 }

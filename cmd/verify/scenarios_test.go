@@ -33,9 +33,15 @@ func oldConfig(f *runFlags) (harness.Config, error) {
 	if err != nil {
 		return harness.Config{}, err
 	}
+	// Neither -ttl nor -time-scale: a locker with a lease runs at the
+	// scenarios' default lease, one without as published.
 	timeScale := f.timeScale
-	if f.ttl != 0 && locker.TTL > 0 {
-		timeScale = float64(f.ttl) / float64(locker.TTL)
+	ttl := f.ttl
+	if ttl == 0 && timeScale == 0 {
+		ttl, timeScale = scenarios.DefaultTTL, 1
+	}
+	if ttl != 0 && locker.TTL > 0 {
+		timeScale = float64(ttl) / float64(locker.TTL)
 	}
 	faultMin, faultMax, err := scenarios.ParseFaultDuration(f.faultDuration)
 	if err != nil {
@@ -72,6 +78,9 @@ func TestFlagsGoThroughPrepareToTheOldConfig(t *testing.T) {
 		fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
 		spec, err := f.spec(set)
 		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		if spec, err = spec.Normalize(resolveLocker); err != nil {
 			t.Fatalf("%v: %v", args, err)
 		}
 		got, err := scenarios.Prepare(spec, resolveLocker, f.seed, "dir", workerCommand)
@@ -144,7 +153,7 @@ func TestRunScenarioRefusesTheFlagsItSets(t *testing.T) {
 
 func TestRunRecordsItsSpecAndReplayReproducesIt(t *testing.T) {
 	t.Parallel()
-	dir, code, stdout := runOnce(t, "-locker", "mutant-silent-expiry", "-clients", "4", "-keys", "1", "-rate", "0", "-hold-min", "40ms", "-hold-max", "60ms", "-seed", "11")
+	dir, code, stdout := runOnce(t, "-locker", "mutant-silent-expiry", "-time-scale", "1", "-clients", "4", "-keys", "1", "-rate", "0", "-hold-min", "40ms", "-hold-max", "60ms", "-seed", "11")
 	if code != exitInvalid {
 		t.Fatalf("exit %d, want 1\n%s", code, stdout)
 	}

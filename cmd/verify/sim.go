@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/internal/bubble"
 	"github.com/lockcheck/lockcheck/models"
 	"github.com/lockcheck/lockcheck/runner"
@@ -117,12 +118,24 @@ Flags:
 		if set["worker"] || set["clients-as"] || set["gcs-bucket"] || set["redis-addr"] || set["backend"] {
 			return 0, errors.New("verify sim runs goroutine clients on an in-memory backend; drop -worker, -clients-as, -gcs-bucket, -redis-addr and -backend")
 		}
+		if set["seed"] || set["json"] {
+			return 0, errors.New("verify sim explores -seeds (one seed: -seeds 7) and prints a summary; drop -seed and -json")
+		}
 		if spec, err = f.spec(set); err != nil {
 			return 0, err
 		}
 		spec.Name, spec.Summary, spec.Sim = "sim", "verify sim with flags", true
-		if err := spec.Validate(resolveLocker); err != nil {
+		if spec, err = spec.Normalize(resolveLocker); err != nil {
 			return 0, fmt.Errorf("flags: %w", err)
+		}
+	}
+	kinds, err := faults.Lookup(spec.Faults)
+	if err != nil {
+		return 0, fmt.Errorf("-faults: %w", err)
+	}
+	for _, k := range kinds {
+		if k.Shapes {
+			return 0, fmt.Errorf("-faults: %s shapes bytes on a socket, which only a live run has: run it with verify run (the simulation's network carries whole requests)", k.Name)
 		}
 	}
 	dir := filepath.Join(f.out, "sim-"+safeDirName(spec.Locker)+"-"+time.Now().UTC().Format("20060102-150405.000"))
@@ -164,6 +177,8 @@ type seedResult struct {
 	// mismatch, with -determinism, says how the second run's history
 	// differed from the first's ("" when byte for byte the same).
 	mismatch string
+	// line is the verdict as the last line says it, with its causes.
+	line string
 }
 
 // summary is what an exploration found.
@@ -243,6 +258,7 @@ func (ex *explorer) runSeed(ctx context.Context, pool *bubble.Pool, seed uint64)
 		return r
 	}
 	r.verdict, r.err = res.Verdict, err
+	r.line = runner.VerdictLine(res.Verdict, res.Report, res.Checked)
 	if n := len(res.History.Events); n > 0 {
 		r.virtual = time.Duration(res.History.Events[n-1].Time)
 	}
@@ -327,12 +343,22 @@ func (s summary) print(w io.Writer, spec scenarios.Spec, f simFlags) (int, error
 		return 0, fmt.Errorf("seed %d could not be simulated: %w", e.seed, e.err)
 	}
 	if s.failed == nil {
-		fmt.Fprintf(w, "verdict: valid on every seed explored\n")
+		if s.interrupted {
+			// An interrupted exploration showed nothing about the seeds
+			// it never ran: never a pass.
+			fmt.Fprintf(w, "verdict: unknown (interrupted after %d of %d seeds, each of them valid; the rest were not run)\n", s.explored, s.total)
+			return exitUnknown, nil
+		}
+		fmt.Fprintf(w, "verdict: valid on every seed explored (%d of %d)\n", s.explored, s.total)
 		return exitValid, nil
 	}
 	fmt.Fprintf(w, "first failing seed: %d, verdict %s\n  run directory: %s\n  replay: verify replay %s\n",
 		s.failed.seed, s.failed.verdict, s.failed.dir, s.failed.dir)
-	fmt.Fprintf(w, "verdict: %s\n", s.failed.verdict)
+	line := s.failed.verdict
+	if s.failed.line != "" {
+		line = models.Verdict(s.failed.line)
+	}
+	fmt.Fprintf(w, "verdict: %s (seed %d)\n", line, s.failed.seed)
 	return exitCodeOf(s.failed.verdict), nil
 }
 

@@ -325,22 +325,8 @@ func runSuiteJob(ctx context.Context, j suite.Job, dir string) (suite.Outcome, e
 	if res == nil {
 		return o, err
 	}
+	o = suite.OutcomeOf(res.Report, res.Verdict, j.Spec.RequireRecovery)
 	o.Dir = res.Dir
-	if res.Report != nil {
-		o.Verdict = res.Verdict
-		if l := res.Report.Liveness; l != nil {
-			o.Liveness = l.Verdict
-		}
-		for _, c := range res.Report.Checkers {
-			if c.Safety && len(c.Counterexamples) > 0 {
-				o.Counterexample = c.Counterexamples[0]
-				break
-			}
-		}
-		if o.Counterexample == "" && o.Liveness == models.Invalid && j.Spec.RequireRecovery {
-			o.Counterexample = "liveness: " + res.Report.Liveness.Summary
-		}
-	}
 	if err != nil {
 		return o, err
 	}

@@ -256,7 +256,7 @@ func reproduceAll(t *testing.T, specs []scenarios.Spec, parallel int) {
 // its scenario files; everything for people goes to stderr.
 func TestJSONOutput(t *testing.T) {
 	out := t.TempDir()
-	code, stdout, stderr := verify(t, "run", "-q", "-json", "-out", out, "-locker", "mutant-silent-expiry", "-clients", "4", "-keys", "1", "-duration", "1500ms", "-seed", "1")
+	code, stdout, stderr := verify(t, "run", "-q", "-json", "-out", out, "-locker", "mutant-silent-expiry", "-time-scale", "1", "-clients", "4", "-keys", "1", "-duration", "1500ms", "-seed", "1")
 	var run struct {
 		Dir     string
 		Verdict string

@@ -9,12 +9,14 @@
 package compare
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -88,6 +90,10 @@ type Run struct {
 	// Error is why the run could not be done or checked.
 	Error   string         `json:"error,omitempty"`
 	Verdict models.Verdict `json:"verdict"`
+	// Cause, for an unknown verdict, is why; NoFaultRan says the run
+	// asked for faults and none of them ran.
+	Cause      string `json:"cause,omitempty"`
+	NoFaultRan bool   `json:"no_fault_ran,omitempty"`
 	// Figures are read off the run's report.
 	Violations          int            `json:"mutex_violations"`
 	Linearizable        models.Verdict `json:"linearizability"`
@@ -247,6 +253,7 @@ func (p Plan) Spec(l harness.LockerSpec, sc Scenario, seed uint64) scenarios.Spe
 	if sc.LeaseMultiple > 0 {
 		s.FaultDuration = time.Duration(sc.LeaseMultiple * float64(p.TTL)).String()
 	}
+	s.Duration = scenarios.Duration(max(time.Duration(s.Duration), p.Room(sc)))
 	if sc.Workload != "" {
 		s.Workload = sc.Workload
 	}
@@ -266,6 +273,22 @@ func (p Plan) Spec(l harness.LockerSpec, sc Scenario, seed uint64) scenarios.Spe
 		s.Clients = sc.Clients
 	}
 	return s
+}
+
+// Room is how long a run of column sc must last for every seed to run
+// each of its faults once (faults.Room): a cell whose faults never ran
+// would test nothing, so a shorter base duration is lengthened to it.
+func (p Plan) Room(sc Scenario) time.Duration {
+	kinds, err := faults.Lookup(sc.Faults)
+	if err != nil || len(kinds) == 0 {
+		return 0
+	}
+	o := faults.PlanOptions{Interval: cmp.Or(time.Duration(p.Base.FaultInterval), scenarios.DefaultFaultInterval)}
+	if sc.LeaseMultiple > 0 {
+		o.MinDuration = time.Duration(sc.LeaseMultiple * float64(p.TTL))
+		o.MaxDuration = o.MinDuration
+	}
+	return faults.Room(kinds, o)
 }
 
 // runOne runs and checks one cell's seed through the one run path
@@ -313,6 +336,10 @@ func (p Plan) runOne(ctx context.Context, l harness.LockerSpec, sc Scenario, see
 
 func (r *Run) fill(rep *models.Report) {
 	r.Verdict = rep.Verdict
+	if r.Verdict == models.Unknown {
+		r.Cause = strings.Join(rep.UnknownCauses(false), "; ")
+	}
+	r.NoFaultRan = rep.Faults.NoneRan()
 	if rep.Mutex != nil {
 		r.Violations = rep.Mutex.Violations
 	}

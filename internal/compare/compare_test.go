@@ -94,6 +94,41 @@ func TestExecuteSeparatesGoodFromBadAndNotApplicable(t *testing.T) {
 	}
 }
 
+// A column whose faults would not fit the base run is lengthened until
+// every seed's plan holds each of its faults, as the run will draw it.
+func TestColumnsRunLongEnoughForTheirFaults(t *testing.T) {
+	cols, err := LookupScenarios([]string{"pause", "clock", "server-lost-reply", "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Plan{Lockers: lookup(t, "lease"), Scenarios: cols, Seeds: []uint64{1}, TTL: time.Second, Base: base(), Resolve: resolve, Dir: t.TempDir(), Parallel: 1}
+	for _, c := range cols {
+		for seed := uint64(1); seed <= 200; seed++ {
+			spec, err := p.Spec(p.Lockers[0], c, seed).Normalize(resolve)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(c.Faults) == 0 {
+				if spec.Duration != p.Base.Duration {
+					t.Fatalf("column %s without faults runs %v, want the base %v", c.Name, spec.Duration, p.Base.Duration)
+				}
+				break
+			}
+			cfg, err := scenarios.Prepare(spec, resolve, seed, t.TempDir(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]bool{}
+			for _, f := range cfg.DrawFaultPlan() {
+				seen[f.Kind.Name] = true
+			}
+			if len(seen) != len(c.Faults) {
+				t.Fatalf("column %s, seed %d, %v run: plan holds %v, want each of %v", c.Name, seed, spec.Duration, seen, c.Faults)
+			}
+		}
+	}
+}
+
 // Cell verdicts never read an unknown or a failed run as a pass.
 func TestSummaryVerdicts(t *testing.T) {
 	cases := []struct {
@@ -106,6 +141,8 @@ func TestSummaryVerdicts(t *testing.T) {
 		{[]Run{{Verdict: models.Valid}, {Verdict: models.Valid, Error: "interrupted"}}, "unknown 1/2"},
 		{[]Run{{Verdict: models.Unknown, Error: "setup: no redis"}}, "error 1/1"},
 		{[]Run{{NotApplicable: "no network"}}, "n/a"},
+		{[]Run{{Verdict: models.Unknown, NoFaultRan: true}, {Verdict: models.Unknown, NoFaultRan: true}}, "no fault ran 2/2"},
+		{[]Run{{Verdict: models.Unknown, NoFaultRan: true}, {Verdict: models.Unknown}}, "unknown 2/2"},
 	}
 	for _, c := range cases {
 		if got := (Cell{Runs: c.runs}).Summarize().Verdict(); got != c.want {

@@ -23,6 +23,8 @@ type Summary struct {
 	Unknown       int `json:"unknown"`
 	NotApplicable int `json:"not_applicable"`
 	Errors        int `json:"errors"`
+	// NoFaultRan counts the unknown seeds whose faults never ran.
+	NoFaultRan int `json:"no_fault_ran"`
 	// Violations is the mutual-exclusion overlaps over every seed.
 	Violations int `json:"mutex_violations"`
 	// The durations are medians over the seeds that measured them.
@@ -70,6 +72,9 @@ func (c Cell) Summarize() Summary {
 			s.Errors++
 		default:
 			s.Unknown++
+			if r.NoFaultRan {
+				s.NoFaultRan++
+			}
 		}
 		s.Violations += r.Violations
 		s.Stuck += r.Stuck
@@ -164,6 +169,8 @@ func (s Summary) safety() string {
 		return fmt.Sprintf("**invalid** %d/%d", s.Invalid, judged)
 	case s.Errors > 0:
 		return fmt.Sprintf("error %d/%d", s.Errors, judged)
+	case s.Unknown > 0 && s.NoFaultRan == s.Unknown:
+		return fmt.Sprintf("%s %d/%d", models.NoFaultRan, s.NoFaultRan, judged)
 	case s.Unknown > 0:
 		return fmt.Sprintf("unknown %d/%d", s.Unknown, judged)
 	default:

@@ -62,7 +62,7 @@ func WriteIndex(path, title string, runs []Run) error {
 	fmt.Fprintf(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>%s</title><style>%s</style></head><body>\n", esc(title), css)
 	fmt.Fprintf(&b, "<h1>%s</h1>\n<p>%d runs: %d valid, %d invalid, %d unknown. Newest first.</p>\n",
 		esc(title), len(runs), counts[models.Valid], counts[models.Invalid], counts[models.Unknown])
-	b.WriteString("<p class=\"note\">A verdict is green when it is what its scenario expects (a pinned defect found again is green), red when it is not, amber when unknown; the expectation is beside it.</p>\n")
+	b.WriteString("<p class=\"note\">A verdict is green when it is what its scenario expects (a pinned defect found again is green), red when it is not, amber when unknown; a run that expects either verdict (a compare cell) is green when valid and red when invalid; the expectation is beside it.</p>\n")
 	b.WriteString("<table id=\"runs\">\n<tr><th>started (UTC)</th><th>run</th><th>scenario</th><th>locker</th><th>workload</th><th>faults</th><th>seed</th><th>verdict</th><th>expected</th></tr>\n")
 	for _, r := range runs {
 		v := verdictOrUnknown(r.Verdict)
@@ -96,12 +96,17 @@ func WriteIndex(path, title string, runs []Run) error {
 }
 
 // expectationClass colours a verdict by its expectation: met is valid's
-// green, missed invalid's red, unknown amber whatever was expected.
+// green, missed invalid's red, unknown amber whatever was expected. A run
+// that expects nothing in particular ("either": a compare cell, an ad hoc
+// run) is coloured by its verdict: an invalid run is red, whatever
+// anyone expected of it.
 func expectationClass(v models.Verdict, expect string) string {
 	switch {
 	case v == models.Unknown:
 		return "unknown"
-	case expect == "either" || string(v) == expect:
+	case expect == "either" || expect == "":
+		return string(v)
+	case string(v) == expect:
 		return "valid"
 	}
 	return "invalid"

@@ -125,6 +125,37 @@ type Outcome struct {
 	// Dir is the run's directory (history, result.json, report).
 	Dir     string
 	Elapsed time.Duration
+	// Cause, for an unknown verdict, is why: each unknown check with its
+	// reason.
+	Cause string
+	// NoFaultRan: the run asked for faults and none of them ran.
+	NoFaultRan bool
+}
+
+// OutcomeOf is what a checked run found, as a suite row shows it.
+// requireRecovery says whether liveness counted in verdict.
+func OutcomeOf(rep *models.Report, verdict models.Verdict, requireRecovery bool) Outcome {
+	o := Outcome{Verdict: verdict}
+	if rep == nil {
+		return o
+	}
+	if l := rep.Liveness; l != nil {
+		o.Liveness = l.Verdict
+	}
+	for _, c := range rep.Checkers {
+		if c.Safety && len(c.Counterexamples) > 0 {
+			o.Counterexample = c.Counterexamples[0]
+			break
+		}
+	}
+	if o.Counterexample == "" && o.Liveness == models.Invalid && requireRecovery {
+		o.Counterexample = "liveness: " + rep.Liveness.Summary
+	}
+	if verdict == models.Unknown {
+		o.Cause = strings.Join(rep.UnknownCauses(requireRecovery), "; ")
+	}
+	o.NoFaultRan = rep.Faults.NoneRan()
+	return o
 }
 
 // Status is a run judged against its expectation.
@@ -135,7 +166,9 @@ const (
 	Pass Status = "pass"
 	// Fail: the verdict is valid or invalid and not the expected one.
 	Fail Status = "fail"
-	// Unknown: a checker ran out of time or memory. Never a pass.
+	// Unknown: the run could not be judged (a checker out of time, a
+	// vacuous run, a fault that never ran, a partial history); Detail
+	// says which. Never a pass.
 	Unknown Status = "unknown"
 	// Error: the run could not be done or checked.
 	Error Status = "error"
@@ -175,7 +208,11 @@ func Judge(e scenarios.Expect, o Outcome, runErr error) (Status, string) {
 	}
 	switch {
 	case o.Verdict != models.Valid && o.Verdict != models.Invalid:
-		return Unknown, fmt.Sprintf("expected %s, got %s: a checker ran out of time or memory, so nothing was shown", e.Verdict, cmp.Or(string(o.Verdict), "no verdict"))
+		why := cmp.Or(o.Cause, "the run was not judged")
+		if o.NoFaultRan {
+			why = models.NoFaultRan + ": " + why
+		}
+		return Unknown, fmt.Sprintf("expected %s, got %s, so nothing was shown: %s", e.Verdict, cmp.Or(string(o.Verdict), "no verdict"), why)
 	case e.Verdict == Either:
 		return Flaky, fmt.Sprintf("expected either, got %s", o.Verdict)
 	case o.Verdict == want:

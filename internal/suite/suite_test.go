@@ -134,19 +134,42 @@ func TestJudge(t *testing.T) {
 		{"invalid", models.Invalid, nil, Pass, "expected invalid, got invalid"},
 		{"invalid", models.Valid, nil, Fail, "became safe"},
 		{"valid", models.Invalid, nil, Fail, "a violation"},
-		{"valid", models.Unknown, nil, Unknown, "ran out of time"},
-		{"invalid", models.Unknown, nil, Unknown, "ran out of time"},
-		{"either", models.Unknown, nil, Unknown, "ran out of time"},
+		{"valid", models.Unknown, nil, Unknown, "got unknown, so nothing was shown: linearizability: ran out of time"},
+		{"invalid", models.Unknown, nil, Unknown, "got unknown, so nothing was shown: linearizability: ran out of time"},
+		{"either", models.Unknown, nil, Unknown, "got unknown, so nothing was shown: linearizability: ran out of time"},
 		{"either", models.Valid, nil, Flaky, "got valid"},
 		{"either", models.Invalid, nil, Flaky, "got invalid"},
 		{"valid", "", errors.New("setup: no redis-server"), Error, "no redis-server"},
 		{"safe", models.Valid, nil, Error, "want valid, invalid or either"},
 	}
 	for _, c := range cases {
-		s, d := Judge(scenarios.Expect{Verdict: c.expect}, Outcome{Verdict: c.got}, c.err)
+		o := Outcome{Verdict: c.got}
+		if c.got == models.Unknown {
+			o.Cause = "linearizability: ran out of time"
+		}
+		s, d := Judge(scenarios.Expect{Verdict: c.expect}, o, c.err)
 		if s != c.want || !strings.Contains(d, c.detail) {
 			t.Errorf("expect %s, got %q, err %v: %s (%s), want %s (…%s…)", c.expect, c.got, c.err, s, d, c.want, c.detail)
 		}
+	}
+}
+
+// A suite row names why a run is unknown, and says when no fault ran.
+func TestOutcomeOfNamesTheCause(t *testing.T) {
+	rep := &models.Report{Verdict: models.Unknown, Checkers: []models.CheckerResult{
+		{Name: models.MutexName, Safety: true, Verdict: models.Valid, Summary: "no overlap"},
+		{Name: models.FaultsName, Safety: true, Verdict: models.Unknown, Summary: "no fault ran: pause-holder never ran: the schedule held none"},
+	}, Faults: &models.FaultsResult{Requested: []string{"pause-holder"}, Kinds: []models.FaultKindRun{{Kind: "pause-holder", Aimed: true}}}}
+	o := OutcomeOf(rep, models.Unknown, false)
+	if !o.NoFaultRan || !strings.Contains(o.Cause, "faults: no fault ran") {
+		t.Fatalf("outcome %+v, want no fault ran and its cause", o)
+	}
+	if s, d := Judge(scenarios.Expect{Verdict: "valid"}, o, nil); s != Unknown || !strings.Contains(d, "no fault ran") {
+		t.Errorf("judged %s (%s), want unknown naming the fault that never ran", s, d)
+	}
+	rep.Faults.Kinds[0].Applied, rep.Faults.Kinds[0].HitHolder = 1, 1
+	if OutcomeOf(rep, models.Unknown, false).NoFaultRan {
+		t.Error("NoFaultRan for a run whose fault ran at a holder")
 	}
 }
 
