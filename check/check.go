@@ -17,7 +17,7 @@
 //			New: func(env lockers.Env) (lockers.Locker, error) {
 //				return mylock.New(store, env), nil
 //			},
-//		}, check.Scenario{Clients: 8, Keys: 1, Duration: check.Seconds(3), Faults: []string{"pause", "crash"}})
+//		}, check.Scenario{Clients: 8, Keys: 1, Faults: []string{"pause", "crash"}})
 //	}
 //
 // A locker whose clients share state in this process needs nothing else:

@@ -153,14 +153,16 @@ Flags:
 	if _, err := plan.Spec(specs[0], columns[0], seeds[0]).Normalize(resolveLocker); err != nil {
 		return 0, fmt.Errorf("flags: %w", err)
 	}
+	longest := *duration
 	for _, c := range columns {
 		if room := plan.Room(c); room > *duration {
 			fmt.Fprintf(stdout, "compare: column %s runs %v, not %v: every seed then has room for each of its faults once\n", c.Name, room, *duration)
+			longest = max(longest, room)
 		}
 	}
 	total := len(specs) * len(columns) * len(seeds)
-	fmt.Fprintf(stdout, "compare: %d lockers × %d scenarios × %d seeds = %d runs, %d at a time, each about %v plus recovery; results in %s\n",
-		len(specs), len(columns), len(seeds), total, *parallel, *duration, dir)
+	fmt.Fprintf(stdout, "compare: %d lockers × %d scenarios × %d seeds = %d runs, %d at a time, each at most %v plus recovery; results in %s\n",
+		len(specs), len(columns), len(seeds), total, *parallel, longest, dir)
 
 	ctx, stop := interruptible()
 	defer stop()

@@ -55,6 +55,7 @@ type runFlags struct {
 	scenario        string
 	worker          string
 	backend         string
+	sim             bool
 }
 
 func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
@@ -90,6 +91,7 @@ func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
 	fs.StringVar(&f.clientsAs, "clients-as", "goroutine", "run each client as a `kind`: goroutine, in this process, or process, a verify worker child that gets real SIGSTOP and SIGKILL (GCS and Redis lockers)")
 	fs.StringVar(&f.scenario, "scenario", "", "run this `scenario`: a name verify scenarios lists, or a path to a .json scenario file, on its first seed or on -seed; only -seed, -out and -q go with it")
 	fs.StringVar(&f.worker, "worker", "", "run every client as this external worker `command` (protocol v1; quote it: -worker 'node workers/node/worker.js'); -locker then only names it in reports, and -backend says what the harness starts for it")
+	fs.BoolVar(&f.sim, "sim", false, "run this one seed in simulation, as verify sim does: the backend and network in memory, in virtual time, the same history every time (goroutine clients on the embedded backends)")
 	fs.StringVar(&f.backend, "backend", "", "with -worker: the backend the harness starts for the workers, `gcs`, redis, redis-server or none; without: redis-server runs a Redis locker on real redis-server processes")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: verify run [flags]
@@ -347,6 +349,7 @@ func (f *runFlags) spec(set map[string]bool) (scenarios.Spec, error) {
 		ClockStep:       scenarios.Duration(f.clockStep),
 		ClockSpread:     scenarios.Duration(f.clockSpread),
 		RecoveryTimeout: scenarios.Duration(f.recoveryTimeout),
+		Sim:             f.sim,
 		Proxy:           f.proxy,
 		GCSBucket:       f.gcsBucket,
 		RedisAddrs:      redisAddrs,

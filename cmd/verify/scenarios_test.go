@@ -153,7 +153,8 @@ func TestRunScenarioRefusesTheFlagsItSets(t *testing.T) {
 
 func TestRunRecordsItsSpecAndReplayReproducesIt(t *testing.T) {
 	t.Parallel()
-	dir, code, stdout := runOnce(t, "-locker", "mutant-silent-expiry", "-time-scale", "1", "-clients", "4", "-keys", "1", "-rate", "0", "-hold-min", "40ms", "-hold-max", "60ms", "-seed", "11")
+	// In simulation: a replay of a simulated seed is the same history.
+	dir, code, stdout := runOnce(t, "-sim", "-locker", "mutant-silent-expiry", "-time-scale", "1", "-clients", "4", "-keys", "1", "-rate", "0", "-hold-min", "40ms", "-hold-max", "60ms", "-seed", "11")
 	if code != exitInvalid {
 		t.Fatalf("exit %d, want 1\n%s", code, stdout)
 	}

@@ -118,8 +118,8 @@ Flags:
 		if set["worker"] || set["clients-as"] || set["gcs-bucket"] || set["redis-addr"] || set["backend"] {
 			return 0, errors.New("verify sim runs goroutine clients on an in-memory backend; drop -worker, -clients-as, -gcs-bucket, -redis-addr and -backend")
 		}
-		if set["seed"] || set["json"] {
-			return 0, errors.New("verify sim explores -seeds (one seed: -seeds 7) and prints a summary; drop -seed and -json")
+		if set["seed"] || set["json"] || set["sim"] {
+			return 0, errors.New("verify sim explores -seeds (one seed: -seeds 7) in simulation and prints a summary; drop -seed, -json and -sim")
 		}
 		if spec, err = f.spec(set); err != nil {
 			return 0, err
