@@ -146,7 +146,7 @@ func Run(ctx context.Context, l Locker, s Scenario, o Options) ([]Result, error)
 		if res.Outcome.Interrupted {
 			err = errors.Join(err, errors.New("interrupted before the run finished"))
 		}
-		status, detail := suite.Judge(spec.Expect, suite.OutcomeOf(res.Report, res.Verdict, spec.RequireRecovery), err)
+		status, detail := suite.Judge(spec.Expect, suite.OutcomeOf(res.Report, res.Verdict, res.LivenessCounts()), err)
 		r.Met, r.Detail = status == suite.Pass, detail
 		results = append(results, r)
 		if err != nil {

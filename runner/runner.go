@@ -173,6 +173,16 @@ func Run(ctx context.Context, j Job, configured func(harness.Config)) (*Result, 
 	return res, errors.Join(runErr, recErr, checkErr)
 }
 
+// LivenessCounts says whether r's liveness verdict is part of its verdict
+// (the package's LivenessCounts rule).
+func (r *Result) LivenessCounts() bool {
+	if r.History == nil {
+		return false
+	}
+	counts, _ := LivenessCounts(r.History.Header.Run, r.Checked)
+	return counts
+}
+
 // CheckOptions are how a history is judged.
 type CheckOptions struct {
 	// Timeout bounds the linearizability search; past it the verdict is
@@ -199,29 +209,51 @@ func Check(path string, o CheckOptions) (*history.History, *models.Report, model
 		return nil, nil, "", fmt.Errorf("check %s: %w", path, err)
 	}
 	verdict := rep.Verdict
-	if o.RequireRecovery && rep.Liveness != nil {
+	if counts, _ := LivenessCounts(h.Header.Run, o); counts && rep.Liveness != nil {
 		verdict = verdict.Merge(rep.Liveness.Verdict)
 	}
 	return h, rep, verdict, nil
 }
 
+// LivenessCounts is the one rule for whether a run's liveness verdict is
+// part of its verdict, in every command and the Go API, and why, in
+// words for the verdict line. It counts when recovery is required, and
+// when the locker has a lease and the recovery window is at least two of
+// them: long enough for a lease abandoned by a crashed or paused holder
+// to run out and be taken, so a client still stuck is the lock's fault,
+// not the window's. A locker without a lease promises nothing to the
+// clients of a key whose holder died, so its liveness counts only when
+// required.
+func LivenessCounts(run history.RunInfo, o CheckOptions) (bool, string) {
+	switch {
+	case o.RequireRecovery:
+		return true, "recovery required"
+	case run.Lease <= 0:
+		return false, "no lease to outlast; -require-recovery counts it"
+	case run.RecoveryTimeout >= 2*run.Lease:
+		return true, fmt.Sprintf("the %v recovery window holds two %v leases", time.Duration(run.RecoveryTimeout), time.Duration(run.Lease))
+	}
+	return false, fmt.Sprintf("the %v recovery window is shorter than two %v leases; -require-recovery counts it", time.Duration(run.RecoveryTimeout), time.Duration(run.Lease))
+}
+
 // VerdictLine is a run's verdict as the last line of every output says
 // it: the verdict, then what it rests on when that is not plain (why it
 // is unknown; whether liveness counted; a partial history accepted).
-func VerdictLine(verdict models.Verdict, rep *models.Report, o CheckOptions) string {
+func VerdictLine(verdict models.Verdict, run history.RunInfo, rep *models.Report, o CheckOptions) string {
 	line := string(verdict)
+	counts, why := LivenessCounts(run, o)
 	var notes []string
 	if verdict == models.Unknown {
-		notes = append(notes, rep.UnknownCauses(o.RequireRecovery)...)
+		notes = append(notes, rep.UnknownCauses(counts)...)
 	}
 	if c := rep.Coverage; c.Partial && o.AcceptPartial {
 		notes = append(notes, "partial history accepted: "+c.String())
 	}
 	if l := rep.Liveness; l != nil && l.Verdict != models.Valid {
-		if o.RequireRecovery {
-			notes = append(notes, fmt.Sprintf("liveness %s, counted (recovery required)", l.Verdict))
+		if counts {
+			notes = append(notes, fmt.Sprintf("liveness %s, counted: %s", l.Verdict, why))
 		} else {
-			notes = append(notes, fmt.Sprintf("liveness %s, not counted (recovery not required)", l.Verdict))
+			notes = append(notes, fmt.Sprintf("liveness %s, not counted: %s", l.Verdict, why))
 		}
 	}
 	if len(notes) > 0 {
@@ -235,7 +267,7 @@ func VerdictLine(verdict models.Verdict, rep *models.Report, o CheckOptions) str
 type ResultFile struct {
 	Verdict models.Verdict `json:"verdict"`
 	// LivenessCounts says whether liveness was part of Verdict
-	// (-require-recovery).
+	// (LivenessCounts).
 	LivenessCounts bool              `json:"liveness_counts"`
 	Run            history.RunInfo   `json:"scenario"`
 	Seed           uint64            `json:"seed"`
@@ -268,8 +300,9 @@ func WriteResults(dir string, h *history.History, rep *models.Report, verdict mo
 }
 
 func writeResults(dir string, h *history.History, rep *models.Report, verdict models.Verdict, o CheckOptions, warn []string) error {
+	counts, _ := LivenessCounts(h.Header.Run, o)
 	res := ResultFile{
-		Verdict: verdict, LivenessCounts: o.RequireRecovery,
+		Verdict: verdict, LivenessCounts: counts,
 		Run: h.Header.Run, Seed: h.Header.Run.Seed, Start: h.Header.Start,
 		Versions: Versions(), Checked: time.Now().UTC(), Report: rep, Warnings: warn,
 	}
@@ -282,7 +315,7 @@ func writeResults(dir string, h *history.History, rep *models.Report, verdict mo
 	}
 	summary := fmt.Sprintf("run %s: locker %s, seed %d, %d clients, %d keys, %v, faults %v\n%s\nverdict: %s\n%s",
 		h.Header.Run.ID, h.Header.Run.Locker, h.Header.Run.Seed, h.Header.Run.Clients, h.Header.Run.Keys,
-		time.Duration(h.Header.Run.Duration), h.Header.Run.Faults, h.Header.Run.Settings(), VerdictLine(verdict, rep, o), rep.Summary())
+		time.Duration(h.Header.Run.Duration), h.Header.Run.Faults, h.Header.Run.Settings(), VerdictLine(verdict, h.Header.Run, rep, o), rep.Summary())
 	if len(warn) > 0 {
 		summary += "warnings:\n  " + strings.Join(warn, "\n  ") + "\n"
 	}
@@ -292,7 +325,7 @@ func writeResults(dir string, h *history.History, rep *models.Report, verdict mo
 	if err := rep.WriteVisualization(filepath.Join(dir, "history.html")); err != nil {
 		return fmt.Errorf("history.html: %w", err)
 	}
-	meta := report.Meta{Verdict: verdict, LivenessCounts: o.RequireRecovery, Checked: res.Checked, Versions: res.Versions}
+	meta := report.Meta{Verdict: verdict, LivenessCounts: counts, Checked: res.Checked, Versions: res.Versions}
 	if err := report.Write(filepath.Join(dir, "report.html"), h, rep, meta); err != nil {
 		return fmt.Errorf("report.html: %w", err)
 	}

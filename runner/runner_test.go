@@ -15,6 +15,7 @@ import (
 
 	"github.com/lockcheck/lockcheck/catalog"
 	"github.com/lockcheck/lockcheck/harness"
+	"github.com/lockcheck/lockcheck/history"
 	"github.com/lockcheck/lockcheck/internal/bubble"
 	"github.com/lockcheck/lockcheck/lockers"
 	"github.com/lockcheck/lockcheck/runner"
@@ -195,5 +196,32 @@ func TestALockerPanicIsAWarning(t *testing.T) {
 	saved, rerr := runner.ReadResult(filepath.Join(dir, "result.json"))
 	if rerr != nil || !slices.ContainsFunc(saved.Warnings, func(w string) bool { return strings.Contains(w, "locker panicked") }) {
 		t.Errorf("result.json warnings: %v %+v", rerr, saved)
+	}
+}
+
+// One rule decides whether liveness counts, in every command: always when
+// recovery is required; for a leased locker when the recovery window
+// holds two leases; never otherwise.
+func TestLivenessCounts(t *testing.T) {
+	lease := func(l, window time.Duration) history.RunInfo {
+		return history.RunInfo{Lease: history.Duration(l), RecoveryTimeout: history.Duration(window)}
+	}
+	cases := []struct {
+		run      history.RunInfo
+		required bool
+		want     bool
+		why      string
+	}{
+		{lease(time.Second, 10*time.Second), false, true, "the 10s recovery window holds two 1s leases"},
+		{lease(12*time.Second, 10*time.Second), false, false, "shorter than two 12s leases; -require-recovery counts it"},
+		{lease(12*time.Second, 10*time.Second), true, true, "recovery required"},
+		{lease(0, 10*time.Second), false, false, "no lease to outlast"},
+		{lease(0, 10*time.Second), true, true, "recovery required"},
+	}
+	for _, c := range cases {
+		got, why := runner.LivenessCounts(c.run, runner.CheckOptions{RequireRecovery: c.required})
+		if got != c.want || !strings.Contains(why, c.why) {
+			t.Errorf("%+v, required %v: %v (%s), want %v (%s)", c.run, c.required, got, why, c.want, c.why)
+		}
 	}
 }

@@ -143,7 +143,7 @@ func Shrink(ctx context.Context, spec scenarios.Spec, seed uint64, o Options) (*
 	if first.Verdict == models.Valid || first.Report == nil {
 		return nil, fmt.Errorf("%w: seed %d is %s", ErrDoesNotFail, seed, first.Verdict)
 	}
-	s.verdict, s.failing = first.Verdict, failingCheckers(first.Report, spec.RequireRecovery)
+	s.verdict, s.failing = first.Verdict, failingCheckers(first.Report, first.LivenessCounts())
 	if len(s.failing) == 0 {
 		return nil, fmt.Errorf("%w: seed %d is %s but no checker is invalid (an unknown verdict cannot be shrunk)", ErrDoesNotFail, seed, first.Verdict)
 	}
@@ -193,7 +193,7 @@ func Shrink(ctx context.Context, spec scenarios.Spec, seed uint64, o Options) (*
 		return nil, fmt.Errorf("shrink: the shrunk scenario ran again on seed %d and gave %s, not the failure it gave before: the simulation is not deterministic for this locker (verify sim -determinism measures it)", s.seed, res.Verdict)
 	}
 	final.Expect.Reason = fmt.Sprintf("shrunk from %s seed %d (%s) to %s: %s still invalid",
-		spec.Name, seed, before, sizeOf(final, res), strings.Join(failingCheckers(res.Report, final.RequireRecovery), " and "))
+		spec.Name, seed, before, sizeOf(final, res), strings.Join(failingCheckers(res.Report, res.LivenessCounts()), " and "))
 	file := filepath.Join(o.Dir, "shrunk.json")
 	if err := writeSpec(file, final); err != nil {
 		return nil, err
@@ -233,7 +233,7 @@ func (s *shrinker) fails(res *runner.Result) bool {
 	if res.Report == nil || res.Verdict != s.verdict {
 		return false
 	}
-	for _, name := range failingCheckers(res.Report, s.cur.RequireRecovery) {
+	for _, name := range failingCheckers(res.Report, res.LivenessCounts()) {
 		if slices.Contains(s.failing, name) {
 			return true
 		}

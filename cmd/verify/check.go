@@ -19,7 +19,7 @@ func checkCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	var o runner.CheckOptions
 	var write, asJSON bool
 	fs.DurationVar(&o.Timeout, "check-timeout", time.Minute, "time limit of the linearizability search; past it the verdict is unknown")
-	fs.BoolVar(&o.RequireRecovery, "require-recovery", false, "count clients that never acquire in the recovery phase as a failure (exit 1)")
+	fs.BoolVar(&o.RequireRecovery, "require-recovery", false, "count clients that never acquire in the recovery phase as a failure (exit 1) whatever the lease; without it liveness counts when the locker has a lease and the recovery window holds two of them")
 	fs.BoolVar(&o.AcceptPartial, "partial", false, "judge a history that ends before its run's planned end (a killed or interrupted run) on the part it holds; without it such a history is unknown (exit 2)")
 	fs.BoolVar(&write, "write", false, "rewrite result.json, summary.txt, history.html and report.html in the run directory")
 	fs.BoolVar(&asJSON, "json", false, "print the verdict and every checker's report as one JSON object, not the table")
@@ -121,7 +121,7 @@ func printVerdict(res *runner.Result, stdout io.Writer, asJSON bool) int {
 	if res.Dir != "" {
 		fmt.Fprintf(stdout, "results in %s\n", res.Dir)
 	}
-	fmt.Fprintf(stdout, "verdict: %s\n", runner.VerdictLine(res.Verdict, res.Report, res.Checked))
+	fmt.Fprintf(stdout, "verdict: %s\n", runner.VerdictLine(res.Verdict, res.History.Header.Run, res.Report, res.Checked))
 	return exitCodeOf(res.Verdict)
 }
 

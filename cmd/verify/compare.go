@@ -220,14 +220,16 @@ func writeTable(t *compare.Table, dir, markdown string) error {
 
 // exitCodeOfTable: invalid wins, then unknown (an error or an unknown
 // verdict is never a pass); n/a cells do not count. A liveness failure is
-// an invalid run too: a gate that passed a lock whose clients stay stuck
-// after the faults heal would pass a lock nobody can use.
+// an invalid run too where it counts (runner.LivenessCounts: every leased
+// locker in a comparison, whose recovery window holds two leases): a gate
+// that passed a lock whose clients stay stuck after the faults heal would
+// pass a lock nobody can use.
 func exitCodeOfTable(t *compare.Table) int {
 	code := exitValid
 	for _, r := range t.Runs {
 		switch {
 		case r.NotApplicable != "":
-		case r.Verdict == models.Invalid, r.Liveness == models.Invalid:
+		case r.Verdict == models.Invalid, r.Liveness == models.Invalid && r.LivenessCounts:
 			return exitInvalid
 		case r.Verdict != models.Valid || r.Error != "":
 			code = exitUnknown

@@ -106,10 +106,16 @@ func TestCompareExitsInvalidOnALivenessFailureAlone(t *testing.T) {
 	t.Parallel()
 	safeButStuck := &compare.Table{Runs: []compare.Run{
 		{Locker: "lease", Scenario: "none", Verdict: models.Valid, Liveness: models.Valid},
-		{Locker: "mutant-unlock-keeps", Scenario: "none", Verdict: models.Valid, Liveness: models.Invalid, Stuck: 3},
+		{Locker: "mutant-unlock-keeps", Scenario: "none", Verdict: models.Valid, Liveness: models.Invalid, LivenessCounts: true, Stuck: 3},
 	}}
 	if code := exitCodeOfTable(safeButStuck); code != exitInvalid {
 		t.Errorf("a liveness failure alone: exit %d, want %d", code, exitInvalid)
+	}
+	// The same rule as verify run: a locker without a lease, run without
+	// -require-recovery, is judged on safety.
+	noLease := &compare.Table{Runs: []compare.Run{{Locker: "gcslock", Scenario: "crash", Verdict: models.Valid, Liveness: models.Invalid, Stuck: 2}}}
+	if code := exitCodeOfTable(noLease); code != exitValid {
+		t.Errorf("a liveness failure that does not count: exit %d, want %d", code, exitValid)
 	}
 	allWell := &compare.Table{Runs: safeButStuck.Runs[:1]}
 	if code := exitCodeOfTable(allWell); code != exitValid {

@@ -76,7 +76,7 @@ func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
 	fs.Uint64Var(&f.seed, "seed", 0, "seed for the workload and the fault schedule; 0 picks one and prints it")
 	fs.StringVar(&f.out, "out", "results", "directory that receives the run's directory")
 	fs.DurationVar(&f.checkTimeout, "check-timeout", scenarios.DefaultCheckTimeout, "time limit of the linearizability search; past it the verdict is unknown")
-	fs.BoolVar(&f.requireRecovery, "require-recovery", false, "count clients that never acquire in the recovery phase as a failure (exit 1)")
+	fs.BoolVar(&f.requireRecovery, "require-recovery", false, "count clients that never acquire in the recovery phase as a failure (exit 1) whatever the lease; without it liveness counts when the locker has a lease and the recovery window holds two of them")
 	fs.BoolVar(&f.quiet, "q", false, "no progress output")
 	fs.BoolVar(&f.json, "json", false, "print the verdict and every checker's report as one JSON object on stdout, not the table (what ran goes to stderr)")
 	fs.StringVar(&f.gcsBucket, "gcs-bucket", "", "run GCS lockers against this real bucket with application default credentials, under a fresh prefix that is deleted at the end (default: the embedded GCS on loopback)")
@@ -183,7 +183,7 @@ func runCommand(args []string, stdout, stderr io.Writer) (int, error) {
 // for it: a scenario that expects invalid passes when the run is
 // invalid, and fails (exit 1) when it is valid.
 func judgeScenario(spec scenarios.Spec, res *runner.Result, runErr error, asJSON bool, stdout, stderr io.Writer) int {
-	o := suite.OutcomeOf(res.Report, res.Verdict, spec.RequireRecovery)
+	o := suite.OutcomeOf(res.Report, res.Verdict, res.LivenessCounts())
 	if res.Outcome != nil && res.Outcome.Interrupted {
 		runErr = errors.Join(runErr, errors.New("interrupted before the run finished"))
 	}

@@ -258,7 +258,7 @@ func (ex *explorer) runSeed(ctx context.Context, pool *bubble.Pool, seed uint64)
 		return r
 	}
 	r.verdict, r.err = res.Verdict, err
-	r.line = runner.VerdictLine(res.Verdict, res.Report, res.Checked)
+	r.line = runner.VerdictLine(res.Verdict, res.History.Header.Run, res.Report, res.Checked)
 	if n := len(res.History.Events); n > 0 {
 		r.virtual = time.Duration(res.History.Events[n-1].Time)
 	}

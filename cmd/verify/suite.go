@@ -325,7 +325,7 @@ func runSuiteJob(ctx context.Context, j suite.Job, dir string) (suite.Outcome, e
 	if res == nil {
 		return o, err
 	}
-	o = suite.OutcomeOf(res.Report, res.Verdict, j.Spec.RequireRecovery)
+	o = suite.OutcomeOf(res.Report, res.Verdict, res.LivenessCounts())
 	o.Dir = res.Dir
 	if err != nil {
 		return o, err

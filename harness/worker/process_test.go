@@ -54,10 +54,6 @@ func (l *lineLog) String() string {
 
 func startChild(t *testing.T, h Hello, hooks Hooks) (*Process, *lineLog) {
 	t.Helper()
-	log := &lineLog{}
-	if hooks.Log == nil {
-		hooks.Log = log.add
-	}
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +61,17 @@ func startChild(t *testing.T, h Hello, hooks Hooks) (*Process, *lineLog) {
 	if h.Identity == "" {
 		h.Identity = "client-0"
 	}
-	cmd := Command{Path: exe, Args: []string{"-test.run=^$"}, Env: childEnviron()}
+	return startCommand(t, Command{Path: exe, Args: []string{"-test.run=^$"}, Env: childEnviron()}, h, hooks)
+}
+
+// startCommand starts cmd as a worker, closed when the test ends, with
+// its stderr logged if the test failed.
+func startCommand(t *testing.T, cmd Command, h Hello, hooks Hooks) (*Process, *lineLog) {
+	t.Helper()
+	log := &lineLog{}
+	if hooks.Log == nil {
+		hooks.Log = log.add
+	}
 	p, err := Start(ctxBound(t), cmd, h, hooks)
 	if err != nil {
 		t.Fatalf("Start: %v", err)
@@ -263,18 +269,7 @@ func startWrapped(t *testing.T) (*Process, int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := &lineLog{}
-	cmd := Command{Path: "/bin/sh", Args: []string{"-c", `"$0" -test.run='^$'; :`, exe}, Env: childEnviron()}
-	p, err := Start(ctxBound(t), cmd, Hello{Identity: "client-0"}, Hooks{Log: log.add})
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = p.Close(bound)
-		if t.Failed() {
-			t.Logf("worker stderr:\n%s", log)
-		}
-	})
+	p, _ := startCommand(t, Command{Path: "/bin/sh", Args: []string{"-c", `"$0" -test.run='^$'; :`, exe}, Env: childEnviron()}, Hello{Identity: "client-0"}, Hooks{})
 	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", p.PID(), p.PID()))
 	if err != nil {
 		t.Fatal(err)

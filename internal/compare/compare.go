@@ -108,6 +108,9 @@ type Run struct {
 	// Liveness is the liveness verdict, apart from the safety one: a lock
 	// that never lets go is safe and useless, and the cell says so.
 	Liveness models.Verdict `json:"liveness"`
+	// LivenessCounts says the liveness verdict counts as the run's
+	// (runner.LivenessCounts), as it would in verify run.
+	LivenessCounts bool `json:"liveness_counts,omitempty"`
 	// Data-level figures, on register workloads: increments the store
 	// acknowledged, how many of them the final value lacks, and the
 	// calls a fenced store refused or (wrongly) accepted as stale.
@@ -331,6 +334,7 @@ func (p Plan) runOne(ctx context.Context, l harness.LockerSpec, sc Scenario, see
 		r.Error = errors.Join(errors.New("interrupted"), err).Error()
 	}
 	r.fill(res.Report)
+	r.LivenessCounts = res.LivenessCounts()
 	return r
 }
 

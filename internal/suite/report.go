@@ -140,8 +140,8 @@ func WriteMarkdown(w io.Writer, results []Result) error {
 		}
 		if r.Outcome.Liveness == models.Invalid {
 			got += "; liveness invalid"
-			if !r.Job.Spec.RequireRecovery {
-				got += " (not counted: the scenario does not require recovery)"
+			if !r.Outcome.LivenessCounts {
+				got += " (not counted: no lease, or a recovery window shorter than two leases, and the scenario does not require recovery)"
 			}
 		}
 		status := string(r.Status)

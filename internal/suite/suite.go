@@ -130,12 +130,15 @@ type Outcome struct {
 	Cause string
 	// NoFaultRan: the run asked for faults and none of them ran.
 	NoFaultRan bool
+	// LivenessCounts: the liveness verdict is part of Verdict
+	// (runner.LivenessCounts).
+	LivenessCounts bool
 }
 
 // OutcomeOf is what a checked run found, as a suite row shows it.
-// requireRecovery says whether liveness counted in verdict.
-func OutcomeOf(rep *models.Report, verdict models.Verdict, requireRecovery bool) Outcome {
-	o := Outcome{Verdict: verdict}
+// livenessCounts says whether liveness counted in verdict.
+func OutcomeOf(rep *models.Report, verdict models.Verdict, livenessCounts bool) Outcome {
+	o := Outcome{Verdict: verdict, LivenessCounts: livenessCounts}
 	if rep == nil {
 		return o
 	}
@@ -148,11 +151,11 @@ func OutcomeOf(rep *models.Report, verdict models.Verdict, requireRecovery bool)
 			break
 		}
 	}
-	if o.Counterexample == "" && o.Liveness == models.Invalid && requireRecovery {
+	if o.Counterexample == "" && o.Liveness == models.Invalid && livenessCounts {
 		o.Counterexample = "liveness: " + rep.Liveness.Summary
 	}
 	if verdict == models.Unknown {
-		o.Cause = strings.Join(rep.UnknownCauses(requireRecovery), "; ")
+		o.Cause = strings.Join(rep.UnknownCauses(livenessCounts), "; ")
 	}
 	o.NoFaultRan = rep.Faults.NoneRan()
 	return o

@@ -425,18 +425,18 @@ func TestWriteMarkdownPutsFailuresFirstAndTotalsLast(t *testing.T) {
 }
 
 // A liveness failure is its own verdict in the results: shown always,
-// and said not to count when the scenario does not require recovery.
+// and said not to count when the rule (runner.LivenessCounts) says so.
 func TestWriteMarkdownShowsLiveness(t *testing.T) {
 	stuck := Result{Job: Job{Spec: scenarios.Spec{Name: "keeps", Expect: scenarios.Expect{Verdict: "valid"}}, Seed: 1},
 		Outcome: Outcome{Verdict: models.Valid, Liveness: models.Invalid}, Status: Pass}
 	required := stuck
 	required.Job.Spec.Name, required.Job.Spec.RequireRecovery = "keeps-required", true
-	required.Outcome.Verdict, required.Status = models.Invalid, Fail
+	required.Outcome.Verdict, required.Outcome.LivenessCounts, required.Status = models.Invalid, true, Fail
 	var buf bytes.Buffer
 	if err := WriteMarkdown(&buf, []Result{stuck, required}); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(buf.String(), "| keeps | 1 | valid | valid; liveness invalid (not counted: the scenario does not require recovery) | pass |") ||
+	if !strings.Contains(buf.String(), "| keeps | 1 | valid | valid; liveness invalid (not counted: no lease, or a recovery window shorter than two leases, and the scenario does not require recovery) | pass |") ||
 		!strings.Contains(buf.String(), "| keeps-required | 1 | valid | invalid; liveness invalid | **fail** |") {
 		t.Errorf("liveness not shown:\n%s", buf.String())
 	}
