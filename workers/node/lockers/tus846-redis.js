@@ -110,16 +110,14 @@ exports.createLocker = async (ctx) => {
   const { host, port } = ctx.redis[0]
   const ioredis = new Redis({ host, port })
   const subscriber = new Redis({ host, port })
-  // Without a listener ioredis prints each connection error itself; every
-  // call reports its own failure, so one line per error is enough.
+  // ioredis reports connection errors, and replies it cannot match to a
+  // command ("Command queue state error"), only as 'error' events: each
+  // becomes a line on stderr, which the harness logs.
   for (const [name, c] of [['commands', ioredis], ['subscriber', subscriber]]) {
     c.on('error', (err) => ctx.log(`tus846-redis: ${name} connection: ${err.message}`))
   }
   const client = new IoRedisClient(ioredis, subscriber)
   const engine = new RedisLockEngine({ client, ...options })
-  ctx.log(
-    `tus846-redis: acquireLockTimeout ${options.acquireLockTimeout} ms, acquireLockRetry ${options.acquireLockRetry} ms, redisLockTimeout ${options.redisLockTimeout} ms`
-  )
   return {
     newLock: (id) => engine.newLock(id),
     close: async () => {
