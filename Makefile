@@ -3,7 +3,7 @@ GO      ?= go
 VERIFY  := $(GO) run ./cmd/verify
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: verify test vet bench build clean node-worker tus616-table redis-server compare-table compare-data-table sim-table quick nightly regression report-check chromium help
+.PHONY: verify test vet bench build clean redis-conformance-table node-worker tus616-table redis-server compare-table compare-data-table sim-table quick nightly regression report-check chromium help
 
 ## verify: a quick run of the default locker through pauses and crashes, checked
 verify:
@@ -64,8 +64,14 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkResumableCreateRace' -benchtime 1x -timeout 20m ./backends/gcs/ | tee results/bench-resumable-race.txt
 	$(GO) run ./internal/readmetable -marker bench-cycles -table results/bench-cycles.md README.md
 
+## build: the verify binary, as bin/verify
 build:
 	$(GO) build -o bin/verify ./cmd/verify
+
+## redis-conformance-table: the same RESP cases on the embedded, in-memory and real redis-server; the table goes into README.md
+redis-conformance-table: redis-server
+	$(GO) test -count=1 -run '^TestConformance$$' ./backends/redisserver/ -args -conformance.table=$(CURDIR)/results/redis-conformance.md
+	$(GO) run ./internal/readmetable -marker redis-conformance -table results/redis-conformance.md README.md
 
 ## tus616-table: tus616 at 1/10 time scale under each fault, 5 seeds of 20 s; the table goes into README.md (about 15 min)
 TUS616_FAULTS := none latency partition-holder lost-reply server-429 pause-holder crash-holder
