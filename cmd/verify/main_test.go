@@ -200,8 +200,8 @@ func TestBadInputExitsThreeSayingWhatToFix(t *testing.T) {
 		{[]string{"help", "run", "sim"}, "want at most one command"},
 		{[]string{"sim", "-faults", "bandwidth"}, "bandwidth shapes bytes on a socket, which only a live run has: run it with verify run"},
 		{[]string{"sim", "-faults", "slicer,limit-data"}, "slicer shapes bytes on a socket"},
-		{[]string{"sim", "-seed", "7"}, "drop -seed and -json"},
-		{[]string{"sim", "-json"}, "drop -seed and -json"},
+		{[]string{"sim", "-seed", "7"}, "drop -seed, -json and -sim"},
+		{[]string{"sim", "-json"}, "drop -seed, -json and -sim"},
 		{[]string{"run", "-locker", "redis", "-faults", "server-503"}, "acts on the backend's HTTP front, which locker redis does not have (its backend is not GCS); choose a GCS locker"},
 	}
 	for _, c := range cases {
