@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand"
 	"os"
 	"path/filepath"
 	"slices"
@@ -345,9 +344,12 @@ const simWallLimit = 5 * time.Minute
 // randseednop=0 (verify and its tests are); elsewhere it does nothing and
 // the jitter stays an escape from the seed (internal/bubble's doc says
 // so). Runs side by side in one process (verify sim -parallel, parallel
-// tests) share the one source, and their draws interleave.
+// tests) share the one source: this seeding waits for a run that owns it
+// (bubble.LibraryRand, which the in-memory network reseeds it through at
+// every failed request, where libraries draw), so it never lands between
+// another run's reseed and its draws.
 func seedLibraryRand(seed uint64) {
-	rand.Seed(int64(seed ^ 0x6a177e5)) //nolint:staticcheck // the global source is the one the libraries draw from
+	bubble.SeedLibraryRand(int64(seed ^ 0x6a177e5))
 }
 
 // execute runs cfg: in a bubble of pool when it is a simulation, where

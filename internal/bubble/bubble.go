@@ -27,23 +27,34 @@
 // What still escapes the seed, precisely:
 //   - Goroutines woken at one virtual instant run in the Go scheduler's
 //     order. Byte streams (Redis) get no latency of their own (see
-//     memnet.Network.Dialer), so a Redis locker's replies can fall at the
-//     instant of another client's call; so can two timers of one locker.
+//     memnet.Network.Dialer), so a Redis locker's reply falls at the
+//     instant of its call, and two goroutines of one client that act at
+//     one instant (two timers of one locker, a retry timer and the
+//     deadline of the call it serves) race. A heal's closes, and the
+//     ends of calls a partition held, reach each client a seeded network
+//     delay after the heal (memnet.Network's heal), so they no longer race
+//     the heal's own record; a pause's heal still resumes the client at
+//     the heal's instant, and what it does first races the nemesis's
+//     fault-stop record.
 //   - A select with several ready cases picks one at random, and map
 //     iteration order is random, in lockers and in the libraries they use.
 //   - Randomness a library draws itself from crypto/rand (the lock values
 //     of redsync and redislock) differs from run to run; it shapes no
 //     ordering the harness records, but it is not the seed's. What
 //     libraries draw from math/rand's global source (the storage client's
-//     retry jitter, gax-go's Backoff.Pause) is the seed's: each simulated
-//     run seeds that source first (runner's seedLibraryRand), in binaries
-//     built with //go:debug randseednop=0, as verify is. Measured on lai
-//     under server-lost-reply and server-drop, where the client retries
-//     often: 8 of 8 seeds ran twice differently before, 1 of 4 after, that
-//     one an error text (a retry budget met by the client or by lai's
-//     counter, as the clients woken at one instant ran). Simulations run
-//     side by side (verify sim -parallel) share the one source, so their
-//     draws interleave; a Go test of another module that runs a
+//     retry jitter, gax-go's Backoff.Pause; go-redis's retry backoff) is
+//     the seed's: each simulated run seeds that source first (runner's
+//     seedLibraryRand), in binaries built with //go:debug randseednop=0,
+//     as verify is, and the in-memory network reseeds it from the seed and
+//     the virtual instant at every failed request, broken connection and
+//     failed dial, where the libraries draw (LibraryRand). Simulations
+//     side by side (verify sim -parallel) take turns at the source, each
+//     holding it from its reseed until its goroutines have settled, so
+//     their draws do not interleave. A draw that follows no failure of the
+//     network's escapes that when another simulation runs beside it:
+//     go-redis's dial circuit breaker fails a command without dialing
+//     once PoolSize dials in a row have failed, and the retry's backoff
+//     is drawn after it. A Go test of another module that runs a
 //     simulation without the directive keeps the jitter unseeded.
 //
 // verify sim -determinism measures what is left: each seed run twice and

@@ -18,6 +18,7 @@ import (
 
 	"github.com/lockcheck/lockcheck/faults/netfault"
 	"github.com/lockcheck/lockcheck/harness"
+	"github.com/lockcheck/lockcheck/internal/bubble"
 )
 
 // Network is the simulation's network: each client's in-memory path to
@@ -30,7 +31,8 @@ import (
 //   - Partition: bytes in the cut direction vanish; callers wait for their
 //     own deadlines. Upstream, nothing reaches the server; downstream, the
 //     server commits and the reply is lost. At the heal the connections it
-//     held are closed, as toxiproxy's are.
+//     held are closed, as toxiproxy's are; each client learns of it a
+//     seeded network delay later (see heal).
 //   - LoseReplies: a downstream partition.
 //   - Reset: a request (upstream) or its reply (downstream) ends in a
 //     connection reset; downstream, the server has committed.
@@ -48,9 +50,33 @@ type Network struct {
 	nextID int
 	// healed is closed, and replaced, at every heal: calls held by a
 	// partition wake up and look again.
-	healed chan struct{}
+	healed *healing
 	conns  map[int][]*faultConn
 	rngs   []*rand.Rand
+	// healRng draws how long each heal's closes take to reach each
+	// client. Only heals draw from it, one after another, so the draws do
+	// not depend on which client's traffic ran first.
+	healRng *rand.Rand
+	// lib hands math/rand's global source to this run whenever a request
+	// or a connection fails, since the client library may draw its retry
+	// jitter from it next.
+	lib *bubble.LibraryRand
+}
+
+// healing is one heal as the calls held by a partition see it: done is
+// closed at the heal, after says, per client, how long after it the
+// closed connection reaches the client.
+type healing struct {
+	done  chan struct{}
+	after []time.Duration
+}
+
+// delay is how long after the heal client's held calls end.
+func (h *healing) delay(client int) time.Duration {
+	if client >= 0 && client < len(h.after) {
+		return h.after[client]
+	}
+	return h.after[len(h.after)-1]
 }
 
 type netFault struct {
@@ -68,11 +94,32 @@ var (
 // NewNetwork is the network of a run with clients clients; seed draws the
 // requests' own latencies, one stream per client.
 func NewNetwork(clients int, seed uint64, baseMin, baseMax time.Duration) *Network {
-	n := &Network{clients: clients, baseMin: baseMin, baseMax: baseMax, faults: map[int]*netFault{}, healed: make(chan struct{}), conns: map[int][]*faultConn{}}
+	n := &Network{clients: clients, baseMin: baseMin, baseMax: baseMax, faults: map[int]*netFault{}, conns: map[int][]*faultConn{}}
 	for i := range clients + 1 {
 		n.rngs = append(n.rngs, rand.New(rand.NewPCG(seed, uint64(i)+0x5e1a7)))
 	}
+	n.healRng = rand.New(rand.NewPCG(seed, 0x4ea1))
+	n.lib = bubble.NewLibraryRand(seed)
+	n.healed = n.newHealing()
 	return n
+}
+
+// newHealing is the next heal, its delays drawn now; n.mu is held, or n
+// is not shared yet.
+func (n *Network) newHealing() *healing {
+	h := &healing{done: make(chan struct{}), after: make([]time.Duration, n.clients+1)}
+	for i := range h.after {
+		h.after[i] = n.baseDelay(n.healRng)
+	}
+	return h
+}
+
+// baseDelay is the network's own delay, before faults, drawn from rng.
+func (n *Network) baseDelay(rng *rand.Rand) time.Duration {
+	if n.baseMax <= 0 {
+		return 0
+	}
+	return n.baseMin + time.Duration(rng.Int64N(int64(n.baseMax-n.baseMin)+1))
 }
 
 func (n *Network) add(f *netFault) netfault.Heal {
@@ -84,22 +131,39 @@ func (n *Network) add(f *netFault) netfault.Heal {
 	return func() error { n.heal(id); return nil }
 }
 
+// heal ends fault id. A partition's heal closes the connections it held
+// and ends the calls it held, each reaching its client a network delay
+// after the heal, drawn per connection and per client: the nemesis
+// records the heal at its own instant, and the failures it causes follow
+// at distinct instants in the seed's order, instead of racing the record
+// and each other at one instant in the Go scheduler's order.
 func (n *Network) heal(id int) {
 	n.mu.Lock()
 	f, ok := n.faults[id]
 	delete(n.faults, id)
-	var closing []*faultConn
+	type closing struct {
+		c     *faultConn
+		after time.Duration
+	}
+	var closes []closing
 	if ok && f.kind == "partition" {
 		for _, c := range f.clients {
-			closing = append(closing, n.conns[c]...)
+			for _, fc := range n.conns[c] {
+				closes = append(closes, closing{fc, n.baseDelay(n.healRng)})
+			}
 			n.conns[c] = nil
 		}
 	}
-	close(n.healed)
-	n.healed = make(chan struct{})
+	h := n.healed
+	n.healed = n.newHealing()
+	close(h.done)
 	n.mu.Unlock()
-	for _, c := range closing {
-		c.Conn.Close()
+	for _, c := range closes {
+		if c.after <= 0 {
+			c.c.Conn.Close()
+			continue
+		}
+		time.AfterFunc(c.after, func() { c.c.Conn.Close() })
 	}
 }
 
@@ -142,7 +206,7 @@ func (n *Network) Close() error { return n.HealAll() }
 type state struct {
 	cut, reset bool
 	delay      time.Duration
-	healed     <-chan struct{}
+	healed     *healing
 }
 
 func (n *Network) state(client int, upstream bool) state {
@@ -155,9 +219,7 @@ func (n *Network) state(client int, upstream bool) state {
 	} else {
 		rng = n.rngs[n.clients]
 	}
-	if n.baseMax > 0 {
-		s.delay = n.baseMin + time.Duration(rng.Int64N(int64(n.baseMax-n.baseMin)+1))
-	}
+	s.delay = n.baseDelay(rng)
 	ids := make([]int, 0, len(n.faults))
 	for id := range n.faults {
 		ids = append(ids, id)
@@ -194,14 +256,24 @@ var (
 )
 
 // hold waits out a partition: until the caller gives up, or the
-// partition heals, which closes the connection it held.
-func hold(ctx context.Context, s state) error {
+// partition heals, which closes the connection it held; the close reaches
+// client a network delay after the heal.
+func hold(ctx context.Context, s state, client int) error {
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-s.healed:
-		return errHealed
+	case <-s.healed.done:
 	}
+	if d := s.healed.delay(client); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return errHealed
 }
 
 // pass is one direction of one request: nil to go on, or the error the
@@ -210,7 +282,7 @@ func (n *Network) pass(ctx context.Context, client int, upstream bool) error {
 	s := n.state(client, upstream)
 	switch {
 	case s.cut:
-		return hold(ctx, s)
+		return hold(ctx, s, client)
 	case s.reset:
 		return errReset
 	}
@@ -238,6 +310,20 @@ type faultTransport struct {
 }
 
 func (t *faultTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.roundTrip(r)
+	if err != nil || mayBeRetried(resp.StatusCode) {
+		t.n.lib.Reseed()
+	}
+	return resp, err
+}
+
+// mayBeRetried says whether a client library may retry a request answered
+// status: the storage client retries 408, 429 and every 5xx.
+func mayBeRetried(status int) bool {
+	return status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500
+}
+
+func (t *faultTransport) roundTrip(r *http.Request) (*http.Response, error) {
 	ctx := r.Context()
 	if err := t.n.pass(ctx, t.client, true); err != nil {
 		if r.Body != nil {
@@ -267,14 +353,9 @@ func (t *faultTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // for virtual time to pass would stall the bubble for good.
 func (n *Network) Dialer(client int, dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if s := n.state(client, true); s.cut || s.reset {
-			if s.reset {
-				return nil, errReset
-			}
-			return nil, hold(ctx, s)
-		}
-		c, err := dial(ctx, network, addr)
+		c, err := n.dial(ctx, client, dial, network, addr)
 		if err != nil {
+			n.lib.Reseed()
 			return nil, err
 		}
 		fc := &faultConn{Conn: c, n: n, client: client}
@@ -283,6 +364,17 @@ func (n *Network) Dialer(client int, dial func(ctx context.Context, network, add
 		n.mu.Unlock()
 		return fc, nil
 	}
+}
+
+// dial is Dialer's dial through the faults.
+func (n *Network) dial(ctx context.Context, client int, dial func(ctx context.Context, network, addr string) (net.Conn, error), network, addr string) (net.Conn, error) {
+	if s := n.state(client, true); s.cut || s.reset {
+		if s.reset {
+			return nil, errReset
+		}
+		return nil, hold(ctx, s, client)
+	}
+	return dial(ctx, network, addr)
 }
 
 // faultConn is a byte stream through the network: a partition swallows
@@ -295,6 +387,22 @@ type faultConn struct {
 }
 
 func (c *faultConn) Write(b []byte) (int, error) {
+	n, err := c.write(b)
+	if err != nil {
+		c.n.lib.Reseed()
+	}
+	return n, err
+}
+
+func (c *faultConn) Read(b []byte) (int, error) {
+	n, err := c.read(b)
+	if err != nil {
+		c.n.lib.Reseed()
+	}
+	return n, err
+}
+
+func (c *faultConn) write(b []byte) (int, error) {
 	s := c.n.state(c.client, true)
 	switch {
 	case s.cut:
@@ -306,7 +414,7 @@ func (c *faultConn) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
-func (c *faultConn) Read(b []byte) (int, error) {
+func (c *faultConn) read(b []byte) (int, error) {
 	for {
 		n, err := c.Conn.Read(b)
 		if n == 0 || err != nil {
