@@ -60,6 +60,9 @@ type Config struct {
 	FaultPlan []faults.Planned
 	// FaultInterval is the mean quiet time between faults.
 	FaultInterval time.Duration
+	// FaultCoverage is history.FaultCoverageEach ("" too) or
+	// history.FaultCoverageAny: how many requested kinds must run.
+	FaultCoverage string
 	// FaultMin and FaultMax, when positive, bound how long each fault
 	// lasts instead of its kind's own bounds.
 	FaultMin, FaultMax time.Duration
@@ -143,6 +146,7 @@ func (c Config) Validate() error {
 		check(p.Kind.Inject != nil && inRange && p.At >= 0 && p.Duration > 0 && p.At+p.Duration <= c.Duration,
 			"fault plan entry %d (%s at %v for %v on %v) must name a fault, clients 0..%d, and end by the run's end %v", i, p.Kind.Name, p.At, p.Duration, p.Clients, c.Clients-1, c.Duration)
 	}
+	check(c.FaultCoverage == "" || c.FaultCoverage == history.FaultCoverageEach || c.FaultCoverage == history.FaultCoverageAny, "fault coverage must be %q or %q, got %q", history.FaultCoverageEach, history.FaultCoverageAny, c.FaultCoverage)
 	check(c.ClockStep >= 0 && c.ClockSpread >= 0, "clock step %v and clock spread %v must not be negative", c.ClockStep, c.ClockSpread)
 	check(slices.Contains(Workloads(), c.Workload.Name), "unknown workload %q; known workloads: %s", c.Workload.Name, strings.Join(Workloads(), ", "))
 	check(c.ClientsAs == "" || c.ClientsAs == ClientsAsGoroutines || c.ClientsAs == ClientsAsProcesses, "clients-as must be %q or %q, got %q", ClientsAsGoroutines, ClientsAsProcesses, c.ClientsAs)
@@ -196,6 +200,7 @@ func (c Config) Info() history.RunInfo {
 	}
 	if len(c.Faults) > 0 {
 		info.FaultInterval = history.Duration(c.FaultInterval)
+		info.FaultCoverage = cmp.Or(c.FaultCoverage, history.FaultCoverageEach)
 	}
 	return info
 }

@@ -211,7 +211,19 @@ type RunInfo struct {
 	FaultMax        Duration `json:"fault_max,omitempty"`
 	FaultInterval   Duration `json:"fault_interval,omitempty"`
 	RecoveryTimeout Duration `json:"recovery_timeout,omitempty"`
+	// FaultCoverage is how many of Faults' kinds must run for the run
+	// to count: FaultCoverageEach (the default, "" too) or
+	// FaultCoverageAny.
+	FaultCoverage string `json:"fault_coverage,omitempty"`
 }
+
+// Fault coverage: every requested kind must run (each), or at least one
+// of them (any: an exploration of a mix of faults, in which each seed
+// tries some).
+const (
+	FaultCoverageEach = "each"
+	FaultCoverageAny  = "any"
+)
 
 // Settings is one line of the settings that decide what a run tested:
 // its lease and time scale, duration, and fault timings.

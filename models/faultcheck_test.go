@@ -74,10 +74,29 @@ func TestFaultsThatDidNotRunAreNotAPass(t *testing.T) {
 			nemesisAt(t, 20_000_000, history.FaultStart, hit),
 			nemesisAt(t, 25_000_000, history.FaultStop, pause),
 		}, Unknown, "crash never ran"},
+		{"one kind of two ran, coverage any", []string{"pause-holder", "crash", history.FaultCoverageAny}, []history.Event{
+			nemesisAt(t, 1, history.FaultPlan, plan),
+			nemesisAt(t, 20_000_000, history.FaultStart, hit),
+			nemesisAt(t, 25_000_000, history.FaultStop, pause),
+		}, Valid, "1 of 2 fault kinds ran (pause-holder 1 planned, 1 started, 1 applied, 1 at a holder; crash 0 planned, 0 started, 0 applied); coverage any: crash never ran"},
+		{"none ran, coverage any", []string{"pause-holder", "crash", history.FaultCoverageAny}, nil, Unknown, "no fault ran: pause-holder never ran"},
+		{"injection failed, coverage any", []string{"pause-holder", "crash", history.FaultCoverageAny}, []history.Event{
+			nemesisAt(t, 1, history.FaultPlan, plan),
+			nemesisAt(t, 20_000_000, history.FaultStart, hit),
+			nemesisAt(t, 20_000_001, history.FaultFailed, failed),
+			nemesisAt(t, 25_000_000, history.FaultStop, pause),
+		}, Unknown, "fault 1 (pause-holder) failed to start"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r, err := Check(withFaults(t, c.requested, c.events...), Options{})
+			requested := c.requested
+			coverage := ""
+			if n := len(requested); n > 0 && requested[n-1] == history.FaultCoverageAny {
+				requested, coverage = requested[:n-1], history.FaultCoverageAny
+			}
+			h := withFaults(t, requested, c.events...)
+			h.Header.Run.FaultCoverage = coverage
+			r, err := Check(h, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

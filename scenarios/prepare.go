@@ -193,6 +193,9 @@ func (s Spec) Validate(resolve Resolve) error {
 	if _, _, err := ParseFaultDuration(s.FaultDuration); err != nil {
 		add("fault_duration", err)
 	}
+	if c := s.FaultCoverage; c != "" && c != history.FaultCoverageEach && c != history.FaultCoverageAny {
+		add("fault_coverage", fmt.Errorf("%q: want %q (every kind must run) or %q (one is enough)", c, history.FaultCoverageEach, history.FaultCoverageAny))
+	}
 	add("fault_plan", s.validatePlan())
 	if s.TTL < 0 {
 		add("ttl", fmt.Errorf("%v: want a positive duration", time.Duration(s.TTL)))
@@ -376,6 +379,7 @@ func (s Spec) config(resolve Resolve, seed uint64, dir string, worker func() (wo
 		TimeScale:       timeScale,
 		FaultMin:        faultMin,
 		FaultMax:        faultMax,
+		FaultCoverage:   s.FaultCoverage,
 		RedisAddrs:      slices.Clone(s.RedisAddrs),
 		ClockStep:       time.Duration(s.ClockStep),
 		ClockSpread:     time.Duration(s.ClockSpread),

@@ -55,6 +55,10 @@ type Spec struct {
 	FaultInterval  Duration `json:"fault_interval,omitempty"`
 	// FaultDuration is "D" or "MIN-MAX", as verify run's -fault-duration.
 	FaultDuration string `json:"fault_duration,omitempty"`
+	// FaultCoverage is "each" (the default: every kind of Faults must run,
+	// or the verdict is unknown) or "any" (one is enough: an exploration
+	// of a mix of faults, each seed trying some).
+	FaultCoverage string `json:"fault_coverage,omitempty"`
 	// FaultPlan, when set, is the fault schedule itself, in place of one
 	// drawn from the seed: which fault (one of Faults) hits which client,
 	// when and for how long, played one at a time in order. verify shrink

@@ -47,6 +47,7 @@ type runFlags struct {
 	gcsBucket       string
 	ttl             time.Duration
 	faultDuration   string
+	faultCoverage   string
 	redisAddrs      string
 	clockStep       time.Duration
 	clockSpread     time.Duration
@@ -84,6 +85,7 @@ func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
 	fs.Float64Var(&f.timeScale, "time-scale", 0, "multiply the locker's own durations (TTL, timeouts, intervals) by this, keeping their ratios; 1 runs it as published, 0.1 runs tus616's 12 s TTL as 1.2 s (default: the scale -ttl's default gives)")
 	fs.DurationVar(&f.ttl, "ttl", 0, "scale the locker's durations so its lease lasts this long (instead of -time-scale); lockers without a lease run as published (default 1s for a locker with a lease, as in a scenario file)")
 	fs.StringVar(&f.faultDuration, "fault-duration", "", "how long each fault lasts, `D` or MIN-MAX (e.g. 3s, 500ms-2s); default: each fault's own range (verify list shows them)")
+	fs.StringVar(&f.faultCoverage, "fault-coverage", history.FaultCoverageEach, "`each`: every kind in -faults must run, or the verdict is unknown; any: one kind is enough (an exploration of a mix of faults, each seed trying some); a failed injection is unknown either way")
 	fs.DurationVar(&f.clockStep, "clock-step", 0, "how far clock-jump faults move a client's clock (default: three of the locker's leases, or 5s without one)")
 	fs.DurationVar(&f.clockSpread, "clock-spread", 0, "set every client's clock off real time for the whole run by a constant from the seed in [-D, +D]")
 	fs.StringVar(&f.redisAddrs, "redis-addr", "", "run Redis lockers against these real servers, `host:port[,host:port,...]` (redlock takes three); default: embedded Redis servers on loopback")
@@ -110,7 +112,7 @@ Examples:
   verify run -locker memory-owner -faults pause,crash -seed 7
   verify run -locker mutant-unlock-any -duration 20s -clients 8 -keys 1
   verify run -locker tus616 -time-scale 0.1 -duration 20s -keys 1
-  verify run -locker tus616 -time-scale 0.1 -faults partition-holder,server-429 -seed 3
+  verify run -locker tus616 -time-scale 0.1 -faults partition-holder,server-429 -duration 10s -seed 3
   verify run -locker fenced -ttl 1.2s -faults pause-holder -fault-duration 3s
   verify run -locker lai -ttl 1s -faults clock-jump-forward -clock-step 3s
   verify run -locker redlock -ttl 1s -faults partition-majority -redis-addr 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
@@ -346,6 +348,7 @@ func (f *runFlags) spec(set map[string]bool) (scenarios.Spec, error) {
 		AcquireTimeout:  scenarios.Duration(f.acquireTimeout),
 		FaultInterval:   scenarios.Duration(f.faultInterval),
 		FaultDuration:   f.faultDuration,
+		FaultCoverage:   f.faultCoverage,
 		ClockStep:       scenarios.Duration(f.clockStep),
 		ClockSpread:     scenarios.Duration(f.clockSpread),
 		RecoveryTimeout: scenarios.Duration(f.recoveryTimeout),

@@ -55,7 +55,7 @@ func oldConfig(f *runFlags) (harness.Config, error) {
 		Locker: locker, Clients: f.clients, Duration: f.duration,
 		Workload: harness.Workload{Name: f.workload, Keys: f.keys, Rate: f.rate, HoldMin: f.holdMin, HoldMax: f.holdMax, AcquireTimeout: f.acquireTimeout},
 		Faults:   kinds, FaultInterval: f.faultInterval, RecoveryTimeout: f.recoveryTimeout, Seed: f.seed,
-		TimeScale: timeScale, FaultMin: faultMin, FaultMax: faultMax, RedisAddrs: redisAddrs,
+		TimeScale: timeScale, FaultMin: faultMin, FaultMax: faultMax, FaultCoverage: f.faultCoverage, RedisAddrs: redisAddrs,
 		ClockStep: f.clockStep, ClockSpread: f.clockSpread, Proxy: f.proxy, GCSBucket: f.gcsBucket, ClientsAs: f.clientsAs,
 	}, nil
 }

@@ -67,7 +67,7 @@ are refused.
 Examples:
   verify sim -locker mutant-unlock-any -seeds 1-1000
   verify sim -locker tus616 -faults pause-holder -ttl 1s -seeds 1-500 -parallel 2
-  verify sim -locker fenced -faults partition,lost-reply,server-503 -seeds 1-10000 -all
+  verify sim -locker fenced -faults partition,lost-reply,server-503 -fault-coverage any -seeds 1-10000 -all
   verify sim -locker lease -seeds 1-1000 -determinism
   verify sim -locker lai -faults crash -seeds 1-200 -shrink
 
