@@ -3,7 +3,7 @@ GO      ?= go
 VERIFY  := $(GO) run ./cmd/verify
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: verify test vet bench build clean redis-conformance-table node-worker tus616-table redis-server compare-table compare-data-table sim-table quick nightly regression report-check chromium help
+.PHONY: verify test vet bench build clean redis-conformance-table determinism-table node-worker tus616-table redis-server compare-table compare-data-table sim-table quick nightly regression report-check chromium help
 
 ## verify: a quick run of the default locker through pauses and crashes, checked
 verify:
@@ -96,6 +96,20 @@ compare-data-table: build
 	bin/verify compare -parallel 2 -seeds 1,2,3 -scenarios clock,skew,register-pause,fenced-pause,sigstop,sigkill,request-release -markdown results/compare-data-table.md > /dev/null || [ $$? -le 2 ]
 	sed -E 's/\[(s[0-9]+)\]\([^)]*\)/\1/g' results/compare-data-table.md > results/compare-data-table.readme.md
 	$(GO) run ./internal/readmetable -marker compare-data -table results/compare-data-table.readme.md README.md
+
+## determinism-table: every locker that runs in simulation, each under faults it survives, every seed of DET_SEEDS run twice at -parallel 1 and at -parallel 2 and the histories compared byte for byte (verify sim -determinism); the table goes into README.md (DET_SEEDS=1-1000 takes hours; the nightly job's share is a shard of it)
+DET_SEEDS ?= 1-1000
+DET_RUNS := lease:crash fenced:partition,lost-reply,server-503 tus616:latency,partition lai:partition,crash gmutex:partition,lost-reply gcslock:latency,lost-reply redis:partition,lost-reply,pause,crash redislock:partition,crash redsync:partition,lost-reply,reset
+determinism-table: build
+	@mkdir -p results
+	@{ echo "| locker | faults | seeds | differing at -parallel 1 | differing at -parallel 2 |"; echo "|---|---|---|---|---|"; \
+	for run in $(DET_RUNS); do l=$${run%%:*}; f=$${run#*:}; row="| \`$$l\` | $$f | $(DET_SEEDS)"; \
+	  for p in 1 2; do \
+	    out=$$(bin/verify sim -q -out results/determinism -locker $$l -ttl 1s -faults $$f -fault-coverage any -seeds $(DET_SEEDS) -all -determinism -parallel $$p 2>&1); \
+	    n=$$(echo "$$out" | sed -n 's/^determinism self-check: \([0-9]* of [0-9]*\) seeds.*/\1/p'); \
+	    row="$$row | $${n:-error: $$(echo "$$out" | tail -1)}"; \
+	  done; echo "$$row |"; done; } | tee results/determinism-table.md
+	$(GO) run ./internal/readmetable -marker determinism -table results/determinism-table.md README.md
 
 ## sim-table: every regression scenario and planted mutant, sim (seeds 1-200) against live (seeds 1-5): the first failing seed, seeds explored and wall time to the first violation, one command at a time; the table goes into README.md (about 4 min)
 sim-table:

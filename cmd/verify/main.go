@@ -122,6 +122,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		code, err = versionCommand(rest, stdout, stderr)
 	case "worker":
 		code, err = workerMain(rest, os.Stdin, stdout, stderr)
+	case simLaneCommand:
+		code, err = simLaneMain(os.Stdin, stdout)
 	case "help", "-h", "-help", "--help":
 		if len(rest) == 1 && !isHelp(rest[0]) {
 			return run([]string{rest[0], "-h"}, stdout, stderr)

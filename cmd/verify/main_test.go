@@ -18,7 +18,7 @@ import (
 // TestMain lets the test binary stand in for verify when the harness starts
 // it as a worker (-clients-as process runs os.Executable() worker).
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "worker" {
+	if len(os.Args) > 1 && (os.Args[1] == "worker" || os.Args[1] == simLaneCommand) {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())

@@ -193,7 +193,9 @@ type summary struct {
 }
 
 func (ex *explorer) explore(ctx context.Context, seeds []uint64) summary {
-	pool := bubble.Start(ex.flags.parallel)
+	// One lane runs here; more run each in a process of its own
+	// (simchild.go), so that no two seeds share a process.
+	pool := bubble.Start(1)
 	defer pool.Close()
 	start := time.Now()
 	var mu sync.Mutex
@@ -202,10 +204,23 @@ func (ex *explorer) explore(ctx context.Context, seeds []uint64) summary {
 	next := 0
 	var wg sync.WaitGroup
 	prog := newSeedProgress(ex.stderr, len(seeds), ex.quiet)
-	for range ex.flags.parallel {
+	for i := range ex.flags.parallel {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			run := func(seed uint64) seedResult { return ex.runSeed(ctx, pool, seed) }
+			if ex.flags.parallel > 1 {
+				l, err := startLane(ex)
+				if err != nil {
+					mu.Lock()
+					sum.errs = append(sum.errs, seedResult{err: fmt.Errorf("lane %d: %w", i, err)})
+					stopped = true
+					mu.Unlock()
+					return
+				}
+				defer l.close()
+				run = l.run
+			}
 			for {
 				mu.Lock()
 				if stopped || next >= len(seeds) || ctx.Err() != nil {
@@ -215,7 +230,7 @@ func (ex *explorer) explore(ctx context.Context, seeds []uint64) summary {
 				seed := seeds[next]
 				next++
 				mu.Unlock()
-				r := ex.runSeed(ctx, pool, seed)
+				r := run(seed)
 				mu.Lock()
 				sum.explored++
 				sum.virtual += r.virtual

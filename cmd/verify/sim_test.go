@@ -155,3 +155,28 @@ func TestSimRelaxesTheGCUnlessGOGCIsSet(t *testing.T) {
 	}
 	restore()
 }
+
+// A seed's history is the same at any -parallel: more than one lane runs
+// each in a process of its own (verify sim-lane), as -parallel 1 runs in
+// this one.
+func TestSimParallelLanesRepeatTheSerialHistories(t *testing.T) {
+	// Not parallel: a simulation seeds math/rand's global source.
+	dirs := map[string]string{}
+	for _, p := range []string{"1", "2"} {
+		out := t.TempDir()
+		code, stdout, stderr := verify(t, "sim", "-q", "-keep", "-all", "-out", out, "-locker", "redsync", "-ttl", "1s", "-faults", "partition,lost-reply,reset", "-fault-duration", "500ms", "-duration", "6s", "-seeds", "1-2", "-parallel", p)
+		if code != exitValid {
+			t.Fatalf("-parallel %s: exit %d\n%s\n%s", p, code, stdout, stderr)
+		}
+		m := regexp.MustCompile(`sim (\S+): locker`).FindStringSubmatch(stdout)
+		if m == nil {
+			t.Fatalf("no sim directory in:\n%s", stdout)
+		}
+		dirs[p] = m[1]
+	}
+	for _, seed := range []string{"s1", "s2"} {
+		if diff := compareHistories(filepath.Join(dirs["1"], seed, "history.jsonl"), filepath.Join(dirs["2"], seed, "history.jsonl")); diff != "" {
+			t.Errorf("seed %s at -parallel 2 is not its history at -parallel 1: %s", seed, diff)
+		}
+	}
+}
