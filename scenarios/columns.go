@@ -1,9 +1,12 @@
 package scenarios
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
+	"time"
 
+	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/history"
 )
 
@@ -55,6 +58,23 @@ func Columns() []Column {
 		{Name: "sigkill", Summary: "process clients; a holder's process killed with SIGKILL, restarted later under a new pid", Processes: true, Faults: []string{"crash-holder"}},
 		{Name: "request-release", Summary: "holders keep a lock up to two leases unless another client asks for it", Workload: history.WorkloadRequestRelease, HoldLeases: 2},
 	}
+}
+
+// Room is how long a run of column c must last for every seed to run each
+// of its faults once (faults.Room), its leases ttl long and its faults
+// interval apart: a run whose faults never ran would test nothing, so a
+// shorter run is lengthened to it. Zero for a column without faults.
+func (c Column) Room(ttl, interval time.Duration) time.Duration {
+	kinds, err := faults.Lookup(c.Faults)
+	if err != nil || len(kinds) == 0 {
+		return 0
+	}
+	o := faults.PlanOptions{Interval: cmp.Or(interval, DefaultFaultInterval)}
+	if c.LeaseMultiple > 0 {
+		o.MinDuration = time.Duration(c.LeaseMultiple * float64(ttl))
+		o.MaxDuration = o.MinDuration
+	}
+	return faults.Room(kinds, o)
 }
 
 // DefaultColumns are the columns of the standard comparison table.

@@ -114,6 +114,9 @@ func Explore() []Spec {
 				if c.LeaseMultiple > 0 {
 					s.FaultDuration = time.Duration(c.LeaseMultiple * float64(DefaultTTL)).String()
 				}
+				if room := c.Room(DefaultTTL, DefaultFaultInterval); room > DefaultDuration {
+					s.Duration = Duration(room)
+				}
 				s.Keys, s.Clients = c.Keys, c.Clients
 				out = append(out, s)
 			}

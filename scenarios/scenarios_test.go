@@ -410,3 +410,30 @@ func TestFamiliesAreCompareColumns(t *testing.T) {
 func resolve(s Spec) (harness.LockerSpec, error) {
 	return catalog.Resolve(s.Locker, s.Worker, s.Backend)
 }
+
+// Every exploratory scenario has room for each of its faults on each of
+// its seeds: a nightly run whose faults never ran would be unknown.
+func TestExploreScenariosHaveRoomForTheirFaults(t *testing.T) {
+	for _, s := range Explore() {
+		if len(s.Faults) == 0 {
+			continue
+		}
+		n, err := s.Normalize(resolve)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, seed := range n.Seeds {
+			cfg, err := Prepare(n, resolve, seed, t.TempDir(), nil)
+			if err != nil {
+				t.Fatalf("%s: %v", s.Name, err)
+			}
+			seen := map[string]bool{}
+			for _, f := range cfg.DrawFaultPlan() {
+				seen[f.Kind.Name] = true
+			}
+			if len(seen) != len(s.Faults) {
+				t.Errorf("%s seed %d (%v): plan holds %v, want each of %v", s.Name, seed, time.Duration(n.Duration), seen, s.Faults)
+			}
+		}
+	}
+}

@@ -9,7 +9,6 @@
 package compare
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -278,20 +277,9 @@ func (p Plan) Spec(l harness.LockerSpec, sc Scenario, seed uint64) scenarios.Spe
 	return s
 }
 
-// Room is how long a run of column sc must last for every seed to run
-// each of its faults once (faults.Room): a cell whose faults never ran
-// would test nothing, so a shorter base duration is lengthened to it.
+// Room is how long a run of column sc lasts at least (Column.Room).
 func (p Plan) Room(sc Scenario) time.Duration {
-	kinds, err := faults.Lookup(sc.Faults)
-	if err != nil || len(kinds) == 0 {
-		return 0
-	}
-	o := faults.PlanOptions{Interval: cmp.Or(time.Duration(p.Base.FaultInterval), scenarios.DefaultFaultInterval)}
-	if sc.LeaseMultiple > 0 {
-		o.MinDuration = time.Duration(sc.LeaseMultiple * float64(p.TTL))
-		o.MaxDuration = o.MinDuration
-	}
-	return faults.Room(kinds, o)
+	return sc.Room(p.TTL, time.Duration(p.Base.FaultInterval))
 }
 
 // runOne runs and checks one cell's seed through the one run path
