@@ -145,4 +145,12 @@ func TestPartialHistoryIsUnknownUnlessAccepted(t *testing.T) {
 	if r, err = Check(whole, Options{}); err != nil || r.Verdict != Valid {
 		t.Errorf("the same calls with a recovery phase: %v, %v; want valid", r.Verdict, err)
 	}
+	// Interrupted in its recovery phase: every workload second is there,
+	// and still the run is not whole.
+	cut := withFaults(t, nil)
+	cut.Events = append(cut.Events, nemesisAt(t, 70_000_000, history.Interrupted, nil))
+	cut.Events[len(cut.Events)-1].Index = int64(len(cut.Events) - 1)
+	if r, err = Check(cut, Options{}); err != nil || r.Verdict != Unknown || !strings.Contains(r.Summary(), "interrupted in its recovery phase") {
+		t.Errorf("a run interrupted in recovery: %v, %v; want unknown saying so\n%s", r.Verdict, err, r.Summary())
+	}
 }
