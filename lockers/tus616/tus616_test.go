@@ -575,8 +575,12 @@ func TestConformance(t *testing.T) {
 		},
 		ReleaseRequest: true,
 		TTL:            1200 * time.Millisecond, // lease-kept is among the lacking
-		Parallel:       true,
-		Lacks:          lacks,
+		// In virtual time: a watcher a loaded machine runs late lets a
+		// waiter judge a held lock stale for real (the locker's known
+		// exposure to pauses), and mutex-8keys then broke on two busy
+		// cores; in a bubble every property sees the same times.
+		Bubble: true,
+		Lacks:  lacks,
 	})
 }
 
