@@ -66,8 +66,11 @@ result.json (verdicts, counterexamples, latency), summary.txt,
 history.html (the linearizability search, drawn by porcupine) and
 report.html (all of it on one self-contained page).
 
-A verdict is valid, invalid or unknown. Unknown means a checker ran out of
-time or memory: it is never a pass.
+A verdict is valid, invalid or unknown, and unknown is never a pass: the
+verdict line names its cause (a checker out of time, a run that granted no
+lock, a requested fault that never ran or failed to start, a history that
+ends before its planned end). An interrupted run is unknown unless what it
+recorded was already invalid.
 
 Exit codes: 0 valid, 1 invalid, 2 unknown, 3 could not run (bad flags,
 unreadable history, setup failure).
