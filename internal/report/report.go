@@ -168,6 +168,9 @@ func verdictWords(v models.Verdict, rep *models.Report, livenessCounts bool) str
 		}
 		return fmt.Sprintf("the lock broke its promise: %s found a violation (see the counterexamples below).", strings.Join(names, ", "))
 	}
+	if causes := rep.UnknownCauses(livenessCounts); len(causes) > 0 {
+		return "nothing was shown, and unknown is not a pass: " + strings.Join(causes, "; ")
+	}
 	return "a checker could not decide (it ran out of time, or found no evidence either way). Unknown is not a pass."
 }
 
@@ -192,6 +195,7 @@ func writeMeta(b *strings.Builder, h *history.History, meta Meta) {
 		faults = strings.Join(run.Faults, ", ")
 	}
 	row("faults", faults)
+	row("settings", run.Settings())
 	row("started", h.Header.Start.UTC().Format(time.RFC3339))
 	if !meta.Checked.IsZero() {
 		row("checked", meta.Checked.UTC().Format(time.RFC3339))

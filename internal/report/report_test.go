@@ -258,3 +258,26 @@ func TestEveryViolationIsMarked(t *testing.T) {
 		t.Errorf("%d density slices for violations spread over the whole run, want one per slice they began in", n)
 	}
 }
+
+// An unknown page names why, and every page states the settings the run
+// used: here a partial history, checked as such, that is not accepted.
+func TestUnknownPageNamesItsCauseAndTheSettings(t *testing.T) {
+	h, err := history.ReadFile(filepath.Join("..", "..", "models", "testdata", "double-grant-good.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := models.Check(h, models.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "report.html")
+	if err := Write(path, h, rep, Meta{Verdict: rep.Verdict}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	for _, want := range []string{"unknown is not a pass: coverage: checked 0.1 s of 1.0 s", "<td>settings</td><td>no lease, duration 1s</td>"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}
