@@ -33,9 +33,9 @@
 //     deadline of the call it serves) race. A heal's closes, and the
 //     ends of calls a partition held, reach each client a seeded network
 //     delay after the heal (memnet.Network's heal), so they no longer race
-//     the heal's own record; a pause's heal still resumes the client at
-//     the heal's instant, and what it does first races the nemesis's
-//     fault-stop record.
+//     the heal's own record; and in a simulation the nemesis records a
+//     fault's stop before its heal, so what a resumed client does first
+//     follows the record.
 //   - A select with several ready cases picks one at random, and map
 //     iteration order is random, in lockers and in the libraries they use.
 //   - Randomness a library draws itself from crypto/rand (the lock values
@@ -51,10 +51,11 @@
 //     side by side (verify sim -parallel) take turns at the source, each
 //     holding it from its reseed until its goroutines have settled, so
 //     their draws do not interleave. A draw that follows no failure of the
-//     network's escapes that when another simulation runs beside it:
-//     go-redis's dial circuit breaker fails a command without dialing
-//     once PoolSize dials in a row have failed, and the retry's backoff
-//     is drawn after it. A Go test of another module that runs a
+//     network's would escape that beside another simulation (go-redis's
+//     dial circuit breaker fails a command without dialing once PoolSize
+//     dials in a row have failed, and the retry's backoff is drawn after
+//     it), so verify sim -parallel runs each of its lanes in a process of
+//     its own, as a Pool of one. A Go test of another module that runs a
 //     simulation without the directive keeps the jitter unseeded.
 //
 // verify sim -determinism measures what is left: each seed run twice and
