@@ -578,7 +578,10 @@ func TestConformance(t *testing.T) {
 		// In virtual time: a watcher a loaded machine runs late lets a
 		// waiter judge a held lock stale for real (the locker's known
 		// exposure to pauses), and mutex-8keys then broke on two busy
-		// cores; in a bubble every property sees the same times.
+		// cores; in a bubble every property sees the same times. (The
+		// fidelity suite stays on real time: golang/go#78156 aborted it
+		// under -race in a bubble; this one ran clean in 6 of 6 -race
+		// runs.)
 		Bubble: true,
 		Lacks:  lacks,
 	})
