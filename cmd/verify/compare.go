@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -53,6 +54,7 @@ func compareCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	workerFlag := fs.String("worker", "", "add a row: every client of it runs as this external worker `command` (protocol v1), on -backend; its lease is its own (no -ttl scaling)")
 	backendFlag := fs.String("backend", "", "with -worker: the backend the harness starts for the workers, `gcs`, redis, redis-server or none")
 	workerName := fs.String("worker-name", scenarios.DefaultWorkerLocker, "the -worker row's name in the table")
+	sim := fs.Bool("sim", false, "run every cell in simulation, as verify sim does: in virtual time, the same history on every run of a seed (goroutine clients on the embedded backends; a column of process clients is n/a)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: verify compare [flags]
 
@@ -129,7 +131,10 @@ Flags:
 		Clients: *clients, Keys: *keys, Duration: scenarios.Duration(*duration), Rate: &rateV,
 		HoldMax: scenarios.Duration(*holdMax), AcquireTimeout: scenarios.Duration(*acquireTimeout),
 		FaultInterval: scenarios.Duration(*faultInterval), RecoveryTimeout: scenarios.Duration(*recoveryTimeout),
-		CheckTimeout: scenarios.Duration(*checkTimeout), RedisAddrs: redisAddrs,
+		CheckTimeout: scenarios.Duration(*checkTimeout), RedisAddrs: redisAddrs, Sim: *sim,
+	}
+	if *sim && (*workerFlag != "" || *redisAddr != "") {
+		return 0, errors.New("-sim runs the built-in lockers on in-memory backends; drop -worker and -redis-addr")
 	}
 	// The settings are checked once, on the first cell, before any run.
 	plan := compare.Plan{

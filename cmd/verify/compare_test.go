@@ -17,7 +17,9 @@ func TestCompareWritesTablesAndExitsOnTheWorstVerdict(t *testing.T) {
 	t.Parallel()
 	out := t.TempDir()
 	md := filepath.Join(t.TempDir(), "table.md")
-	code, stdout, stderr := verify(t, "compare", "-lockers", "lease,mutant-double-grant", "-scenarios", "none,latency",
+	// In simulation: the planted double grant is caught on seed 3 on every
+	// run, loaded machine or not (live, one run on two busy cores missed it).
+	code, stdout, stderr := verify(t, "compare", "-sim", "-lockers", "lease,mutant-double-grant", "-scenarios", "none,latency",
 		"-seeds", "3", "-duration", "1500ms", "-recovery-timeout", "3s", "-clients", "4", "-keys", "1", "-rate", "50", "-out", out, "-markdown", md)
 	if code != exitInvalid {
 		t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)

@@ -291,6 +291,10 @@ func (p Plan) runOne(ctx context.Context, l harness.LockerSpec, sc Scenario, see
 	r = Run{Locker: l.Name, Scenario: sc.Name, Seed: seed}
 	start := time.Now()
 	defer func() { r.Elapsed = time.Since(start) }()
+	if p.Base.Sim && sc.Processes {
+		r.NotApplicable, r.Verdict = "process clients cannot run in simulation, whose clients are goroutines in virtual time", models.Unknown
+		return r
+	}
 	spec, err := p.Spec(l, sc, seed).Normalize(p.Resolve)
 	if err != nil {
 		r.Error, r.Verdict = err.Error(), models.Unknown

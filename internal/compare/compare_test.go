@@ -47,12 +47,15 @@ func TestExecuteSeparatesGoodFromBadAndNotApplicable(t *testing.T) {
 		t.Fatal(err)
 	}
 	var progress int
+	// In simulation, so the catch is the same on every run of the seed.
+	sim := base()
+	sim.Sim = true
 	p := Plan{
 		Lockers:   lookup(t, "lease", "mutant-double-grant"),
 		Scenarios: scen,
 		Seeds:     []uint64{1},
 		TTL:       time.Second,
-		Base:      base(),
+		Base:      sim,
 		Resolve:   resolve,
 		Dir:       t.TempDir(),
 		Parallel:  2,
@@ -173,5 +176,24 @@ func TestLivenessIsACellVerdictOfItsOwn(t *testing.T) {
 	}
 	if !strings.Contains(md.String(), "| l | none | valid 1/1 | **invalid** 1/1 | 0 |") {
 		t.Errorf("the full table lacks the liveness column:\n%s", md.String())
+	}
+}
+
+// A comparison in simulation leaves the columns of process clients n/a:
+// a process cannot enter virtual time.
+func TestSimulatedComparisonLeavesProcessColumnsNotApplicable(t *testing.T) {
+	cols, err := LookupScenarios([]string{"sigstop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim := base()
+	sim.Sim = true
+	p := Plan{Lockers: lookup(t, "fenced"), Scenarios: cols, Seeds: []uint64{1}, TTL: time.Second, Base: sim, Resolve: resolve, Dir: t.TempDir(), Parallel: 1}
+	table, err := Execute(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(table.Runs) != 1 || !strings.Contains(table.Runs[0].NotApplicable, "process clients cannot run in simulation") {
+		t.Fatalf("runs %+v, want one n/a naming the processes", table.Runs)
 	}
 }
