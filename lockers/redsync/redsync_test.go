@@ -239,6 +239,12 @@ func TestRefreshKeepsLeaseReal(t *testing.T) {
 		return
 	case err == nil:
 		t.Fatalf("rival took a refreshed lock within 2.5 TTLs, and the holder was not told")
+	case !errors.Is(err, lockers.ErrNoEffect) && tryCtx.Err() != nil:
+		// The rival's deadline fell while a SET was under way: that SET
+		// may still have taken effect, so the locker rightly cannot say
+		// it had none (one clean-clone run did so). The holder still
+		// holds, which the Unlock below shows.
+		t.Logf("rival's Lock ended by its deadline mid-request: %v", err)
 	case !errors.Is(err, lockers.ErrNoEffect):
 		t.Errorf("rival's refused Lock: %v; want ErrNoEffect", err)
 	}
