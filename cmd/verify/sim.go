@@ -358,6 +358,12 @@ func (s summary) print(w io.Writer, spec scenarios.Spec, f simFlags) (int, error
 		return 0, fmt.Errorf("seed %d could not be simulated: %w", e.seed, e.err)
 	}
 	if s.failed == nil {
+		if len(s.mismatches) > 0 {
+			// A seed that does not repeat is not evidence: its verdict may
+			// not come out the same on replay, nor on a gate's next run.
+			fmt.Fprintf(w, "verdict: unknown (determinism self-check: %d of %d seeds gave a different history when run again, so their verdicts may not replay; each was valid)\n", len(s.mismatches), s.explored)
+			return exitUnknown, nil
+		}
 		if s.interrupted {
 			// An interrupted exploration showed nothing about the seeds
 			// it never ran: never a pass.
@@ -372,6 +378,9 @@ func (s summary) print(w io.Writer, spec scenarios.Spec, f simFlags) (int, error
 	line := s.failed.verdict
 	if s.failed.line != "" {
 		line = models.Verdict(s.failed.line)
+	}
+	if len(s.mismatches) > 0 {
+		fmt.Fprintf(w, "  the determinism self-check found %d seeds that gave a different history when run again: a replay may not show the same\n", len(s.mismatches))
 	}
 	fmt.Fprintf(w, "verdict: %s (seed %d)\n", line, s.failed.seed)
 	return exitCodeOf(s.failed.verdict), nil

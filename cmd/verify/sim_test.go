@@ -7,6 +7,9 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+
+	"github.com/lockcheck/lockcheck/models"
+	"github.com/lockcheck/lockcheck/scenarios"
 )
 
 // verify sim finds a planted bug on an early seed, keeps that seed's run
@@ -179,4 +182,63 @@ func TestSimParallelLanesRepeatTheSerialHistories(t *testing.T) {
 			t.Errorf("seed %s at -parallel 2 is not its history at -parallel 1: %s", seed, diff)
 		}
 	}
+}
+
+// The determinism self-check finds two histories of a seed that part, and
+// leaves alone two that differ only in their headers (which name their run
+// directories).
+func TestCompareHistoriesFindsWhereTwoRunsPart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	events := "{\"t\":1,\"op\":\"acquire\"}\n{\"t\":2,\"op\":\"release\"}\n"
+	a := write("a.jsonl", "{\"dir\":\"s1\"}\n"+events)
+	same := write("same.jsonl", "{\"dir\":\"s1-again\"}\n"+events)
+	other := write("other.jsonl", "{\"dir\":\"s1-again\"}\n{\"t\":1,\"op\":\"acquire\"}\n{\"t\":3,\"op\":\"release\"}\n")
+	short := write("short.jsonl", "{\"dir\":\"s1-again\"}\n{\"t\":1,\"op\":\"acquire\"}\n")
+	if d := compareHistories(a, same); d != "" {
+		t.Errorf("histories equal but for their headers: %q, want none", d)
+	}
+	if d := compareHistories(a, other); !strings.Contains(d, "event line 2 differs") {
+		t.Errorf("histories parting at the second event: %q", d)
+	}
+	if d := compareHistories(a, short); d != "2 events, then 1" {
+		t.Errorf("a history cut short: %q", d)
+	}
+}
+
+// An exploration whose seeds were all valid is a pass only if every seed
+// repeated: a seed that gave a different history when run again makes it
+// unknown (exit 2), and a failing seed's verdict says a replay may differ.
+func TestSimDeterminismMismatchIsNotAPass(t *testing.T) {
+	t.Parallel()
+	flags := simFlags{determinism: true}
+	var repeated, parted strings.Builder
+	code, err := summary{explored: 3, total: 3}.print(&repeated, scenarios.Spec{}, flags)
+	if err != nil || code != exitValid || !strings.Contains(repeated.String(), "verdict: valid on every seed explored (3 of 3)") {
+		t.Errorf("every seed repeated: exit %d, %v\n%s", code, err, repeated.String())
+	}
+	mismatch := seedResult{seed: 2, mismatch: "event line 7 differs"}
+	code, err = summary{explored: 3, total: 3, mismatches: []seedResult{mismatch}}.print(&parted, scenarios.Spec{}, flags)
+	last := lastLine(parted.String())
+	if err != nil || code != exitUnknown || !strings.HasPrefix(last, "verdict: unknown (determinism self-check: 1 of 3 seeds") {
+		t.Errorf("one seed parted: exit %d, %v, last line %q\n%s", code, err, last, parted.String())
+	}
+	var failedToo strings.Builder
+	failed := seedResult{seed: 1, verdict: models.Invalid}
+	code, _ = summary{explored: 3, total: 3, failed: &failed, mismatches: []seedResult{mismatch}}.print(&failedToo, scenarios.Spec{}, flags)
+	if code != exitInvalid || !strings.Contains(failedToo.String(), "a replay may not show the same") || !strings.HasPrefix(lastLine(failedToo.String()), "verdict: invalid") {
+		t.Errorf("a failing seed and one that parted: exit %d\n%s", code, failedToo.String())
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return lines[len(lines)-1]
 }
