@@ -31,6 +31,10 @@ type Target struct {
 	// ClockStep is how far a clock jump moves a client's clock: a few of
 	// the locker's leases, so that a skewed client misjudges expiry.
 	ClockStep time.Duration
+	// LateBy is how long deliver-late holds a request: two leases, so that
+	// the sender's lease has run out on the server when it lands and other
+	// clients have had a lease's time to take the key.
+	LateBy time.Duration
 }
 
 // ClockDriftRate is how fast a drifting clock runs: twice real speed, so
@@ -82,6 +86,11 @@ type Kind struct {
 	Summary string
 	// Min and Max bound how long one occurrence lasts before its heal.
 	Min, Max time.Duration
+	// MinLeases, when positive, makes one occurrence last from that many
+	// of the run's leases (PlanOptions.Lease) to twice as many, in place
+	// of Min and Max, which serve a run without a lease: an outage a
+	// locker must outlive, not one its retries ride out.
+	MinLeases float64
 	// Needs is the part of the run the fault acts on.
 	Needs Needs
 	// Backends is the least number of independent backends the run must
@@ -176,6 +185,36 @@ func backendKind(name, summary string, majority bool) Kind {
 			}
 			return undo, nil
 		}}
+}
+
+// lateKind holds the target's requests by t.LateBy (two leases); it lasts
+// at least 2.5 leases, so that a request sent as it starts is held its
+// whole time (the heal delivers what is still held at once).
+func lateKind(name, summary string, holder bool) Kind {
+	k := netKind(name, summary, holder, nil)
+	k.MinLeases = 2.5
+	k.Inject = func(t Target, targets []int) (func() error, error) {
+		n, err := network(t)
+		if err != nil {
+			return nil, err
+		}
+		if t.LateBy <= 0 {
+			return nil, errors.New("deliver-late holds requests for zero time: the run has no lease to set it from")
+		}
+		heal, err := n.DeliverLate(targets, t.LateBy)
+		return heal, err
+	}
+	return k
+}
+
+// refuseKind refuses the target's connections for at least 1.5 leases:
+// a holder's extends all fail while its lease runs out on the server.
+func refuseKind(name, summary string, holder bool) Kind {
+	k := netKind(name, summary, holder, func(n netfault.Faults, c []int) (netfault.Heal, error) {
+		return n.Refuse(c)
+	})
+	k.MinLeases = 1.5
+	return k
 }
 
 func shapeKind(name, summary string, inject func(s netfault.Shaper, targets []int) (netfault.Heal, error)) Kind {
@@ -304,6 +343,10 @@ func Kinds() []Kind {
 		netKind("reset", "reset the client's connections to the backend", false, func(n netfault.Faults, c []int) (netfault.Heal, error) {
 			return n.Reset(c, netfault.Both)
 		}),
+		lateKind("deliver-late", "hold one client's requests and deliver each two leases late, after other clients have acted, even when the client gave up on it", false),
+		lateKind("deliver-late-holder", "deliver-late, aimed at a client that holds a lock: its extend or release lands after the key may have changed hands", true),
+		refuseKind("fail-fast", "every request of one client fails at once (connection refused), for longer than a lease: a loud outage, where partition is a silent one", false),
+		refuseKind("fail-fast-holder", "fail-fast, aimed at a client that holds a lock: every extend fails at once while it works on", true),
 		shapeKind("bandwidth", "throttle one client's link to 8 KB/s each way", func(s netfault.Shaper, c []int) (netfault.Heal, error) {
 			return s.Bandwidth(c, 8, netfault.Both)
 		}),
@@ -424,11 +467,18 @@ type PlanOptions struct {
 	// bounds on how long one occurrence lasts: a pause longer than a
 	// locker's TTL, say.
 	MinDuration, MaxDuration time.Duration
+	// Lease is the run's lease (zero without one), for kinds that last
+	// at least a few of them (Kind.MinLeases).
+	Lease time.Duration
 }
 
 // bounds is how long one fault of kind k may last under o.
 func (o PlanOptions) bounds(k Kind) (lo, hi time.Duration) {
 	lo, hi = k.Min, k.Max
+	if k.MinLeases > 0 && o.Lease > 0 {
+		lo = time.Duration(k.MinLeases * float64(o.Lease))
+		hi = 2 * lo
+	}
 	if o.MinDuration > 0 {
 		lo = o.MinDuration
 	}

@@ -134,6 +134,8 @@ func (f *fakePlane) Latency([]int, time.Duration, time.Duration, netfault.Direct
 func (f *fakePlane) Partition([]int, netfault.Direction) (netfault.Heal, error) { return f.heal(), nil }
 func (f *fakePlane) LoseReplies([]int) (netfault.Heal, error)                   { return f.heal(), nil }
 func (f *fakePlane) Reset([]int, netfault.Direction) (netfault.Heal, error)     { return f.heal(), nil }
+func (f *fakePlane) DeliverLate([]int, time.Duration) (netfault.Heal, error)   { return f.heal(), nil }
+func (f *fakePlane) Refuse([]int) (netfault.Heal, error)                        { return f.heal(), nil }
 func (f *fakePlane) HealAll() error                                             { return nil }
 func (f *fakePlane) Bandwidth([]int, int64, netfault.Direction) (netfault.Heal, error) {
 	return f.heal(), nil
@@ -158,7 +160,7 @@ func TestNetworkAndServerKindsReachTheirPlaneAndHeal(t *testing.T) {
 			continue // TestBackendKindsCutTheirShare
 		}
 		plane, server := &fakePlane{}, &fakeServer{}
-		full := Target{Clients: &fakeClients{}, Network: plane, Server: server, ClockStep: time.Second}
+		full := Target{Clients: &fakeClients{}, Network: plane, Server: server, ClockStep: time.Second, LateBy: 2 * time.Second}
 		heal, err := k.Inject(full, []int{0})
 		if err != nil {
 			t.Fatalf("%s: %v", k.Name, err)
@@ -314,5 +316,39 @@ func TestOneKindPlanUnchanged(t *testing.T) {
 				t.Fatalf("seed %d fault %d: %+v, want %+v", seed, i, got[i], want[i])
 			}
 		}
+	}
+}
+
+// An outage a locker must outlive lasts from MinLeases leases to twice
+// that, whatever the kind's own bounds; without a lease, and under an
+// explicit -fault-duration, the usual bounds hold.
+func TestLeaseLongKindsLastLeases(t *testing.T) {
+	kinds, err := Lookup([]string{"fail-fast-holder", "deliver-late"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const lease = 4 * time.Second
+	for _, k := range kinds {
+		lo, hi := PlanOptions{Lease: lease}.bounds(k)
+		want := time.Duration(k.MinLeases * float64(lease))
+		if k.MinLeases < 1 || lo != want || hi != 2*want {
+			t.Errorf("%s at a %v lease: lasts %v..%v, want %v..%v (more than a lease)", k.Name, lease, lo, hi, want, 2*want)
+		}
+		if lo, hi := (PlanOptions{}).bounds(k); lo != k.Min || hi != k.Max {
+			t.Errorf("%s without a lease: lasts %v..%v, want its own %v..%v", k.Name, lo, hi, k.Min, k.Max)
+		}
+		if lo, hi := (PlanOptions{Lease: lease, MinDuration: time.Second, MaxDuration: time.Second}).bounds(k); lo != time.Second || hi != time.Second {
+			t.Errorf("%s under -fault-duration 1s: lasts %v..%v", k.Name, lo, hi)
+		}
+		for _, p := range Plan(7, []Kind{k}, PlanOptions{Clients: 4, Window: time.Minute, Interval: time.Second, Lease: lease}) {
+			if p.Duration < want || p.Duration > 2*want {
+				t.Errorf("%s planned for %v at a %v lease", k.Name, p.Duration, lease)
+			}
+		}
+	}
+	// The lease does not touch a kind that does not ask for it.
+	pause, _ := Lookup([]string{"pause"})
+	if lo, hi := (PlanOptions{Lease: lease}).bounds(pause[0]); lo != pause[0].Min || hi != pause[0].Max {
+		t.Errorf("pause at a %v lease: lasts %v..%v", lease, lo, hi)
 	}
 }

@@ -115,7 +115,7 @@ type Config struct {
 func (c Config) DrawFaultPlan() []faults.Planned {
 	return faults.Plan(c.Seed, c.Faults, faults.PlanOptions{
 		Clients: c.Clients, Window: c.Duration, Interval: c.FaultInterval,
-		MinDuration: c.FaultMin, MaxDuration: c.FaultMax,
+		MinDuration: c.FaultMin, MaxDuration: c.FaultMax, Lease: c.lease(),
 	})
 }
 
@@ -364,7 +364,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	if cfg.processes() && !inst.Attach.Networked() && cfg.Backend != BackendNone {
 		return nil, fmt.Errorf("%w: process clients need a backend another process can reach, and locker %s keeps its state inside the harness; choose a GCS or Redis locker, or goroutine clients", ErrFaultNotApplicable, cfg.Locker.Name)
 	}
-	target := faults.Target{ClockStep: cfg.clockStep()}
+	target := faults.Target{ClockStep: cfg.clockStep(), LateBy: 2 * cmp.Or(cfg.lease(), time.Second)}
 	if inst.ServerFront {
 		target.Server = server
 	}

@@ -69,7 +69,7 @@ func (c Column) Room(ttl, interval time.Duration) time.Duration {
 	if err != nil || len(kinds) == 0 {
 		return 0
 	}
-	o := faults.PlanOptions{Interval: cmp.Or(interval, DefaultFaultInterval)}
+	o := faults.PlanOptions{Interval: cmp.Or(interval, DefaultFaultInterval), Lease: ttl}
 	if c.LeaseMultiple > 0 {
 		o.MinDuration = time.Duration(c.LeaseMultiple * float64(ttl))
 		o.MaxDuration = o.MinDuration

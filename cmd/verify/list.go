@@ -49,7 +49,11 @@ Flags:
 	}
 	fmt.Fprintln(w, "\nFAULTS (-faults a,b)\tACTS ON\t\t")
 	for _, k := range faults.Kinds() {
-		fmt.Fprintf(w, "  %s\t%s\t\t%s (lasts %v..%v)\n", k.Name, k.Needs, k.Summary, k.Min, k.Max)
+		lasts := fmt.Sprintf("%v..%v", k.Min, k.Max)
+		if k.MinLeases > 0 {
+			lasts = fmt.Sprintf("%g..%g leases; %s without a lease", k.MinLeases, 2*k.MinLeases, lasts)
+		}
+		fmt.Fprintf(w, "  %s\t%s\t\t%s (lasts %s)\n", k.Name, k.Needs, k.Summary, lasts)
 	}
 	fmt.Fprintln(w, "\nWORKLOADS\t\t\t")
 	for _, wl := range workloads {

@@ -47,6 +47,15 @@ type Faults interface {
 	LoseReplies(clients []int) (Heal, error)
 	// Reset resets each connection of the clients as soon as data flows in dir.
 	Reset(clients []int, dir Direction) (Heal, error)
+	// DeliverLate holds every request the clients send and hands it to the
+	// server late later, even when its sender has given up on it by then:
+	// its bytes are in the network. Replies are not delayed. The heal
+	// delivers whatever is still held at once.
+	DeliverLate(clients []int, late time.Duration) (Heal, error)
+	// Refuse makes the backend unreachable for the clients, loudly: their
+	// open connections are closed and every new one is refused, at once,
+	// until the heal.
+	Refuse(clients []int) (Heal, error)
 	// HealAll undoes every fault still active.
 	HealAll() error
 }

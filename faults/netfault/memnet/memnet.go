@@ -4,6 +4,7 @@
 package memnet
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -36,6 +37,13 @@ import (
 //   - LoseReplies: a downstream partition.
 //   - Reset: a request (upstream) or its reply (downstream) ends in a
 //     connection reset; downstream, the server has committed.
+//   - DeliverLate: each request, and each write on a byte stream, reaches
+//     the server late later (at the heal at the latest), even when its
+//     sender has given up on it; a stream's later writes queue behind it,
+//     and a stream closed meanwhile closes once they are delivered, as
+//     toxiproxy's latency toxic does.
+//   - Refuse: the client's byte streams close at once and every request
+//     and dial fails at once with ECONNREFUSED, as a stopped proxy does.
 //
 // Reshaping bytes (bandwidth, slicer, limit_data) has no meaning without
 // sockets, so Network is no netfault.Shaper and those faults are refused.
@@ -80,7 +88,7 @@ func (h *healing) delay(client int) time.Duration {
 }
 
 type netFault struct {
-	kind    string // latency, partition, reset
+	kind    string // latency, partition, reset, late, refuse
 	clients []int
 	dir     netfault.Direction
 	d, jit  time.Duration
@@ -183,6 +191,30 @@ func (n *Network) Reset(clients []int, dir netfault.Direction) (netfault.Heal, e
 	return n.add(&netFault{kind: "reset", clients: slices.Clone(clients), dir: dir}), nil
 }
 
+func (n *Network) DeliverLate(clients []int, late time.Duration) (netfault.Heal, error) {
+	if late <= 0 {
+		return nil, fmt.Errorf("memnet: deliver late by %v: want > 0", late)
+	}
+	return n.add(&netFault{kind: "late", clients: slices.Clone(clients), dir: netfault.Upstream, d: late}), nil
+}
+
+// Refuse closes the clients' byte streams now, each seeing ECONNREFUSED,
+// and refuses their requests and dials until the heal.
+func (n *Network) Refuse(clients []int) (netfault.Heal, error) {
+	heal := n.add(&netFault{kind: "refuse", clients: slices.Clone(clients), dir: netfault.Both})
+	n.mu.Lock()
+	var closing []*faultConn
+	for _, c := range clients {
+		closing = append(closing, n.conns[c]...)
+		n.conns[c] = nil
+	}
+	n.mu.Unlock()
+	for _, fc := range closing {
+		fc.closeWith(errRefused)
+	}
+	return heal, nil
+}
+
 func (n *Network) HealAll() error {
 	n.mu.Lock()
 	var ids []int
@@ -204,9 +236,12 @@ func (n *Network) Close() error { return n.HealAll() }
 
 // state is what the faults do to client's traffic in one direction now.
 type state struct {
-	cut, reset bool
-	delay      time.Duration
-	healed     *healing
+	cut, reset, refused bool
+	delay               time.Duration
+	// late is how long a deliver-late fault holds a request, on top of
+	// delay.
+	late   time.Duration
+	healed *healing
 }
 
 func (n *Network) state(client int, upstream bool) state {
@@ -235,6 +270,10 @@ func (n *Network) state(client int, upstream bool) state {
 			s.cut = true
 		case "reset":
 			s.reset = true
+		case "refuse":
+			s.refused = true
+		case "late":
+			s.late = max(s.late, f.d)
 		case "latency":
 			s.delay += f.d
 			if f.jit > 0 {
@@ -251,8 +290,9 @@ func applies(dir netfault.Direction, upstream bool) bool {
 }
 
 var (
-	errReset  = fmt.Errorf("memnet: connection reset by peer: %w", syscall.ECONNRESET)
-	errHealed = fmt.Errorf("memnet: connection closed as its partition healed: %w", syscall.ECONNRESET)
+	errReset   = fmt.Errorf("memnet: connection reset by peer: %w", syscall.ECONNRESET)
+	errHealed  = fmt.Errorf("memnet: connection closed as its partition healed: %w", syscall.ECONNRESET)
+	errRefused = fmt.Errorf("memnet: connection refused: %w", syscall.ECONNREFUSED)
 )
 
 // hold waits out a partition: until the caller gives up, or the
@@ -281,6 +321,11 @@ func hold(ctx context.Context, s state, client int) error {
 func (n *Network) pass(ctx context.Context, client int, upstream bool) error {
 	s := n.state(client, upstream)
 	switch {
+	case s.refused && upstream:
+		return errRefused
+	case s.refused:
+		// The server committed; the connection closed under its reply.
+		return errReset
 	case s.cut:
 		return hold(ctx, s, client)
 	case s.reset:
@@ -325,6 +370,9 @@ func mayBeRetried(status int) bool {
 
 func (t *faultTransport) roundTrip(r *http.Request) (*http.Response, error) {
 	ctx := r.Context()
+	if s := t.n.state(t.client, true); s.late > 0 && !s.cut && !s.reset && !s.refused {
+		return t.late(r, s)
+	}
 	if err := t.n.pass(ctx, t.client, true); err != nil {
 		if r.Body != nil {
 			r.Body.Close()
@@ -342,6 +390,81 @@ func (t *faultTransport) roundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	return resp, nil
+}
+
+// late sends r on its way to the server s.delay+s.late from now, sooner
+// if the deliver-late fault heals first: what the client does meanwhile
+// (give up, retry, release) does not recall it, as a request already on
+// the wire is not recalled.
+func (t *faultTransport) late(r *http.Request, s state) (*http.Response, error) {
+	ctx := r.Context()
+	var body []byte
+	if r.Body != nil {
+		b, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		body = b
+	}
+	sent := r.Clone(context.WithoutCancel(ctx))
+	sent.Body = io.NopCloser(bytes.NewReader(body))
+	sent.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	type reply struct {
+		resp *http.Response
+		err  error
+	}
+	replies := make(chan reply, 1)
+	abandoned := make(chan struct{})
+	go func() {
+		t.n.waitLate(t.client, time.Now().Add(s.delay+s.late), s.healed)
+		resp, err := t.base.RoundTrip(sent)
+		if err == nil {
+			if err = t.n.pass(ctx, t.client, false); err != nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				resp = nil
+			}
+		}
+		select {
+		case replies <- reply{resp, err}:
+		case <-abandoned:
+			if resp != nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}
+	}()
+	select {
+	case rep := <-replies:
+		return rep.resp, rep.err
+	case <-ctx.Done():
+		close(abandoned)
+		return nil, ctx.Err()
+	}
+}
+
+// waitLate waits until due, or until a heal leaves no deliver-late fault
+// on client (healed is the heal the wait started under).
+func (n *Network) waitLate(client int, due time.Time, healed *healing) {
+	for {
+		wait := time.Until(due)
+		if wait <= 0 {
+			return
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+			return
+		case <-healed.done:
+			timer.Stop()
+		}
+		s := n.state(client, true)
+		if s.late == 0 {
+			return
+		}
+		healed = s.healed
+	}
 }
 
 // Dialer is client's path to dial through the network with dial.
@@ -368,8 +491,11 @@ func (n *Network) Dialer(client int, dial func(ctx context.Context, network, add
 
 // dial is Dialer's dial through the faults.
 func (n *Network) dial(ctx context.Context, client int, dial func(ctx context.Context, network, addr string) (net.Conn, error), network, addr string) (net.Conn, error) {
-	if s := n.state(client, true); s.cut || s.reset {
-		if s.reset {
+	if s := n.state(client, true); s.cut || s.reset || s.refused {
+		switch {
+		case s.refused:
+			return nil, errRefused
+		case s.reset:
 			return nil, errReset
 		}
 		return nil, hold(ctx, s, client)
@@ -378,12 +504,106 @@ func (n *Network) dial(ctx context.Context, client int, dial func(ctx context.Co
 }
 
 // faultConn is a byte stream through the network: a partition swallows
-// what crosses it, a reset ends the connection, latency delays each
-// write and each read.
+// what crosses it, a reset ends the connection, deliver-late holds each
+// write.
 type faultConn struct {
 	net.Conn
 	n      *Network
 	client int
+
+	mu sync.Mutex
+	// held are writes a deliver-late fault holds, oldest first; while
+	// any is held, later writes queue behind it, as bytes on one TCP
+	// connection keep their order. draining says a goroutine delivers
+	// them; closing says the client closed the stream meanwhile, so it
+	// closes once they are delivered.
+	held     []heldWrite
+	draining bool
+	closing  bool
+	// closedBy is the error the client sees once the network closed the
+	// stream (a refused outage).
+	closedBy error
+}
+
+type heldWrite struct {
+	due    time.Time
+	healed *healing
+	b      []byte
+}
+
+// closeWith closes the stream under the client, which then sees err.
+func (c *faultConn) closeWith(err error) {
+	c.mu.Lock()
+	c.closedBy = err
+	c.held = nil
+	c.mu.Unlock()
+	c.Conn.Close()
+}
+
+// closedErr is what a failed read or write on the closed stream says.
+func (c *faultConn) closedErr(err error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closedBy != nil {
+		return c.closedBy
+	}
+	return err
+}
+
+// Close closes the stream, after the writes a deliver-late fault still
+// holds have reached the server.
+func (c *faultConn) Close() error {
+	c.mu.Lock()
+	if c.draining {
+		c.closing = true
+		c.mu.Unlock()
+		return nil
+	}
+	c.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// hold queues b behind the writes already held; the first one starts
+// the goroutine that delivers them.
+func (c *faultConn) hold(s state, b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// s.delay, the seeded draw a request would wait, keeps two held
+	// writes from falling due at one instant.
+	c.held = append(c.held, heldWrite{due: time.Now().Add(s.delay + s.late), healed: s.healed, b: append([]byte(nil), b...)})
+	if !c.draining {
+		c.draining = true
+		go c.drain()
+	}
+}
+
+// drain delivers the held writes in order, each when it is due; the
+// write stays at the head of the queue while it is being written, so no
+// later write overtakes it.
+func (c *faultConn) drain() {
+	for {
+		c.mu.Lock()
+		if len(c.held) == 0 {
+			c.draining = false
+			closing := c.closing
+			c.mu.Unlock()
+			if closing {
+				c.Conn.Close()
+			}
+			return
+		}
+		w := c.held[0]
+		c.mu.Unlock()
+		c.n.waitLate(c.client, w.due, w.healed)
+		_, err := c.Conn.Write(w.b)
+		c.mu.Lock()
+		if err != nil {
+			c.held = nil // the stream is gone; so is what it held
+		} else if len(c.held) > 0 {
+			c.held = c.held[1:]
+		}
+		c.mu.Unlock()
+	}
 }
 
 func (c *faultConn) Write(b []byte) (int, error) {
@@ -404,14 +624,27 @@ func (c *faultConn) Read(b []byte) (int, error) {
 
 func (c *faultConn) write(b []byte) (int, error) {
 	s := c.n.state(c.client, true)
+	c.mu.Lock()
+	queued := c.draining
+	c.mu.Unlock()
 	switch {
+	case s.refused:
+		c.Conn.Close()
+		return 0, errRefused
+	case s.late > 0 && !s.cut && !s.reset, queued:
+		c.hold(s, b)
+		return len(b), nil
 	case s.cut:
 		return len(b), nil // into the void
 	case s.reset:
 		c.Conn.Close()
 		return 0, errReset
 	}
-	return c.Conn.Write(b)
+	n, err := c.Conn.Write(b)
+	if err != nil {
+		err = c.closedErr(err)
+	}
+	return n, err
 }
 
 func (c *faultConn) read(b []byte) (int, error) {
@@ -420,6 +653,9 @@ func (c *faultConn) read(b []byte) (int, error) {
 		if n == 0 || err != nil {
 			if errors.Is(err, io.ErrClosedPipe) {
 				err = errHealed
+			}
+			if err != nil {
+				err = c.closedErr(err)
 			}
 			return n, err
 		}

@@ -110,6 +110,14 @@ func (g *Group) Reset(clients []int, dir netfault.Direction) (netfault.Heal, err
 	return g.each(func(p *Plane) (netfault.Heal, error) { return p.Reset(clients, dir) })
 }
 
+func (g *Group) DeliverLate(clients []int, late time.Duration) (netfault.Heal, error) {
+	return g.each(func(p *Plane) (netfault.Heal, error) { return p.DeliverLate(clients, late) })
+}
+
+func (g *Group) Refuse(clients []int) (netfault.Heal, error) {
+	return g.each(func(p *Plane) (netfault.Heal, error) { return p.Refuse(clients) })
+}
+
 func (g *Group) Bandwidth(clients []int, kbPerSec int64, dir netfault.Direction) (netfault.Heal, error) {
 	return g.each(func(p *Plane) (netfault.Heal, error) { return p.Bandwidth(clients, kbPerSec, dir) })
 }

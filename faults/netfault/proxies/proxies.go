@@ -55,12 +55,17 @@ type Plane struct {
 	nextID int
 	active map[int]*fault // by id
 	closed bool
+	// refused counts, per client, the Refuse faults that keep its proxy
+	// stopped: the last heal starts it again.
+	refused map[int]int
 }
 
-// fault is one injected fault: the toxics it added, by proxy index.
+// fault is one injected fault: the toxics it added, by proxy index, or
+// the proxies it stopped.
 type fault struct {
-	id     int
-	toxics []placed
+	id      int
+	toxics  []placed
+	stopped []int
 }
 
 type placed struct {
@@ -94,7 +99,7 @@ func Start(ctx context.Context, upstream string, clients int) (*Plane, error) {
 	// A private registry: toxiproxy registers its metrics, and a shared
 	// registry would refuse a second plane in the same process.
 	server := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
-	p := &Plane{server: server, upstream: upstream, active: make(map[int]*fault)}
+	p := &Plane{server: server, upstream: upstream, active: make(map[int]*fault), refused: make(map[int]int)}
 	for i := range clients {
 		if err := ctx.Err(); err != nil {
 			p.Close()
@@ -216,6 +221,17 @@ func (p *Plane) healLocked(id int) error {
 			errs = append(errs, fmt.Errorf("netfault: heal %s on client %d: %w", t.name, t.client, err))
 		}
 	}
+	for _, c := range f.stopped {
+		if p.refused[c]--; p.refused[c] > 0 {
+			continue
+		}
+		delete(p.refused, c)
+		// The proxy listens again on the port it had: toxiproxy keeps the
+		// kernel-chosen address, and the client dials that one.
+		if err := p.proxies[c].Start(); err != nil {
+			errs = append(errs, fmt.Errorf("netfault: heal refuse on client %d: listen on %s again: %w", c, p.addrs[c], err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -307,6 +323,49 @@ func (p *Plane) LoseReplies(clients []int) (netfault.Heal, error) {
 // the server sees it in full; Downstream: the server may have committed.
 func (p *Plane) Reset(clients []int, dir netfault.Direction) (netfault.Heal, error) {
 	return p.Inject(clients, Toxic{Type: "reset_peer", Attributes: map[string]any{"timeout": 0}}, dir)
+}
+
+// DeliverLate delays the clients' requests by late with toxiproxy's
+// "latency" toxic upstream, jitter 0. The toxic holds each chunk it has
+// read and passes it on when its time comes even if the client has closed
+// its end meanwhile, so a request its sender gave up on still reaches the
+// server; removing the toxic passes on what it holds at once.
+func (p *Plane) DeliverLate(clients []int, late time.Duration) (netfault.Heal, error) {
+	if late <= 0 || late > maxDelay {
+		return nil, fmt.Errorf("netfault: deliver late by %v: want 0 < late ≤ %v", late, maxDelay)
+	}
+	return p.Latency(clients, late, 0, netfault.Upstream)
+}
+
+// Refuse stops the clients' proxies: toxiproxy closes every connection
+// through them and the port refuses new ones (ECONNREFUSED), a loud outage
+// a client learns of at once, unlike Partition's silence. The heal listens
+// on the same port again.
+func (p *Plane) Refuse(clients []int) (netfault.Heal, error) {
+	if len(clients) == 0 {
+		return nil, errors.New("netfault: refuse: no clients")
+	}
+	for _, c := range clients {
+		if c < 0 || c >= len(p.proxies) {
+			return nil, fmt.Errorf("netfault: refuse: client %d out of range 0..%d", c, len(p.proxies)-1)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, errors.New("netfault: refuse: plane closed")
+	}
+	p.nextID++
+	f := &fault{id: p.nextID}
+	p.active[f.id] = f
+	for _, c := range slices.Compact(slices.Sorted(slices.Values(clients))) {
+		if p.refused[c]++; p.refused[c] == 1 {
+			p.proxies[c].Stop()
+		}
+		f.stopped = append(f.stopped, c)
+	}
+	id := f.id
+	return func() error { return p.heal(id) }, nil
 }
 
 // Bandwidth limits throughput to kbPerSec kilobytes per second: a thin or

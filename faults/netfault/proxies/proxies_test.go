@@ -446,3 +446,78 @@ func TestCloseStopsProxies(t *testing.T) {
 		}
 	}
 }
+
+// A request deliver-late holds reaches the server although its client
+// gave up on it and closed the connection, and no sooner than late after
+// it was sent: a lower bound, which holds on any machine. (That the other
+// client's requests are not held is shown in simulation, where time is
+// exact: memnet's TestDeliverLateLandsAfterTheSenderGaveUp.)
+func TestDeliverLateLandsAfterTheClientGaveUp(t *testing.T) {
+	held := make(chan time.Time, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if r.URL.Path == "/held" {
+			held <- time.Now()
+		}
+		io.WriteString(w, "pong ")
+	}))
+	t.Cleanup(srv.Close)
+	p := startPlane(t, srv.Listener.Addr().String(), 2)
+	hc0, url0 := clientFor(t, p, 0)
+	hc1, url1 := clientFor(t, p, 1)
+	const late = 700 * time.Millisecond
+	heal, err := p.DeliverLate([]int{0}, late)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer heal()
+	sent := time.Now()
+	if _, err := get(hc0, url0+"held", 50*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a held request: %v, want its deadline", err)
+	}
+	hc0.CloseIdleConnections()
+	mustGet(t, hc1, url1)
+	select {
+	case at := <-held:
+		if at.Sub(sent) < late {
+			t.Errorf("the held request arrived %v after it was sent, want at least %v", at.Sub(sent), late)
+		}
+	case <-time.After(generous):
+		t.Fatal("the held request never reached the server after its client gave up")
+	}
+	if _, err := p.DeliverLate([]int{0}, 0); err == nil {
+		t.Error("deliver late by 0: no error")
+	}
+}
+
+// Refuse closes a client's connections and refuses new ones at once;
+// the heal listens on the same port again, and the other client is never
+// touched.
+func TestRefuseRefusesUntilTheHeal(t *testing.T) {
+	up := startUpstream(t)
+	p := startPlane(t, up.srv.Listener.Addr().String(), 2)
+	hc0, url0 := clientFor(t, p, 0)
+	hc1, url1 := clientFor(t, p, 1)
+	mustGet(t, hc0, url0) // a keep-alive connection the outage must close
+	heal, err := p.Refuse([]int{0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := get(hc0, url0, generous); err == nil {
+		t.Fatal("a request under refuse succeeded")
+	}
+	if c, err := net.DialTimeout("tcp", p.Addr(0), generous); err == nil {
+		c.Close()
+		t.Fatal("a dial under refuse connected")
+	} else if !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("a dial under refuse: %v, want connection refused", err)
+	}
+	mustGet(t, hc1, url1)
+	if err := heal(); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, hc0, url0)
+	if err := heal(); err != nil {
+		t.Errorf("second heal: %v", err)
+	}
+}
