@@ -134,7 +134,7 @@ func (f *fakePlane) Latency([]int, time.Duration, time.Duration, netfault.Direct
 func (f *fakePlane) Partition([]int, netfault.Direction) (netfault.Heal, error) { return f.heal(), nil }
 func (f *fakePlane) LoseReplies([]int) (netfault.Heal, error)                   { return f.heal(), nil }
 func (f *fakePlane) Reset([]int, netfault.Direction) (netfault.Heal, error)     { return f.heal(), nil }
-func (f *fakePlane) DeliverLate([]int, time.Duration) (netfault.Heal, error)   { return f.heal(), nil }
+func (f *fakePlane) DeliverLate([]int, time.Duration) (netfault.Heal, error)    { return f.heal(), nil }
 func (f *fakePlane) Refuse([]int) (netfault.Heal, error)                        { return f.heal(), nil }
 func (f *fakePlane) HealAll() error                                             { return nil }
 func (f *fakePlane) Bandwidth([]int, int64, netfault.Direction) (netfault.Heal, error) {
