@@ -115,6 +115,8 @@ func Lockers() []harness.LockerSpec {
 		fencedMutant(mutants.BlindDelete, "BROKEN on purpose: fenced whose Unlock deletes with no precondition and lets the client library retry"),
 		fencedMutant(mutants.MetagenerationToken, "BROKEN on purpose: fenced with the metageneration (1 for every new lock object) as its fencing token"),
 		fencedMutant(mutants.UnlockKeeps, "BROKEN on purpose: fenced whose Unlock neither deletes nor stops refreshing: the lock is kept for good"),
+		fencedMutant(mutants.FailedExtendCounts, "BROKEN on purpose: fenced counting a refresh that failed at once (connection refused) as confirmed"),
+		fencedMutant(mutants.DeadlineOnSend, "BROKEN on purpose: fenced moving its local deadline when a refresh is sent, not when it is confirmed"),
 		{
 			Name:    redis.Name,
 			Summary: "tus-node-server PR #846 Redis locker, faithful: SET NX PX, Lua compare-and-delete/extend, watchdog, pub/sub release requests (30 s TTL)",

@@ -59,8 +59,9 @@ type incarnation struct {
 	dead   bool
 	open   *history.Event // the call in flight, completed as info if killed
 	// holding is set while the client is inside a critical section, for
-	// faults aimed at a holder.
-	holding atomic.Bool
+	// faults aimed at a holder; heldSince is when it entered it (Unix ns).
+	holding   atomic.Bool
+	heldSince atomic.Int64
 	// aim is held by the nemesis from the moment it picks this holder
 	// until its fault is recorded and injected; a critical section ends
 	// under it, so a fault that says it hit a holder started while the
@@ -260,6 +261,7 @@ func (c *client) cycle(inc *incarnation, key string, acquireTimeout, hold time.D
 	if !c.complete(inc, err, lease) {
 		return false
 	}
+	inc.heldSince.Store(time.Now().UnixNano())
 	inc.holding.Store(true)
 	notices := c.watch(inc, key, lease)
 	alive := c.section(inc, key, lease, hold, acquireTimeout, notices.requested)

@@ -40,7 +40,7 @@ func (n *nemesis) play(ctx context.Context, plan []faults.Planned) {
 		atHolder := false
 		release := func() {}
 		if p.Kind.AtHolder {
-			holder, unaim, ok := n.awaitHolder(ctx)
+			holder, unaim, ok := n.awaitHolder(ctx, p.Kind.MinLeases > 0)
 			if ctx.Err() != nil {
 				if ok {
 					unaim()
@@ -101,16 +101,36 @@ const (
 
 // awaitHolder picks a client that holds a lock, waiting up to holderWait
 // for one; false if none held one in time.
-func (n *nemesis) awaitHolder(ctx context.Context) (slot int, unaim func(), ok bool) {
-	deadline := time.Now().Add(holderWait)
+//
+// fresh, for an outage a holder must outlive (faults.Kind.MinLeases),
+// waits for the next client to take a lock, so that the outage meets a
+// holder with its whole hold still ahead of it: a holder about to let go
+// would release before its lease could run out, and test nothing. It
+// waits up to the longest hold (every holder has let go by then, and a
+// waiter taken over), and then aims at the latest to have taken a lock.
+func (n *nemesis) awaitHolder(ctx context.Context, fresh bool) (slot int, unaim func(), ok bool) {
+	since := time.Now()
+	wait := holderWait
+	if fresh {
+		wait = max(wait, n.run.cfg.Workload.HoldMax)
+	}
+	deadline := since.Add(wait)
 	for {
+		late := time.Now().After(deadline)
 		if holders := n.Holders(); len(holders) > 0 {
-			slot := holders[n.rng.IntN(len(holders))]
-			if unaim, ok := n.aimAt(slot); ok {
-				return slot, unaim, true
+			slot, pick := 0, true
+			if fresh {
+				slot, pick = n.latestHolder(holders, since, late)
+			} else {
+				slot = holders[n.rng.IntN(len(holders))]
+			}
+			if pick {
+				if unaim, ok := n.aimAt(slot); ok {
+					return slot, unaim, true
+				}
 			}
 		}
-		if time.Now().After(deadline) {
+		if late {
 			return 0, nil, false
 		}
 		select {
@@ -119,6 +139,25 @@ func (n *nemesis) awaitHolder(ctx context.Context) (slot int, unaim func(), ok b
 			return 0, nil, false
 		}
 	}
+}
+
+// latestHolder is the holder of holders that took its lock last, if it
+// took it after since or anyway is set.
+func (n *nemesis) latestHolder(holders []int, since time.Time, anyway bool) (int, bool) {
+	best, bestAt := -1, int64(0)
+	for _, slot := range holders {
+		inc := n.run.clients[slot].current()
+		if inc == nil {
+			continue
+		}
+		if at := inc.heldSince.Load(); best < 0 || at > bestAt {
+			best, bestAt = slot, at
+		}
+	}
+	if best < 0 || (!anyway && bestAt < since.UnixNano()) {
+		return 0, false
+	}
+	return best, true
 }
 
 // aimAt holds slot's critical section open (its incarnation's aim) if it

@@ -26,8 +26,14 @@ type Column struct {
 	// crashes are real SIGSTOP and SIGKILL.
 	Processes bool `json:",omitempty"`
 	// HoldLeases, when positive, lets holders keep a lock up to this
-	// many leases instead of the base hold.
-	HoldLeases float64 `json:",omitempty"`
+	// many leases instead of the base hold; HoldMinLeases, at least that
+	// many, so that a holder is still at work when its lease runs out on
+	// the server. The long columns hold 3 to 5 leases: a lock that waits
+	// out a second of clock slack before a takeover (fenced) lets a waiter
+	// in two leases after a 1 s holder's last refresh, and the holder must
+	// still be working then.
+	HoldLeases    float64 `json:",omitempty"`
+	HoldMinLeases float64 `json:",omitempty"`
 	// ClockSpreadLeases, when positive, sets every client's clock off by
 	// a constant of up to this many leases either way for the whole run.
 	ClockSpreadLeases float64 `json:",omitempty"`
@@ -50,6 +56,10 @@ func Columns() []Column {
 		{Name: "429", Summary: "the backend refuses a second write to one object within a second (GCS only)", Faults: []string{"server-429"}},
 		{Name: "pause", Summary: "a lock holder frozen, timers and network included, for 2.5 leases", Faults: []string{"pause-holder"}, LeaseMultiple: 2.5},
 		{Name: "crash", Summary: "a lock holder killed, restarted later under a new process", Faults: []string{"crash-holder"}},
+		{Name: "long-partition", Summary: "holds of 3 to 5 leases; a holder cut off from the backend, silently, for 3 leases while it works", Faults: []string{"partition-holder"}, LeaseMultiple: 3, HoldMinLeases: 3, HoldLeases: 5},
+		{Name: "long-fail-fast", Summary: "holds of 3 to 5 leases; every request of a holder refused at once for 3 leases while it works", Faults: []string{"fail-fast-holder"}, LeaseMultiple: 3, HoldMinLeases: 3, HoldLeases: 5},
+		{Name: "long-pause", Summary: "holds of 3 to 5 leases; a holder frozen for 3 leases, then working on", Faults: []string{"pause-holder"}, LeaseMultiple: 3, HoldMinLeases: 3, HoldLeases: 5},
+		{Name: "deliver-late", Summary: "holds of 3 to 5 leases; a holder's requests delivered two leases late, after other clients have acted", Faults: []string{"deliver-late-holder"}, HoldMinLeases: 3, HoldLeases: 5},
 		{Name: "clock", Summary: "one client's clock stepped three leases forward or back, or run at twice real speed", Faults: []string{"clock-jump-forward", "clock-jump-back", "clock-drift"}},
 		{Name: "skew", Summary: "every client's clock off by a constant of up to three leases either way, holds up to half a lease", ClockSpreadLeases: 3, HoldLeases: 0.5},
 		{Name: "register-pause", Summary: "register workload (an unguarded read-increment-write), a holder frozen for 2.5 leases", Workload: history.WorkloadRegister, Faults: []string{"pause-holder"}, LeaseMultiple: 2.5},
@@ -78,7 +88,7 @@ func (c Column) Room(ttl, interval time.Duration) time.Duration {
 }
 
 // DefaultColumns are the columns of the standard comparison table.
-var DefaultColumns = []string{"none", "contended", "latency", "partition", "lost-reply", "server-lost-reply", "429", "pause", "crash"}
+var DefaultColumns = []string{"none", "contended", "latency", "partition", "lost-reply", "server-lost-reply", "429", "pause", "crash", "long-partition", "long-fail-fast", "long-pause", "deliver-late"}
 
 // DataColumns are the columns of the second table: clocks, data, real
 // processes, release requests.

@@ -9,6 +9,7 @@
 package compare
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -255,7 +256,9 @@ func (p Plan) Spec(l harness.LockerSpec, sc Scenario, seed uint64) scenarios.Spe
 	if sc.LeaseMultiple > 0 {
 		s.FaultDuration = time.Duration(sc.LeaseMultiple * float64(p.TTL)).String()
 	}
-	s.Duration = scenarios.Duration(max(time.Duration(s.Duration), p.Room(sc)))
+	// Lengthened from the base's duration, or the default a zero one
+	// stands for: a zero left here would become the room itself.
+	s.Duration = scenarios.Duration(max(cmp.Or(time.Duration(s.Duration), scenarios.DefaultDuration), p.Room(sc)))
 	if sc.Workload != "" {
 		s.Workload = sc.Workload
 	}
@@ -264,6 +267,9 @@ func (p Plan) Spec(l harness.LockerSpec, sc Scenario, seed uint64) scenarios.Spe
 	}
 	if sc.HoldLeases > 0 {
 		s.HoldMax = scenarios.Duration(time.Duration(sc.HoldLeases * float64(p.TTL)))
+	}
+	if sc.HoldMinLeases > 0 {
+		s.HoldMin = scenarios.Duration(time.Duration(sc.HoldMinLeases * float64(p.TTL)))
 	}
 	if sc.ClockSpreadLeases > 0 {
 		s.ClockSpread = scenarios.Duration(time.Duration(sc.ClockSpreadLeases * float64(p.TTL)))

@@ -151,11 +151,15 @@ func median(ds []time.Duration) time.Duration {
 
 // Verdict says the cell's safety verdict in a word and its seed count:
 // invalid if any seed was, unknown if any was and none invalid; and, when
-// any seed's liveness was invalid, that too, as its own verdict.
+// any seed's liveness was invalid, or a holder let a release request go
+// unanswered, that too: a lock that never lets go is safe and useless.
 func (s Summary) Verdict() string {
 	v := s.safety()
 	if s.LivenessInvalid > 0 {
 		v += fmt.Sprintf("; **liveness invalid** %d/%d", s.LivenessInvalid, s.Valid+s.Invalid+s.Unknown+s.Errors)
+	}
+	if s.ReleaseMissed > 0 {
+		v += fmt.Sprintf("; **release requests missed** %d/%d", s.ReleaseMissed, s.ReleaseContended)
 	}
 	return v
 }

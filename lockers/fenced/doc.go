@@ -43,8 +43,9 @@
 // generation g, with the deadline counted from that attempt's t0. If not,
 // the write may still be in flight and Lock returns an indeterminate error
 // (not [lockers.ErrNoEffect]) — except after a 429 or 408, which the server
-// sends for a request it turned away unread: then the attempt is as
-// definite as a 412, and Lock backs off and tries again. A write that commits later only makes a
+// sends for a request it turned away unread, and after a connection
+// refused (ECONNREFUSED), which no byte of the request got past: then the
+// attempt is as definite as a 412, and Lock backs off and tries again. A write that commits later only makes a
 // lock nobody believes it holds, which expires unrefreshed after its TTL: a
 // liveness cost, never a safety one. If the caller's context ended while
 // the write was in flight and the read finds it won, the lease is given

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"cloud.google.com/go/storage"
@@ -110,6 +111,17 @@ const (
 	// DefectUnlockKeeps: Unlock returns at once without deleting the
 	// object or stopping the refresher, so the lease is kept for good.
 	DefectUnlockKeeps
+	// DefectFailedExtendCounts: a refresh that fails at once, with a
+	// connection error rather than a timeout, counts as confirmed ("the
+	// server is down for a moment; the lock is surely still ours"), so a
+	// holder whose every request is refused believes in its lease until
+	// the outage ends, long after the lease ran out on the server.
+	DefectFailedExtendCounts
+	// DefectDeadlineOnSend: the local deadline moves forward when a
+	// refresh is sent, not when it is confirmed, so a holder cut off from
+	// the backend keeps believing as long as its refresher keeps sending.
+	DefectDeadlineOnSend
+	lastDefect = DefectDeadlineOnSend
 )
 
 func (o Options) resolve() (Options, error) {
@@ -122,7 +134,7 @@ func (o Options) resolve() (Options, error) {
 		lockers.Published{Option: &o.MaxBackoff, Default: DefaultMaxBackoff}); err != nil {
 		return o, fmt.Errorf("%w: %w", ErrBadOptions, err)
 	}
-	if o.Defect < NoDefect || o.Defect > DefectUnlockKeeps {
+	if o.Defect < NoDefect || o.Defect > lastDefect {
 		return o, fmt.Errorf("%w: unknown defect %d", ErrBadOptions, o.Defect)
 	}
 	if o.TTL.Milliseconds() < 1 {
@@ -371,6 +383,11 @@ func (l *Locker) attempt(ctx context.Context, key string, obj *storage.ObjectHan
 	case rejected:
 		return nil, o, fmt.Errorf("%s: lock %q: %w: %w", Name, key, err, lockers.ErrNoEffect)
 	}
+	if neverConnected(err) && ctx.Err() == nil {
+		// The request never left this machine: as definite as a 412,
+		// and no read could reach the server now anyway.
+		return nil, refused, nil
+	}
 	ls, rerr := l.checkOwn(ctx, key, obj, nonce, t0)
 	if ls != nil {
 		return ls, ambiguous, nil
@@ -386,6 +403,12 @@ func (l *Locker) attempt(ctx context.Context, key string, obj *storage.ObjectHan
 
 // errNotOurs: the check-own-token read found another write's lock.
 var errNotOurs = errors.New("the lock carries another nonce")
+
+// neverConnected says the request failed to connect (ECONNREFUSED): no
+// byte of it reached the server, so it had no effect.
+func neverConnected(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
 
 // refusedUnread says the server answered 429 or 408: it refused the request
 // without acting on it. Other 5xx replies stay ambiguous even when the
@@ -649,6 +672,9 @@ func (ls *lease) refresh() {
 	if !t0.Before(deadline) {
 		return // the watchdog's call
 	}
+	if l.opts.Defect == DefectDeadlineOnSend {
+		ls.confirm(meta, t0)
+	}
 	// An answer after the deadline is worth nothing.
 	ctx, cancel := clockContext(l.life, l.env.Clock, min(l.opts.CallTimeout, deadline.Sub(t0)))
 	defer cancel()
@@ -656,6 +682,10 @@ func (ls *lease) refresh() {
 	attrs, err := ls.obj.If(cond).Update(ctx, storage.ObjectAttrsToUpdate{Metadata: l.metadata(ls.nonce)})
 	if err == nil {
 		ls.confirm(attrs.Metageneration, t0)
+		return
+	}
+	if l.opts.Defect == DefectFailedExtendCounts && (classify(err) == ambiguous || neverConnected(err)) && ctx.Err() == nil {
+		ls.confirm(meta, t0)
 		return
 	}
 	switch classify(err) {

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -819,6 +822,68 @@ func TestRefusedUnreadRetries(t *testing.T) {
 				defer mustUnlock(t, lease)
 				if attempts != 2 {
 					t.Errorf("%d attempts reported, want 2", attempts)
+				}
+			})
+		})
+	}
+}
+
+// failFirstPost fails the first create with err, before or after handing
+// it to the server.
+type failFirstPost struct {
+	base  http.RoundTripper
+	err   error
+	after bool // the server got the request first
+	done  atomic.Bool
+}
+
+func (f *failFirstPost) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodPost || f.done.Swap(true) {
+		return f.base.RoundTrip(r)
+	}
+	if f.after {
+		resp, err := f.base.RoundTrip(r)
+		if err == nil {
+			resp.Body.Close()
+		}
+	}
+	return nil, f.err
+}
+
+// TestConnectionRefusedRetries: a create whose connection was refused
+// never reached the server, so Lock tries again and wins, with every
+// attempt reported. The pair: a connection reset after the server got the
+// create may have committed it, and the read-back then finds the lock
+// ours (the reset came after the commit).
+func TestConnectionRefusedRetries(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	reset := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+	for _, c := range []struct {
+		name  string
+		err   error
+		after bool
+	}{{"refused", refused, false}, {"reset", reset, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newBackend(t, nil)
+				hc := b.m.HTTPClient(nil)
+				hc.Transport = &failFirstPost{base: hc.Transport, err: c.err, after: c.after}
+				var attempts int
+				env := lockers.Env{Clock: lockers.SystemClock{}, HTTP: hc, Identity: "c", Seed: 1,
+					AttemptStarted: func() { attempts++ }}
+				l, err := fenced.New(context.Background(), fenced.Config{Endpoint: b.m.Endpoint(), Bucket: b.m.Bucket()}, env, fenced.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Close()
+				lease, err := l.Lock(context.Background(), "k")
+				if err != nil {
+					t.Fatalf("Lock: %v", err)
+				}
+				defer mustUnlock(t, lease)
+				want := map[string]int{"refused": 2, "reset": 1}[c.name]
+				if attempts != want {
+					t.Errorf("%d attempts reported, want %d (the refused create definite, the reset one settled by the read-back)", attempts, want)
 				}
 			})
 		})

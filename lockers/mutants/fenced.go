@@ -25,10 +25,24 @@ import (
 //     stopping the refresher, so the first holder of a key keeps it for
 //     good. Triggered by any release; the other clients never acquire it
 //     again, which only the liveness verdict shows.
+//   - mutant-failed-extend-counts: a refresh that fails at once (a
+//     connection refused or reset, not a timeout) counts as confirmed.
+//     Triggered by a holder whose every request fails at once for longer
+//     than the lease while it still works (the long-fail-fast column): it
+//     goes on believing, the lease runs out on the server, and a waiter
+//     takes the lock. A silent partition does not show it: the refresh
+//     then times out, which the mutant treats as the original does.
+//   - mutant-deadline-on-send: the holder's deadline moves forward when a
+//     refresh is sent, not when it is confirmed. Triggered by a holder cut
+//     off from the backend for longer than the lease while it still works
+//     (long-partition, long-fail-fast): its refresher keeps sending, so
+//     it never learns it lost the lock.
 const (
 	BlindDelete         = "mutant-blind-delete"
 	MetagenerationToken = "mutant-metageneration-token"
 	UnlockKeeps         = "mutant-unlock-keeps"
+	FailedExtendCounts  = "mutant-failed-extend-counts"
+	DeadlineOnSend      = "mutant-deadline-on-send"
 )
 
 // FencedDefects are the GCS mutants by name, with their defects.
@@ -36,6 +50,8 @@ var FencedDefects = map[string]fenced.Defect{
 	BlindDelete:         fenced.DefectBlindDelete,
 	MetagenerationToken: fenced.DefectMetagenerationToken,
 	UnlockKeeps:         fenced.DefectUnlockKeeps,
+	FailedExtendCounts:  fenced.DefectFailedExtendCounts,
+	DeadlineOnSend:      fenced.DefectDeadlineOnSend,
 }
 
 // NewFenced is fenced.New with the named mutant's defect planted.
