@@ -257,7 +257,11 @@ func TestRunWithProcessClients(t *testing.T) {
 	// holder is found in time depends on the machine's load, and this
 	// test asserts only what holds under load. Crashes of 300 ms, 300 ms
 	// apart on average, leave the 1.5 s run room for one (faults.Room).
-	dir, code, stdout := runOnce(t, "-locker", "redis", "-ttl", "2s", "-recovery-timeout", "6s", "-clients", "3", "-keys", "1", "-workload", "register",
+	// A recovery window under two leases: whether each worker process
+	// acquires again within it depends on the machine's load (one clean
+	// clone under two busy loops had a client miss a 6 s window), so its
+	// liveness is reported, not counted, and the exit is safety's.
+	dir, code, stdout := runOnce(t, "-locker", "redis", "-ttl", "2s", "-recovery-timeout", "3s", "-clients", "3", "-keys", "1", "-workload", "register",
 		"-clients-as", "process", "-faults", "crash", "-fault-interval", "300ms", "-fault-duration", "300ms", "-seed", "1")
 	// A killed holder's Redis lease expires; the killed process can
 	// write nothing more, so nothing is lost.

@@ -319,7 +319,12 @@ func hold(ctx context.Context, s state, client int) error {
 // pass is one direction of one request: nil to go on, or the error the
 // caller sees.
 func (n *Network) pass(ctx context.Context, client int, upstream bool) error {
-	s := n.state(client, upstream)
+	return n.passIn(ctx, n.state(client, upstream), client, upstream)
+}
+
+// passIn is pass under s, the state already drawn for this direction of
+// the request (each draw moves the client's latency stream on).
+func (n *Network) passIn(ctx context.Context, s state, client int, upstream bool) error {
 	switch {
 	case s.refused && upstream:
 		return errRefused
@@ -370,10 +375,11 @@ func mayBeRetried(status int) bool {
 
 func (t *faultTransport) roundTrip(r *http.Request) (*http.Response, error) {
 	ctx := r.Context()
-	if s := t.n.state(t.client, true); s.late > 0 && !s.cut && !s.reset && !s.refused {
+	s := t.n.state(t.client, true)
+	if s.late > 0 && !s.cut && !s.reset && !s.refused {
 		return t.late(r, s)
 	}
-	if err := t.n.pass(ctx, t.client, true); err != nil {
+	if err := t.n.passIn(ctx, s, t.client, true); err != nil {
 		if r.Body != nil {
 			r.Body.Close()
 		}
