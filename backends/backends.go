@@ -15,8 +15,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/lockcheck/lockcheck/history"
 	"net"
 	"net/url"
+	"strconv"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -62,7 +64,7 @@ func GCS(build GCSBuild) harness.Setup {
 			}
 			return gcsInstance(GCSBucket{Endpoint: a.GCSEndpoint, Bucket: a.GCSBucket}, p, build, func() {}), nil
 		}
-		server, err := gcs.Start(ctx, gcs.Options{Wrap: p.ServerFront})
+		server, err := gcs.Start(ctx, gcs.Options{Wrap: p.ServerFront, OnWrite: auditWrites(p.OnWrite)})
 		if err != nil {
 			return nil, fmt.Errorf("embedded GCS: %w", err)
 		}
@@ -235,7 +237,7 @@ const (
 // same handler chain: server faults, fidelity layer, emulator), each
 // client reaching it through its own path of an in-memory network.
 func inMemoryGCS(p harness.Params, build GCSBuild) (*harness.Instance, error) {
-	m, err := gcs.NewInMemory(gcs.Options{Wrap: p.ServerFront})
+	m, err := gcs.NewInMemory(gcs.Options{Wrap: p.ServerFront, OnWrite: auditWrites(p.OnWrite)})
 	if err != nil {
 		return nil, fmt.Errorf("in-memory GCS: %w", err)
 	}
@@ -278,4 +280,19 @@ func inMemoryRedis(n int, p harness.Params, build RedisBuild) *harness.Instance 
 	inst.Network = func(context.Context, []string, int) (harness.Plane, error) { return network, nil }
 	inst.Attach = harness.Attachment{}
 	return inst
+}
+
+// auditWrites hands the embedded GCS's accepted writes to the run's
+// audit, the writer read from the slot its requests carry.
+func auditWrites(record func(history.Write)) func(gcs.Write) {
+	if record == nil {
+		return nil
+	}
+	return func(w gcs.Write) {
+		client, err := strconv.Atoi(w.Writer)
+		if err != nil {
+			client = -1
+		}
+		record(history.Write{Object: w.Object, Op: w.Op, Client: client, Before: w.Before, After: w.After})
+	}
 }

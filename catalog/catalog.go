@@ -116,6 +116,7 @@ func Lockers() []harness.LockerSpec {
 		fencedMutant(mutants.MetagenerationToken, "BROKEN on purpose: fenced with the metageneration (1 for every new lock object) as its fencing token"),
 		fencedMutant(mutants.UnlockKeeps, "BROKEN on purpose: fenced whose Unlock neither deletes nor stops refreshing: the lock is kept for good"),
 		fencedMutant(mutants.FailedExtendCounts, "BROKEN on purpose: fenced counting a refresh that failed at once (connection refused) as confirmed"),
+		fencedMutant(mutants.BlindExtend, "BROKEN on purpose: fenced refreshing with no precondition, so a refresh that lands late rewrites the next holder's lock"),
 		fencedMutant(mutants.DeadlineOnSend, "BROKEN on purpose: fenced moving its local deadline when a refresh is sent, not when it is confirmed"),
 		{
 			Name:    redis.Name,

@@ -31,9 +31,10 @@ type Target struct {
 	// ClockStep is how far a clock jump moves a client's clock: a few of
 	// the locker's leases, so that a skewed client misjudges expiry.
 	ClockStep time.Duration
-	// LateBy is how long deliver-late holds a request: two leases, so that
-	// the sender's lease has run out on the server when it lands and other
-	// clients have had a lease's time to take the key.
+	// LateBy is how long deliver-late holds a request: three leases, so
+	// that the sender's lease has run out on the server when it lands and
+	// a waiter has had time to take the key, even from a lock that waits
+	// out a second of clock slack on a 1 s lease before a takeover.
 	LateBy time.Duration
 }
 
@@ -187,12 +188,12 @@ func backendKind(name, summary string, majority bool) Kind {
 		}}
 }
 
-// lateKind holds the target's requests by t.LateBy (two leases); it lasts
-// at least 2.5 leases, so that a request sent as it starts is held its
-// whole time (the heal delivers what is still held at once).
+// lateKind holds the target's requests by t.LateBy (three leases); it
+// lasts at least 3.5 leases, so that a request sent as it starts is held
+// its whole time (the heal delivers what is still held at once).
 func lateKind(name, summary string, holder bool) Kind {
 	k := netKind(name, summary, holder, nil)
-	k.MinLeases = 2.5
+	k.MinLeases = 3.5
 	k.Inject = func(t Target, targets []int) (func() error, error) {
 		n, err := network(t)
 		if err != nil {
@@ -343,7 +344,7 @@ func Kinds() []Kind {
 		netKind("reset", "reset the client's connections to the backend", false, func(n netfault.Faults, c []int) (netfault.Heal, error) {
 			return n.Reset(c, netfault.Both)
 		}),
-		lateKind("deliver-late", "hold one client's requests and deliver each two leases late, after other clients have acted, even when the client gave up on it", false),
+		lateKind("deliver-late", "hold one client's requests and deliver each three leases late, after other clients have acted, even when the client gave up on it", false),
 		lateKind("deliver-late-holder", "deliver-late, aimed at a client that holds a lock: its extend or release lands after the key may have changed hands", true),
 		refuseKind("fail-fast", "every request of one client fails at once (connection refused), for longer than a lease: a loud outage, where partition is a silent one", false),
 		refuseKind("fail-fast-holder", "fail-fast, aimed at a client that holds a lock: every extend fails at once while it works on", true),

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"github.com/lockcheck/lockcheck/history"
 	"net"
 	"net/http"
 	"time"
@@ -110,6 +111,9 @@ type Params struct {
 	// ServerFront, when the backend serves HTTP, goes in front of it:
 	// the server-side fault middleware.
 	ServerFront func(http.Handler) http.Handler
+	// OnWrite, when the embedded backend can report the writes it
+	// accepts (the GCS fidelity layer), hears of each: the backend audit.
+	OnWrite func(history.Write)
 	// GCSBucket, when set, runs GCS lockers against this real bucket
 	// (application default credentials) instead of the embedded GCS.
 	GCSBucket string

@@ -107,7 +107,7 @@ func (c *client) start() error {
 	}
 	env := lockers.Env{
 		Clock:          clock,
-		HTTP:           &http.Client{Transport: gatedTransport{gate: g, base: c.run.transportFor(c.slot)}},
+		HTTP:           &http.Client{Transport: gatedTransport{gate: g, base: c.run.transportFor(c.slot), writer: c.run.writerName(c.slot)}},
 		Dial:           c.run.dialerFor(c.slot, g),
 		Identity:       identity,
 		Seed:           seed,

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"errors"
+	"github.com/lockcheck/lockcheck/internal/gcsapi"
 	"net"
 	"net/http"
 	"sync"
@@ -192,11 +193,18 @@ func (c *clientClock) After(d time.Duration) <-chan time.Time {
 type gatedTransport struct {
 	gate *gate
 	base http.RoundTripper
+	// writer, when set, names the client on each request it sends
+	// (gcsapi.WriterHeader), for the backend audit.
+	writer string
 }
 
 func (t gatedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := t.gate.pass(req.Context()); err != nil {
 		return nil, err
+	}
+	if t.writer != "" {
+		req = req.Clone(req.Context())
+		req.Header.Set(gcsapi.WriterHeader, t.writer)
 	}
 	resp, err := t.base.RoundTrip(req)
 	if perr := t.gate.pass(req.Context()); perr != nil {

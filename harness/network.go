@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -143,6 +144,25 @@ type serverFault struct {
 	Object  string `json:"object,omitempty"`
 	Status  int    `json:"status,omitempty"`
 	Backend int    `json:"backend,omitempty"`
+}
+
+// recordWrite puts a write the backend accepted into the history, for the
+// backend audit.
+func (r *run) recordWrite(w history.Write) {
+	if !r.recording.Load() {
+		return
+	}
+	r.rec.record(nemesisEvent(history.BackendWrite, w))
+}
+
+// writerName is what client slot's requests to the embedded GCS carry
+// (gcs.WriterHeader) so that the backend audit knows who wrote; nothing
+// for a real bucket, which has no audit and no business with the header.
+func (r *run) writerName(slot int) string {
+	if r.cfg.GCSBucket != "" {
+		return ""
+	}
+	return strconv.Itoa(slot)
 }
 
 // recordServerFault puts every faulted request into the history, so a

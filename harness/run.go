@@ -348,7 +348,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	r := &run{cfg: cfg}
 	server := serverfault.New(serverfault.Options{Seed: cfg.Seed ^ 0x5e7fa17, OnEvent: r.recordServerFault})
 	setupCtx, cancelSetup := context.WithTimeout(ctx, time.Minute)
-	inst, err := cfg.Locker.Setup(setupCtx, Params{TimeScale: cfg.TimeScale, ServerFront: server.Wrap, GCSBucket: cfg.GCSBucket, RedisAddrs: cfg.RedisAddrs, Backend: cfg.Backend, RunID: filepath.Base(cfg.Dir),
+	inst, err := cfg.Locker.Setup(setupCtx, Params{TimeScale: cfg.TimeScale, ServerFront: server.Wrap, OnWrite: r.recordWrite, GCSBucket: cfg.GCSBucket, RedisAddrs: cfg.RedisAddrs, Backend: cfg.Backend, RunID: filepath.Base(cfg.Dir),
 		InMemory: cfg.InMemory, Clients: cfg.Clients, Seed: cfg.Seed})
 	cancelSetup()
 	if err != nil {
@@ -364,7 +364,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	if cfg.processes() && !inst.Attach.Networked() && cfg.Backend != BackendNone {
 		return nil, fmt.Errorf("%w: process clients need a backend another process can reach, and locker %s keeps its state inside the harness; choose a GCS or Redis locker, or goroutine clients", ErrFaultNotApplicable, cfg.Locker.Name)
 	}
-	target := faults.Target{ClockStep: cfg.clockStep(), LateBy: 2 * cmp.Or(cfg.lease(), time.Second)}
+	target := faults.Target{ClockStep: cfg.clockStep(), LateBy: 3 * cmp.Or(cfg.lease(), time.Second)}
 	if inst.ServerFront {
 		target.Server = server
 	}

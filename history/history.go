@@ -100,6 +100,9 @@ const (
 	FaultFailed = "fault-failed"
 	// ServerFault: the backend's fault middleware faulted one request.
 	ServerFault = "server-fault"
+	// BackendWrite: the backend accepted a write to an object (the
+	// backend audit, on the embedded GCS). Value is a Write.
+	BackendWrite = "backend-write"
 	// Interrupted: the run was cut short (Ctrl-C, SIGTERM, a cancelled
 	// context) at this event's time, its faults healed; what follows it,
 	// if anything, is the harness winding down.
@@ -332,4 +335,20 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// Write is one write a backend accepted, as its audit saw it: who sent it,
+// and which incarnation of the object it acted on and left. A client's
+// writes are told apart by its slot, since its process changes after each
+// indeterminate call while its background work (a refresher) goes on.
+type Write struct {
+	Object string `json:"object"`
+	// Op is "write" (a new generation), "update" (metadata) or "delete".
+	Op string `json:"op"`
+	// Client is the writer's slot; -1 when the request did not say.
+	Client int `json:"client"`
+	// Before is the generation the write acted on (0: none); After the
+	// one it left (0: none, after a delete).
+	Before int64 `json:"before,omitempty"`
+	After  int64 `json:"after,omitempty"`
 }

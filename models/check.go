@@ -106,7 +106,9 @@ type Report struct {
 	RegisterLinearizability *RegisterLinearizabilityResult `json:"register_linearizability,omitempty"`
 	Fencing                 *FencingResult                 `json:"fencing,omitempty"`
 	// Tokens is nil when the locker claims no fencing or gave no token.
-	Tokens          *TokensResult    `json:"fencing_tokens,omitempty"`
+	Tokens *TokensResult `json:"fencing_tokens,omitempty"`
+	// Audit is nil when the backend reported no writes.
+	Audit           *AuditResult     `json:"backend_audit,omitempty"`
 	ReleaseRequests *ReleaseRequests `json:"release_requests,omitempty"`
 	Counts          Counts           `json:"counts"`
 	// Truncated passes on history.History.Truncated: the run died
@@ -211,6 +213,9 @@ func Check(h *history.History, opts Options) (*Report, error) {
 	r.Checkers = []CheckerResult{mx, lin, live}
 	if r.Tokens = checkTokens(h, opts); r.Tokens != nil {
 		r.addSafety(TokensName, r.Tokens.Verdict, r.Tokens.Summary, r.Tokens.Counterexamples)
+	}
+	if r.Audit = checkAudit(h, opts); r.Audit != nil {
+		r.addSafety(AuditName, r.Audit.Verdict, r.Audit.Summary, r.Audit.Counterexamples)
 	}
 	r.checkData(h, data, opts)
 	if why := checkVacuity(h, r.Counts); why != "" {

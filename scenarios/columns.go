@@ -59,7 +59,7 @@ func Columns() []Column {
 		{Name: "long-partition", Summary: "holds of 3 to 5 leases; a holder cut off from the backend, silently, for 3 leases while it works", Faults: []string{"partition-holder"}, LeaseMultiple: 3, HoldMinLeases: 3, HoldLeases: 5},
 		{Name: "long-fail-fast", Summary: "holds of 3 to 5 leases; every request of a holder refused at once for 3 leases while it works", Faults: []string{"fail-fast-holder"}, LeaseMultiple: 3, HoldMinLeases: 3, HoldLeases: 5},
 		{Name: "long-pause", Summary: "holds of 3 to 5 leases; a holder frozen for 3 leases, then working on", Faults: []string{"pause-holder"}, LeaseMultiple: 3, HoldMinLeases: 3, HoldLeases: 5},
-		{Name: "deliver-late", Summary: "holds of 3 to 5 leases; a holder's requests delivered two leases late, after other clients have acted", Faults: []string{"deliver-late-holder"}, HoldMinLeases: 3, HoldLeases: 5},
+		{Name: "deliver-late", Summary: "holds of 3 to 5 leases; a holder's requests delivered three leases late, after other clients have acted", Faults: []string{"deliver-late-holder"}, HoldMinLeases: 3, HoldLeases: 5},
 		{Name: "clock", Summary: "one client's clock stepped three leases forward or back, or run at twice real speed", Faults: []string{"clock-jump-forward", "clock-jump-back", "clock-drift"}},
 		{Name: "skew", Summary: "every client's clock off by a constant of up to three leases either way, holds up to half a lease", ClockSpreadLeases: 3, HoldLeases: 0.5},
 		{Name: "register-pause", Summary: "register workload (an unguarded read-increment-write), a holder frozen for 2.5 leases", Workload: history.WorkloadRegister, Faults: []string{"pause-holder"}, LeaseMultiple: 2.5},

@@ -95,6 +95,8 @@ type fidelity struct {
 	next http.Handler
 
 	locks keyedMutex
+	// onWrite hears of every accepted write (Options.OnWrite).
+	onWrite func(Write)
 
 	mu      sync.Mutex // guards objects, uploads, finished and lastGen
 	objects map[string]objState
@@ -109,10 +111,11 @@ type fidelity struct {
 	lastGen map[string]int64
 }
 
-func newFidelity(fake *fakestorage.Server, next http.Handler) *fidelity {
+func newFidelity(fake *fakestorage.Server, next http.Handler, onWrite func(Write)) *fidelity {
 	return &fidelity{
 		fake:     fake,
 		next:     next,
+		onWrite:  onWrite,
 		objects:  make(map[string]objState),
 		uploads:  make(map[string]upload),
 		finished: make(map[string]*gcsapi.Reply),
@@ -371,6 +374,22 @@ func (f *fidelity) serveLocked(r *http.Request, t target, c conds, commit bool, 
 
 	if ok && makesGeneration(t, commit) {
 		f.recordGeneration(t.bucket, t.object, key)
+	}
+	if ok && f.onWrite != nil && (makesGeneration(t, commit) || t.kind == opUpdate || t.kind == opDelete) {
+		w := Write{Object: t.object, Op: t.kind.String(), Writer: r.Header.Get(WriterHeader)}
+		if live {
+			w.Before = cur.gen
+		}
+		switch t.kind {
+		case opUpdate:
+			w.After = cur.gen
+		case opDelete:
+		default:
+			if _, now := f.current(t.bucket, t.object, key); now.gen != 0 {
+				w.After = now.gen
+			}
+		}
+		f.onWrite(w)
 	}
 	switch t.kind {
 	case opUpdate:

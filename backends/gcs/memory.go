@@ -39,7 +39,7 @@ func NewInMemory(opts Options) (*InMemory, error) {
 	fake.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: DefaultBucket})
 	var h http.Handler = fake.HTTPHandler()
 	if !opts.Raw {
-		h = newFidelity(fake, h)
+		h = newFidelity(fake, h, opts.OnWrite)
 	}
 	if opts.Wrap != nil {
 		h = opts.Wrap(h)

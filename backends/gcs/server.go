@@ -28,6 +28,12 @@ type Options struct {
 	// injects after sees a committed write.
 	Wrap func(http.Handler) http.Handler
 
+	// OnWrite, when set, is told of every write the backend accepts (see
+	// Write), under the object's lock, so the writes of one object reach
+	// it in the order they took effect. The fidelity layer calls it; a
+	// Raw backend never does.
+	OnWrite func(Write)
+
 	// Raw serves the emulator with no fidelity layer. It exists only so the
 	// known-gaps test can measure what the bare emulator gets wrong; never use
 	// it to judge a locker.
@@ -78,7 +84,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 
 	var h http.Handler = fake.HTTPHandler()
 	if !opts.Raw {
-		h = newFidelity(fake, h)
+		h = newFidelity(fake, h, opts.OnWrite)
 	}
 	if opts.Wrap != nil {
 		h = opts.Wrap(h)

@@ -209,7 +209,9 @@ func TestSimulatedComparisonLeavesProcessColumnsNotApplicable(t *testing.T) {
 // confirmed breaks under the outage and not under the
 // partition (its class: a timeout it handles as the original does); a
 // copy that moves its deadline when a refresh is sent breaks under the
-// outage.
+// outage; a copy that refreshes with no precondition passes every client
+// check under a holder's late deliveries, and the backend audit catches
+// its late refresh on the next holder's lock.
 func TestLongColumnsCatchTheirClassOfMutant(t *testing.T) {
 	t.Parallel()
 	want := map[[2]string]string{
@@ -218,6 +220,8 @@ func TestLongColumnsCatchTheirClassOfMutant(t *testing.T) {
 		{"mutant-deadline-on-send", "long-fail-fast"}:     "**invalid** 1/1",
 		{"fenced", "long-partition"}:                      "valid 1/1",
 		{"mutant-failed-extend-counts", "long-partition"}: "valid 1/1",
+		{"fenced", "deliver-late"}:                        "valid 1/1",
+		{"mutant-blind-extend", "deliver-late"}:           "**invalid** 1/1",
 	}
 	for _, column := range []struct {
 		name    string
@@ -225,6 +229,7 @@ func TestLongColumnsCatchTheirClassOfMutant(t *testing.T) {
 	}{
 		{"long-fail-fast", []string{"fenced", "mutant-failed-extend-counts", "mutant-deadline-on-send"}},
 		{"long-partition", []string{"fenced", "mutant-failed-extend-counts"}},
+		{"deliver-late", []string{"fenced", "mutant-blind-extend"}},
 	} {
 		cols, err := LookupScenarios([]string{column.name})
 		if err != nil {
@@ -246,6 +251,9 @@ func TestLongColumnsCatchTheirClassOfMutant(t *testing.T) {
 			w := want[[2]string{c.Locker, c.Scenario}]
 			if got := c.Summarize().Verdict(); got != w {
 				t.Errorf("%s × %s: %s, want %s", c.Locker, c.Scenario, got, w)
+			}
+			if c.Locker == "mutant-blind-extend" && (c.Runs[0].Violations != 0 || !strings.Contains(c.Runs[0].Counterexample, "a write from a client that did not hold the lock")) {
+				t.Errorf("mutant-blind-extend: %d overlaps, counterexample %q; want none, and the audit's", c.Runs[0].Violations, c.Runs[0].Counterexample)
 			}
 		}
 	}

@@ -142,3 +142,9 @@ func WriteJSONError(w http.ResponseWriter, method string, status int, e Error) {
 		w.Write(out)
 	}
 }
+
+// WriterHeader is the request header that names the client that sent a
+// request to the embedded GCS, whose backend audit records who wrote
+// what. A harness sets it on its clients' requests; a real bucket never
+// sees it.
+const WriterHeader = "X-Lockcheck-Writer"

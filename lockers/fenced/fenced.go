@@ -121,7 +121,12 @@ const (
 	// refresh is sent, not when it is confirmed, so a holder cut off from
 	// the backend keeps believing as long as its refresher keeps sending.
 	DefectDeadlineOnSend
-	lastDefect = DefectDeadlineOnSend
+	// DefectBlindExtend: a refresh updates the lock object with no
+	// generation or metageneration precondition, so one that lands late
+	// (after its holder was told it lost the lock, and another client
+	// took it) extends, and rewrites, the next holder's lock.
+	DefectBlindExtend
+	lastDefect = DefectBlindExtend
 )
 
 func (o Options) resolve() (Options, error) {
@@ -678,8 +683,11 @@ func (ls *lease) refresh() {
 	// An answer after the deadline is worth nothing.
 	ctx, cancel := clockContext(l.life, l.env.Clock, min(l.opts.CallTimeout, deadline.Sub(t0)))
 	defer cancel()
-	cond := storage.Conditions{GenerationMatch: ls.gen, MetagenerationMatch: meta}
-	attrs, err := ls.obj.If(cond).Update(ctx, storage.ObjectAttrsToUpdate{Metadata: l.metadata(ls.nonce)})
+	obj := ls.obj.If(storage.Conditions{GenerationMatch: ls.gen, MetagenerationMatch: meta})
+	if l.opts.Defect == DefectBlindExtend {
+		obj = ls.obj
+	}
+	attrs, err := obj.Update(ctx, storage.ObjectAttrsToUpdate{Metadata: l.metadata(ls.nonce)})
 	if err == nil {
 		ls.confirm(attrs.Metageneration, t0)
 		return

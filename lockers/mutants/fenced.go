@@ -37,12 +37,19 @@ import (
 //     off from the backend for longer than the lease while it still works
 //     (long-partition, long-fail-fast): its refresher keeps sending, so
 //     it never learns it lost the lock.
+//   - mutant-blind-extend: a refresh updates the lock object with no
+//     precondition. Triggered by a refresh that lands late, after its
+//     holder was told it lost the lock and another client took it (the
+//     deliver-late column): it rewrites the next holder's lock. The
+//     clients see nothing wrong (the next holder is told it lost the lock
+//     when its own refresh then fails); the backend audit sees the write.
 const (
 	BlindDelete         = "mutant-blind-delete"
 	MetagenerationToken = "mutant-metageneration-token"
 	UnlockKeeps         = "mutant-unlock-keeps"
 	FailedExtendCounts  = "mutant-failed-extend-counts"
 	DeadlineOnSend      = "mutant-deadline-on-send"
+	BlindExtend         = "mutant-blind-extend"
 )
 
 // FencedDefects are the GCS mutants by name, with their defects.
@@ -52,6 +59,7 @@ var FencedDefects = map[string]fenced.Defect{
 	UnlockKeeps:         fenced.DefectUnlockKeeps,
 	FailedExtendCounts:  fenced.DefectFailedExtendCounts,
 	DeadlineOnSend:      fenced.DefectDeadlineOnSend,
+	BlindExtend:         fenced.DefectBlindExtend,
 }
 
 // NewFenced is fenced.New with the named mutant's defect planted.

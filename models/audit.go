@@ -1,0 +1,156 @@
+package models
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/lockcheck/lockcheck/history"
+)
+
+// AuditName is the backend audit's name in reports.
+const AuditName = "backend-audit"
+
+// AuditResult is the verdict of the backend audit: the writes the backend
+// itself accepted (history.BackendWrite, recorded by the embedded GCS)
+// judged against who held each lock by the history. A lock object written
+// during a client's successful acquire is that hold's incarnation, from
+// the write until the holder releases it, is told it lost it, or crashes;
+// a write that another client got accepted on that incarnation while the
+// hold lasted is a violation: a late delete, an extend without a
+// precondition, a takeover too eager. Mutual exclusion sees only what the
+// clients said; this sees what reached the store, so it catches a stray
+// write whose harm hides behind a failure the history already shows, or
+// does not show at all.
+//
+// Nil when the history has no backend writes: a backend that reports none
+// (Redis, a real bucket, worker processes' own requests) is not audited.
+type AuditResult struct {
+	Verdict Verdict `json:"verdict"`
+	Summary string  `json:"summary"`
+	// Writes counts the accepted writes whose writer is known; Holds
+	// the lock incarnations the audit tied to a hold.
+	Writes          int      `json:"writes"`
+	Holds           int      `json:"holds"`
+	Violations      int      `json:"violations"`
+	Counterexamples []string `json:"counterexamples,omitempty"`
+}
+
+// auditHold is one successful acquisition, as the audit follows it.
+type auditHold struct {
+	client     int
+	process    history.Process
+	key        string
+	invoke, ok int64
+	end        int64 // math.MaxInt64 while it lasts to the end of the history
+}
+
+type auditWrite struct {
+	time int64
+	w    history.Write
+}
+
+type incarnation struct {
+	object string
+	gen    int64
+}
+
+// checkAudit audits h's backend writes; nil when it has none.
+func checkAudit(h *history.History, opts Options) *AuditResult {
+	var writes []auditWrite
+	var holds []*auditHold
+	invoked := map[history.Process]int64{}
+	open := map[[2]any]*auditHold{} // client, key → the hold it is in
+	endHold := func(client int, key string, at int64) {
+		k := [2]any{client, key}
+		if hd := open[k]; hd != nil {
+			hd.end = at
+			delete(open, k)
+		}
+	}
+	for _, e := range h.Events {
+		switch {
+		case e.F == history.BackendWrite:
+			var w history.Write
+			if json.Unmarshal(e.Value, &w) == nil && w.Client >= 0 {
+				writes = append(writes, auditWrite{e.Time, w})
+			}
+		case e.F == history.Crash:
+			var ref history.ClientRef
+			if json.Unmarshal(e.Value, &ref) == nil {
+				for k, hd := range open {
+					if k[0] == ref.Client {
+						hd.end = e.Time
+						delete(open, k)
+					}
+				}
+			}
+		case e.F == history.Acquire && e.Type == history.Invoke:
+			invoked[e.Process] = e.Time
+		case e.F == history.Acquire && e.Type == history.OK:
+			hd := &auditHold{client: e.Client, process: e.Process, key: e.Key, invoke: invoked[e.Process], ok: e.Time, end: math.MaxInt64}
+			holds = append(holds, hd)
+			open[[2]any{e.Client, e.Key}] = hd
+		case e.F == history.Release && e.Type == history.Invoke, e.F == history.Lost:
+			endHold(e.Client, e.Key, e.Time)
+		}
+	}
+	if len(writes) == 0 {
+		return nil
+	}
+	res := &AuditResult{Writes: len(writes)}
+	// A hold's incarnation is the last object generation its client's
+	// writes made during its acquire call: the winning write. Earlier ones
+	// of the call are a waiter's own (a release request, an attempt that
+	// lost).
+	owner := map[incarnation]*auditHold{}
+	for _, hd := range holds {
+		var won *auditWrite
+		for i := range writes {
+			aw := &writes[i]
+			if aw.time > hd.ok {
+				break
+			}
+			if aw.w.Client == hd.client && aw.w.Op == "write" && aw.w.After != 0 && aw.time >= hd.invoke {
+				won = aw
+			}
+		}
+		if won != nil {
+			owner[incarnation{won.w.Object, won.w.After}] = hd
+			res.Holds++
+		}
+	}
+	for _, aw := range writes {
+		if aw.w.Before == 0 {
+			continue
+		}
+		hd := owner[incarnation{aw.w.Object, aw.w.Before}]
+		if hd == nil || hd.client == aw.w.Client || aw.time >= hd.end {
+			continue
+		}
+		res.Violations++
+		if len(res.Counterexamples) < opts.maxCounterexamples() {
+			res.Counterexamples = append(res.Counterexamples, fmt.Sprintf(
+				"at %v the backend accepted client %d's %s of %s on generation %d, the lock client %d (P%d) acquired on key %s at %v and held %s: a write from a client that did not hold the lock",
+				at(aw.time), aw.w.Client, aw.w.Op, aw.w.Object, aw.w.Before, hd.client, hd.process, hd.key, at(hd.ok), until(hd.end)))
+		}
+	}
+	if res.Violations > 0 {
+		res.Verdict = Invalid
+		res.Summary = fmt.Sprintf("%d of %d accepted writes hit a lock another client held", res.Violations, res.Writes)
+	} else {
+		res.Verdict = Valid
+		res.Summary = fmt.Sprintf("%d accepted writes, none on a lock another client held (%d holds' lock objects followed)", res.Writes, res.Holds)
+	}
+	return res
+}
+
+func at(t int64) time.Duration { return time.Duration(t).Round(time.Millisecond) }
+
+func until(end int64) string {
+	if end == math.MaxInt64 {
+		return "to the end of the run"
+	}
+	return "until " + at(end).String()
+}
