@@ -7,6 +7,7 @@ package catalog
 import (
 	"context"
 	"fmt"
+	"github.com/lockcheck/lockcheck/history"
 	"slices"
 	"strings"
 	"time"
@@ -107,7 +108,10 @@ func Lockers() []harness.LockerSpec {
 			Name:    fenced.Name,
 			Summary: "lockcheck's own GCS lock: atomic takeover by generation, expiry on server time, generation as fencing token, Lost before expiry (12 s TTL)",
 			Fencing: true,
-			TTL:     fenced.DefaultTTL,
+			// Its deadline runs from each refresh's send, a margin short
+			// of the lease the backend counts from its acceptance.
+			LostNotice: history.NoticeBeforeLeaseEnd,
+			TTL:        fenced.DefaultTTL,
 			Setup: backends.GCS(func(ctx context.Context, t backends.GCSBucket, p harness.Params, env lockers.Env) (lockers.Locker, error) {
 				return fenced.New(ctx, fenced.Config{Endpoint: t.Endpoint, Bucket: t.Bucket}, env, fenced.Options{TimeScale: p.TimeScale})
 			}),
@@ -156,7 +160,7 @@ func Lockers() []harness.LockerSpec {
 // fencedMutant is fenced with one planted defect (package mutants).
 func fencedMutant(name, summary string) harness.LockerSpec {
 	return harness.LockerSpec{
-		Name: name, Summary: summary, Fencing: true, TTL: fenced.DefaultTTL,
+		Name: name, Summary: summary, Fencing: true, LostNotice: history.NoticeBeforeLeaseEnd, TTL: fenced.DefaultTTL,
 		Setup: backends.GCS(func(ctx context.Context, t backends.GCSBucket, p harness.Params, env lockers.Env) (lockers.Locker, error) {
 			return mutants.NewFenced(ctx, name, fenced.Config{Endpoint: t.Endpoint, Bucket: t.Bucket}, env, fenced.Options{TimeScale: p.TimeScale})
 		}),

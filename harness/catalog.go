@@ -19,6 +19,9 @@ type LockerSpec struct {
 	Summary string
 	// Fencing says the locker claims tokens that increase per key.
 	Fencing bool
+	// LostNotice is what the locker promises about telling a holder it
+	// lost its lock (history.NoticeBeforeLeaseEnd), empty for nothing.
+	LostNotice string
 	// TTL is the published lease a lock lives without refresh, before any
 	// time scale; zero for locks that never expire. A comparison scales
 	// each locker so that leases are alike.

@@ -191,6 +191,7 @@ func (c Config) Info() history.RunInfo {
 		Duration:        history.Duration(c.Duration),
 		Faults:          faultNames(c.Faults),
 		Fencing:         c.Locker.Fencing,
+		LostNotice:      c.Locker.LostNotice,
 		TimeScale:       c.TimeScale,
 		ClientsAs:       cmp.Or(c.ClientsAs, ClientsAsGoroutines),
 		Lease:           history.Duration(c.lease()),

@@ -199,6 +199,9 @@ type RunInfo struct {
 	Faults    []string `json:"faults"`
 	// Fencing says whether the locker claims its tokens increase.
 	Fencing bool `json:"fencing"`
+	// LostNotice is what the locker promises about telling a holder it
+	// lost its lock: NoticeBeforeLeaseEnd, or empty for nothing.
+	LostNotice string `json:"lost_notice,omitempty"`
 	// TimeScale multiplied the locker's published durations; 0 in
 	// histories written before it was recorded.
 	TimeScale float64 `json:"time_scale,omitempty"`
@@ -352,3 +355,7 @@ type Write struct {
 	Before int64 `json:"before,omitempty"`
 	After  int64 `json:"after,omitempty"`
 }
+
+// NoticeBeforeLeaseEnd is the promise that a holder is told it lost its
+// lock before its lease can have ended on the backend.
+const NoticeBeforeLeaseEnd = "before-lease-end"

@@ -44,6 +44,8 @@ type auditHold struct {
 	key        string
 	invoke, ok int64
 	end        int64 // math.MaxInt64 while it lasts to the end of the history
+	// created is when the backend accepted the write that won the lock.
+	created int64
 }
 
 type auditWrite struct {
@@ -56,10 +58,20 @@ type incarnation struct {
 	gen    int64
 }
 
-// checkAudit audits h's backend writes; nil when it has none.
-func checkAudit(h *history.History, opts Options) *AuditResult {
-	var writes []auditWrite
-	var holds []*auditHold
+// trail is what the backend audit and the lost-notice check read off a
+// history: the accepted writes with a known writer, the holds, and the
+// lock incarnation each hold won.
+type trail struct {
+	writes []auditWrite
+	holds  []*auditHold
+	owner  map[incarnation]*auditHold
+	won    map[*auditHold]incarnation
+}
+
+// readTrail follows h's holds and backend writes; nil when it has no
+// backend writes.
+func readTrail(h *history.History) *trail {
+	tr := &trail{owner: map[incarnation]*auditHold{}, won: map[*auditHold]incarnation{}}
 	invoked := map[history.Process]int64{}
 	open := map[[2]any]*auditHold{} // client, key → the hold it is in
 	endHold := func(client int, key string, at int64) {
@@ -74,7 +86,7 @@ func checkAudit(h *history.History, opts Options) *AuditResult {
 		case e.F == history.BackendWrite:
 			var w history.Write
 			if json.Unmarshal(e.Value, &w) == nil && w.Client >= 0 {
-				writes = append(writes, auditWrite{e.Time, w})
+				tr.writes = append(tr.writes, auditWrite{e.Time, w})
 			}
 		case e.F == history.Crash:
 			var ref history.ClientRef
@@ -90,25 +102,23 @@ func checkAudit(h *history.History, opts Options) *AuditResult {
 			invoked[e.Process] = e.Time
 		case e.F == history.Acquire && e.Type == history.OK:
 			hd := &auditHold{client: e.Client, process: e.Process, key: e.Key, invoke: invoked[e.Process], ok: e.Time, end: math.MaxInt64}
-			holds = append(holds, hd)
+			tr.holds = append(tr.holds, hd)
 			open[[2]any{e.Client, e.Key}] = hd
 		case e.F == history.Release && e.Type == history.Invoke, e.F == history.Lost:
 			endHold(e.Client, e.Key, e.Time)
 		}
 	}
-	if len(writes) == 0 {
+	if len(tr.writes) == 0 {
 		return nil
 	}
-	res := &AuditResult{Writes: len(writes)}
 	// A hold's incarnation is the last object generation its client's
 	// writes made during its acquire call: the winning write. Earlier ones
 	// of the call are a waiter's own (a release request, an attempt that
 	// lost).
-	owner := map[incarnation]*auditHold{}
-	for _, hd := range holds {
+	for _, hd := range tr.holds {
 		var won *auditWrite
-		for i := range writes {
-			aw := &writes[i]
+		for i := range tr.writes {
+			aw := &tr.writes[i]
 			if aw.time > hd.ok {
 				break
 			}
@@ -117,15 +127,27 @@ func checkAudit(h *history.History, opts Options) *AuditResult {
 			}
 		}
 		if won != nil {
-			owner[incarnation{won.w.Object, won.w.After}] = hd
-			res.Holds++
+			inc := incarnation{won.w.Object, won.w.After}
+			tr.owner[inc] = hd
+			tr.won[hd] = inc
+			hd.created = won.time
 		}
 	}
-	for _, aw := range writes {
+	return tr
+}
+
+// checkAudit audits h's backend writes; nil when it has none.
+func checkAudit(h *history.History, opts Options) *AuditResult {
+	tr := readTrail(h)
+	if tr == nil {
+		return nil
+	}
+	res := &AuditResult{Writes: len(tr.writes), Holds: len(tr.owner)}
+	for _, aw := range tr.writes {
 		if aw.w.Before == 0 {
 			continue
 		}
-		hd := owner[incarnation{aw.w.Object, aw.w.Before}]
+		hd := tr.owner[incarnation{aw.w.Object, aw.w.Before}]
 		if hd == nil || hd.client == aw.w.Client || aw.time >= hd.end {
 			continue
 		}
@@ -148,8 +170,11 @@ func checkAudit(h *history.History, opts Options) *AuditResult {
 
 func at(t int64) time.Duration { return time.Duration(t).Round(time.Millisecond) }
 
+// maxTime stands for a hold that lasts to the end of the history.
+const maxTime = math.MaxInt64
+
 func until(end int64) string {
-	if end == math.MaxInt64 {
+	if end == maxTime {
 		return "to the end of the run"
 	}
 	return "until " + at(end).String()

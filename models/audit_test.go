@@ -86,3 +86,37 @@ func TestBackendAuditCatchesAWriteOnAnothersLock(t *testing.T) {
 		t.Errorf("a history with no backend writes audited: %+v", res)
 	}
 }
+
+// Paired cases: a holder that extends in time and lets go before its
+// lease ends on the backend keeps the promise; one whose lease lapsed (its
+// extend landed too late to count) while it went on holding breaks it;
+// a locker that promises nothing is not judged.
+func TestLostNoticeMustComeBeforeTheLeaseEnds(t *testing.T) {
+	cases := []struct {
+		name    string
+		lease   int64
+		promise string
+		want    Verdict
+		says    string
+	}{
+		{"extended in time", 20, history.NoticeBeforeLeaseEnd, Valid, "each of 2 holders was told, or let go, before its lease ended"},
+		{"lapsed while holding", 4, history.NoticeBeforeLeaseEnd, Invalid, "client 0 (P0) acquired key k at 0s; its lease ended on the backend at 0s"},
+	}
+	for _, c := range cases {
+		h := auditHistory(t)
+		h.Header.Run.Lease, h.Header.Run.LostNotice = history.Duration(c.lease), c.promise
+		res := checkNotice(h, Options{})
+		if res == nil {
+			t.Fatalf("%s: not judged", c.name)
+		}
+		text := res.Summary + " " + strings.Join(res.Counterexamples, " ")
+		if res.Verdict != c.want || !strings.Contains(text, c.says) {
+			t.Errorf("%s: %s: %s; want %s saying %q", c.name, res.Verdict, text, c.want, c.says)
+		}
+	}
+	h := auditHistory(t)
+	h.Header.Run.Lease = 4
+	if res := checkNotice(h, Options{}); res != nil {
+		t.Errorf("a locker that promises nothing was judged: %+v", res)
+	}
+}

@@ -108,7 +108,9 @@ type Report struct {
 	// Tokens is nil when the locker claims no fencing or gave no token.
 	Tokens *TokensResult `json:"fencing_tokens,omitempty"`
 	// Audit is nil when the backend reported no writes.
-	Audit           *AuditResult     `json:"backend_audit,omitempty"`
+	Audit *AuditResult `json:"backend_audit,omitempty"`
+	// Notice is nil when the locker promises nothing about lost notices.
+	Notice          *NoticeResult    `json:"lost_notice,omitempty"`
 	ReleaseRequests *ReleaseRequests `json:"release_requests,omitempty"`
 	Counts          Counts           `json:"counts"`
 	// Truncated passes on history.History.Truncated: the run died
@@ -216,6 +218,9 @@ func Check(h *history.History, opts Options) (*Report, error) {
 	}
 	if r.Audit = checkAudit(h, opts); r.Audit != nil {
 		r.addSafety(AuditName, r.Audit.Verdict, r.Audit.Summary, r.Audit.Counterexamples)
+	}
+	if r.Notice = checkNotice(h, opts); r.Notice != nil {
+		r.addSafety(NoticeName, r.Notice.Verdict, r.Notice.Summary, r.Notice.Counterexamples)
 	}
 	r.checkData(h, data, opts)
 	if why := checkVacuity(h, r.Counts); why != "" {
