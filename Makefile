@@ -3,7 +3,7 @@ GO      ?= go
 VERIFY  := $(GO) run ./cmd/verify
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: verify test vet bench build clean redis-conformance-table determinism determinism-lockers determinism-table node-worker tus616-table redis-server compare-table compare-data-table sim-table quick nightly regression report-check chromium help
+.PHONY: verify test vet bench build clean redis-conformance-table determinism determinism-lockers determinism-table mutant-table node-worker tus616-table redis-server compare-table compare-data-table sim-table quick nightly regression report-check chromium help
 
 ## verify: a quick run of the default locker through pauses and crashes, checked
 verify:
@@ -125,6 +125,13 @@ determinism-table:
 	@{ echo "| locker | faults | seeds | differing at -parallel 1 | differing at -parallel 2 |"; echo "|---|---|---|---|---|"; \
 	for r in $(DET_RUNS); do cat results/determinism/$${r%%:*}.row 2>/dev/null; done; } > results/determinism-table.md
 	$(GO) run ./internal/readmetable -marker determinism -table results/determinism-table.md README.md
+
+## mutant-table: every planted mutant (verify list: "BROKEN on purpose") and its controls, lease and fenced, × the standard compare columns, seeds 1-3, in simulation; the table goes into docs/mutants.md
+mutant-table: build
+	@mkdir -p results
+	bin/verify compare -sim -parallel 2 -seeds 1,2,3 -lockers lease,fenced,$$(bin/verify list | awk '/BROKEN on purpose/ {print $$1}' | paste -sd, -) -markdown results/mutant-table.md > /dev/null || [ $$? -le 2 ]
+	sed -E 's/\[(s[0-9]+)\]\([^)]*\)/\1/g' results/mutant-table.md > results/mutant-table.docs.md
+	$(GO) run ./internal/readmetable -marker mutants -table results/mutant-table.docs.md docs/mutants.md
 
 ## sim-table: every regression scenario and planted mutant, sim (seeds 1-200) against live (seeds 1-5): the first failing seed, seeds explored and wall time to the first violation, one command at a time; the table goes into README.md (about 4 min)
 sim-table:

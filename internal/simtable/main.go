@@ -126,7 +126,8 @@ func run(ctx context.Context, stdout, log io.Writer, simSeeds string, liveSeeds 
 // mutantFlags are the settings under which a planted mutant's defect can
 // show: recovery required (a lock that never lets go is caught by
 // liveness alone), the GCS mutants on a one-second lease, and the fault
-// that triggers the blind delete. The same for simulation and live mode.
+// and holds that trigger each (its compare column's). The same for
+// simulation and live mode.
 func mutantFlags(name string) []string {
 	flags := []string{"-require-recovery"}
 	switch name {
@@ -134,6 +135,14 @@ func mutantFlags(name string) []string {
 		flags = append(flags, "-ttl", "1s", "-faults", "server-lost-reply")
 	case "mutant-metageneration-token", "mutant-unlock-keeps":
 		flags = append(flags, "-ttl", "1s")
+	case "mutant-failed-extend-counts", "mutant-deadline-on-send":
+		// The long-fail-fast column: a holder still at work when every
+		// request of its own fails at once for longer than its lease.
+		flags = append(flags, "-ttl", "1s", "-faults", "fail-fast-holder", "-fault-duration", "3s", "-hold-min", "3s", "-hold-max", "5s")
+	case "mutant-blind-extend":
+		// The deliver-late column: a holder's refreshes land three leases
+		// late, on the next holder's lock.
+		flags = append(flags, "-ttl", "1s", "-faults", "deliver-late-holder", "-hold-min", "3s", "-hold-max", "5s")
 	}
 	return flags
 }

@@ -766,7 +766,14 @@ func TestLoopbackServer(t *testing.T) {
 	if closed(held.Lost()) {
 		t.Logf("the holder was told it lost the lease though nobody took it (slow machine): allowed")
 	} else if err := held.Unlock(ctx); err != nil {
-		t.Fatalf("Unlock: %v", err)
+		if errors.Is(err, lockers.ErrNoEffect) {
+			t.Fatalf("Unlock: %v: the lock was not the holder's any more, and nobody took it", err)
+		}
+		// Real time on a loaded machine: the delete outlived its call
+		// timeout (one clean clone under two busy loops), so whether it
+		// landed is unknown; if not, the lease expires and b takes the
+		// lock below all the same.
+		t.Logf("Unlock indeterminate on a slow machine: %v", err)
 	}
 	next, err := b.Lock(ctx, "k")
 	if err != nil {
@@ -802,13 +809,7 @@ func TestRefusedUnreadRetries(t *testing.T) {
 				}
 				b := newBackend(t, wrap)
 				var attempts int
-				env := lockers.Env{Clock: lockers.SystemClock{}, HTTP: b.m.HTTPClient(nil), Identity: "c", Seed: 1,
-					AttemptStarted: func() { attempts++ }}
-				l, err := fenced.New(context.Background(), fenced.Config{Endpoint: b.m.Endpoint(), Bucket: b.m.Bucket()}, env, fenced.Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer l.Close()
+				l := countingLocker(t, b, b.m.HTTPClient(nil), &attempts)
 				lease, err := l.Lock(context.Background(), "k")
 				if code == http.StatusServiceUnavailable {
 					if err == nil || errors.Is(err, lockers.ErrNoEffect) {
@@ -869,13 +870,7 @@ func TestConnectionRefusedRetries(t *testing.T) {
 				hc := b.m.HTTPClient(nil)
 				hc.Transport = &failFirstPost{base: hc.Transport, err: c.err, after: c.after}
 				var attempts int
-				env := lockers.Env{Clock: lockers.SystemClock{}, HTTP: hc, Identity: "c", Seed: 1,
-					AttemptStarted: func() { attempts++ }}
-				l, err := fenced.New(context.Background(), fenced.Config{Endpoint: b.m.Endpoint(), Bucket: b.m.Bucket()}, env, fenced.Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer l.Close()
+				l := countingLocker(t, b, hc, &attempts)
 				lease, err := l.Lock(context.Background(), "k")
 				if err != nil {
 					t.Fatalf("Lock: %v", err)
@@ -888,4 +883,17 @@ func TestConnectionRefusedRetries(t *testing.T) {
 			})
 		})
 	}
+}
+
+// countingLocker is a fenced locker on b through hc that counts its
+// acquisition attempts into attempts; closed when the test ends.
+func countingLocker(t *testing.T, b *backend, hc *http.Client, attempts *int) *fenced.Locker {
+	t.Helper()
+	env := lockers.Env{Clock: lockers.SystemClock{}, HTTP: hc, Identity: "c", Seed: 1, AttemptStarted: func() { *attempts++ }}
+	l, err := fenced.New(context.Background(), fenced.Config{Endpoint: b.m.Endpoint(), Bucket: b.m.Bucket()}, env, fenced.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
 }

@@ -152,13 +152,9 @@ func (p *Plane) Inject(clients []int, t Toxic, dir netfault.Direction) (netfault
 	if err != nil {
 		return nil, fmt.Errorf("netfault: inject %s: %w", t.Type, err)
 	}
-	if len(clients) == 0 {
-		return nil, fmt.Errorf("netfault: inject %s: no clients", t.Type)
-	}
-	for _, c := range clients {
-		if c < 0 || c >= len(p.proxies) {
-			return nil, fmt.Errorf("netfault: inject %s: client %d out of range 0..%d", t.Type, c, len(p.proxies)-1)
-		}
+	op := "inject " + t.Type
+	if err := p.checkClients(op, clients); err != nil {
+		return nil, err
 	}
 	attrs := t.Attributes
 	if attrs == nil {
@@ -169,13 +165,10 @@ func (p *Plane) Inject(clients []int, t Toxic, dir netfault.Direction) (netfault
 	// not miss toxics added after it looked.
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
-		return nil, errors.New("netfault: inject: plane closed")
+	f, err := p.newFault(op)
+	if err != nil {
+		return nil, err
 	}
-	p.nextID++
-	f := &fault{id: p.nextID}
-	p.active[f.id] = f
-
 	for _, c := range slices.Compact(slices.Sorted(slices.Values(clients))) {
 		for _, s := range streams {
 			name := fmt.Sprintf("f%d-%s-%s", f.id, t.Type, s)
@@ -198,6 +191,30 @@ func (p *Plane) Inject(clients []int, t Toxic, dir netfault.Direction) (netfault
 	}
 	id := f.id
 	return func() error { return p.heal(id) }, nil
+}
+
+// checkClients refuses an empty or out-of-range client list for op.
+func (p *Plane) checkClients(op string, clients []int) error {
+	if len(clients) == 0 {
+		return fmt.Errorf("netfault: %s: no clients", op)
+	}
+	for _, c := range clients {
+		if c < 0 || c >= len(p.proxies) {
+			return fmt.Errorf("netfault: %s: client %d out of range 0..%d", op, c, len(p.proxies)-1)
+		}
+	}
+	return nil
+}
+
+// newFault registers a fault about to be injected; p.mu is held.
+func (p *Plane) newFault(op string) (*fault, error) {
+	if p.closed {
+		return nil, fmt.Errorf("netfault: %s: plane closed", op)
+	}
+	p.nextID++
+	f := &fault{id: p.nextID}
+	p.active[f.id] = f
+	return f, nil
 }
 
 func (p *Plane) heal(id int) error {
@@ -342,22 +359,15 @@ func (p *Plane) DeliverLate(clients []int, late time.Duration) (netfault.Heal, e
 // a client learns of at once, unlike Partition's silence. The heal listens
 // on the same port again.
 func (p *Plane) Refuse(clients []int) (netfault.Heal, error) {
-	if len(clients) == 0 {
-		return nil, errors.New("netfault: refuse: no clients")
-	}
-	for _, c := range clients {
-		if c < 0 || c >= len(p.proxies) {
-			return nil, fmt.Errorf("netfault: refuse: client %d out of range 0..%d", c, len(p.proxies)-1)
-		}
+	if err := p.checkClients("refuse", clients); err != nil {
+		return nil, err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
-		return nil, errors.New("netfault: refuse: plane closed")
+	f, err := p.newFault("refuse")
+	if err != nil {
+		return nil, err
 	}
-	p.nextID++
-	f := &fault{id: p.nextID}
-	p.active[f.id] = f
 	for _, c := range slices.Compact(slices.Sorted(slices.Values(clients))) {
 		if p.refused[c]++; p.refused[c] == 1 {
 			p.proxies[c].Stop()
