@@ -170,7 +170,17 @@ func expectation(locker, family string) Expect {
 	if e, ok := measured[locker][family]; ok {
 		return e
 	}
+	if e, ok := audited[locker]; ok {
+		return e
+	}
 	return Expect{ExpectValid, "valid 3/3 in the comparison tables (seeds 1-3, 1 s leases)"}
+}
+
+// audited are the lockers whose cells the backend audit may turn invalid
+// where the comparison tables, measured before it, had them valid: until
+// the tables are measured again, such a cell expects either verdict.
+var audited = map[string]Expect{
+	"tus616": {ExpectEither, "valid 3/3 before the backend audit, which then found step 3's double delete (a waiter deleting, with ifMetagenerationMatch=1 alone, the fresh lock another waiter had just created in place of a stale one) on 19 of 20 simulated seeds with no faults, mostly where no overlap followed"},
 }
 
 // All is every regression scenario, then their sim forms, then every
