@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"sort"
 	"time"
 
 	"github.com/lockcheck/lockcheck/history"
@@ -115,16 +116,21 @@ func readTrail(h *history.History) *trail {
 	// writes made during its acquire call: the winning write. Earlier ones
 	// of the call are a waiter's own (a release request, an attempt that
 	// lost).
+	// Each client's generation-making writes, in time order: a hold looks
+	// up the last one in its acquire call by binary search, so a long run
+	// costs holds × log(writes), not holds × writes.
+	made := map[int][]*auditWrite{}
+	for i := range tr.writes {
+		if aw := &tr.writes[i]; aw.w.Op == "write" && aw.w.After != 0 {
+			made[aw.w.Client] = append(made[aw.w.Client], aw)
+		}
+	}
 	for _, hd := range tr.holds {
+		mine := made[hd.client]
+		i := sort.Search(len(mine), func(i int) bool { return mine[i].time > hd.ok })
 		var won *auditWrite
-		for i := range tr.writes {
-			aw := &tr.writes[i]
-			if aw.time > hd.ok {
-				break
-			}
-			if aw.w.Client == hd.client && aw.w.Op == "write" && aw.w.After != 0 && aw.time >= hd.invoke {
-				won = aw
-			}
+		if i > 0 && mine[i-1].time >= hd.invoke {
+			won = mine[i-1]
 		}
 		if won != nil {
 			inc := incarnation{won.w.Object, won.w.After}

@@ -42,6 +42,14 @@ func checkNotice(h *history.History, opts Options) *NoticeResult {
 	if tr == nil {
 		return nil
 	}
+	// The extends of each incarnation, in time order.
+	extends := map[incarnation][]auditWrite{}
+	for _, aw := range tr.writes {
+		if aw.w.Op == "update" && aw.w.Before != 0 {
+			inc := incarnation{aw.w.Object, aw.w.Before}
+			extends[inc] = append(extends[inc], aw)
+		}
+	}
 	res := &NoticeResult{}
 	for _, hd := range tr.holds {
 		inc, ok := tr.won[hd]
@@ -50,8 +58,8 @@ func checkNotice(h *history.History, opts Options) *NoticeResult {
 		}
 		res.Holds++
 		end := hd.created + lease
-		for _, aw := range tr.writes {
-			if aw.time <= hd.created || aw.w.Object != inc.object || aw.w.Before != inc.gen || aw.w.Op != "update" {
+		for _, aw := range extends[inc] {
+			if aw.time <= hd.created {
 				continue
 			}
 			if aw.time > end {
