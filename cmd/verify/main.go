@@ -15,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	goredis "github.com/redis/go-redis/v9"
 	"io"
 	"os"
 	"os/signal"
@@ -77,8 +78,17 @@ unreadable history, setup failure).
 `
 
 func main() {
+	// go-redis logs its pool's dial failures to stderr from any client,
+	// and a run that refuses or cuts connections on purpose (fail-fast,
+	// partition) would interleave them with the progress and the verdict;
+	// the calls that failed are in the history, with their errors.
+	goredis.SetLogger(silentRedis{})
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
+
+type silentRedis struct{}
+
+func (silentRedis) Printf(context.Context, string, ...any) {}
 
 // isHelp reports whether arg asks for help: the general usage, not a
 // command's flags (help of help is the usage, not a loop).
