@@ -198,19 +198,31 @@ func (n *Network) DeliverLate(clients []int, late time.Duration) (netfault.Heal,
 	return n.add(&netFault{kind: "late", clients: slices.Clone(clients), dir: netfault.Upstream, d: late}), nil
 }
 
-// Refuse closes the clients' byte streams now, each seeing ECONNREFUSED,
-// and refuses their requests and dials until the heal.
+// Refuse refuses the clients' requests and dials until the heal, and
+// closes their byte streams, each seeing ECONNREFUSED a network delay
+// later, drawn per stream as a heal's closes are: streams closed at one
+// instant would wake their readers in the Go scheduler's order.
 func (n *Network) Refuse(clients []int) (netfault.Heal, error) {
 	heal := n.add(&netFault{kind: "refuse", clients: slices.Clone(clients), dir: netfault.Both})
+	type closing struct {
+		c     *faultConn
+		after time.Duration
+	}
+	var closes []closing
 	n.mu.Lock()
-	var closing []*faultConn
 	for _, c := range clients {
-		closing = append(closing, n.conns[c]...)
+		for _, fc := range n.conns[c] {
+			closes = append(closes, closing{fc, n.baseDelay(n.healRng)})
+		}
 		n.conns[c] = nil
 	}
 	n.mu.Unlock()
-	for _, fc := range closing {
-		fc.closeWith(errRefused)
+	for _, c := range closes {
+		if c.after <= 0 {
+			c.c.closeWith(errRefused)
+			continue
+		}
+		time.AfterFunc(c.after, func() { c.c.closeWith(errRefused) })
 	}
 	return heal, nil
 }
@@ -245,14 +257,17 @@ type state struct {
 }
 
 func (n *Network) state(client int, upstream bool) state {
+	return n.stateFrom(client, upstream, nil)
+}
+
+// stateFrom is state with its draws from rng, or from client's own
+// stream when rng is nil.
+func (n *Network) stateFrom(client int, upstream bool, rng *rand.Rand) state {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	s := state{healed: n.healed}
-	var rng *rand.Rand
-	if client >= 0 && client < n.clients {
-		rng = n.rngs[client]
-	} else {
-		rng = n.rngs[n.clients]
+	if rng == nil {
+		rng = n.clientRand(client)
 	}
 	s.delay = n.baseDelay(rng)
 	ids := make([]int, 0, len(n.faults))
@@ -283,6 +298,25 @@ func (n *Network) state(client int, upstream bool) state {
 	}
 	s.delay = max(s.delay, 0)
 	return s
+}
+
+// clientRand is client's latency stream; n.mu is held.
+func (n *Network) clientRand(client int) *rand.Rand {
+	if client >= 0 && client < n.clients {
+		return n.rngs[client]
+	}
+	return n.rngs[n.clients]
+}
+
+// heldRand is a stream of draws of one held request or write of client's
+// own, seeded from the client's stream as it is held, in the client's
+// order: what it draws later, when it is let go, cannot depend on the
+// order in which the Go scheduler resumes several held at one instant.
+func (n *Network) heldRand(client int) *rand.Rand {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	rng := n.clientRand(client)
+	return rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))
 }
 
 func applies(dir netfault.Direction, upstream bool) bool {
@@ -375,6 +409,12 @@ func mayBeRetried(status int) bool {
 
 func (t *faultTransport) roundTrip(r *http.Request) (*http.Response, error) {
 	ctx := r.Context()
+	if t.n.refused(t.client) {
+		if r.Body != nil {
+			r.Body.Close()
+		}
+		return nil, errRefused
+	}
 	s := t.n.state(t.client, true)
 	if s.late > 0 && !s.cut && !s.reset && !s.refused {
 		return t.late(r, s)
@@ -422,11 +462,13 @@ func (t *faultTransport) late(r *http.Request, s state) (*http.Response, error) 
 	}
 	replies := make(chan reply, 1)
 	abandoned := make(chan struct{})
+	rng := t.n.heldRand(t.client)
+	afterHeal := t.n.baseDelay(rng)
 	go func() {
-		t.n.waitLate(t.client, time.Now().Add(s.delay+s.late), s.healed)
+		t.n.waitLate(t.client, time.Now().Add(s.delay+s.late), s.healed, afterHeal)
 		resp, err := t.base.RoundTrip(sent)
 		if err == nil {
-			if err = t.n.pass(ctx, t.client, false); err != nil {
+			if err = t.n.passIn(ctx, t.n.stateFrom(t.client, false, rng), t.client, false); err != nil {
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				resp = nil
@@ -451,8 +493,10 @@ func (t *faultTransport) late(r *http.Request, s state) (*http.Response, error) 
 }
 
 // waitLate waits until due, or until a heal leaves no deliver-late fault
-// on client (healed is the heal the wait started under).
-func (n *Network) waitLate(client int, due time.Time, healed *healing) {
+// on client (healed is the heal the wait started under), and then
+// afterHeal more: what one heal lets go arrives at distinct instants, in
+// an order drawn from the seed.
+func (n *Network) waitLate(client int, due time.Time, healed *healing, afterHeal time.Duration) {
 	for {
 		wait := time.Until(due)
 		if wait <= 0 {
@@ -465,12 +509,39 @@ func (n *Network) waitLate(client int, due time.Time, healed *healing) {
 		case <-healed.done:
 			timer.Stop()
 		}
-		s := n.state(client, true)
-		if s.late == 0 {
-			return
+		n.mu.Lock()
+		late, now := n.lateOn(client), n.healed
+		n.mu.Unlock()
+		if !late {
+			due = time.Now().Add(afterHeal)
+			healed = &healing{done: make(chan struct{})} // no heal can cut this short
+			continue
 		}
-		healed = s.healed
+		healed = now
 	}
+}
+
+// lateOn says a deliver-late fault holds client's requests; n.mu is held.
+// It draws nothing, so asking does not move the client's stream.
+func (n *Network) lateOn(client int) bool { return n.faultOn("late", client) }
+
+func (n *Network) faultOn(kind string, client int) bool {
+	for _, f := range n.faults {
+		if f.kind == kind && slices.Contains(f.clients, client) {
+			return true
+		}
+	}
+	return false
+}
+
+// refused says a refuse fault cuts client off. It draws nothing: a
+// refused call fails at once, so the calls of one client's goroutines
+// fail and retry at shared instants, and draws made there would be
+// ordered by the Go scheduler.
+func (n *Network) refused(client int) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.faultOn("refuse", client)
 }
 
 // Dialer is client's path to dial through the network with dial.
@@ -497,6 +568,9 @@ func (n *Network) Dialer(client int, dial func(ctx context.Context, network, add
 
 // dial is Dialer's dial through the faults.
 func (n *Network) dial(ctx context.Context, client int, dial func(ctx context.Context, network, addr string) (net.Conn, error), network, addr string) (net.Conn, error) {
+	if n.refused(client) {
+		return nil, errRefused
+	}
 	if s := n.state(client, true); s.cut || s.reset || s.refused {
 		switch {
 		case s.refused:
@@ -532,9 +606,10 @@ type faultConn struct {
 }
 
 type heldWrite struct {
-	due    time.Time
-	healed *healing
-	b      []byte
+	due       time.Time
+	healed    *healing
+	afterHeal time.Duration
+	b         []byte
 }
 
 // closeWith closes the stream under the client, which then sees err.
@@ -576,7 +651,8 @@ func (c *faultConn) hold(s state, b []byte) {
 	defer c.mu.Unlock()
 	// s.delay, the seeded draw a request would wait, keeps two held
 	// writes from falling due at one instant.
-	c.held = append(c.held, heldWrite{due: time.Now().Add(s.delay + s.late), healed: s.healed, b: append([]byte(nil), b...)})
+	afterHeal := c.n.baseDelay(c.n.heldRand(c.client))
+	c.held = append(c.held, heldWrite{due: time.Now().Add(s.delay + s.late), healed: s.healed, afterHeal: afterHeal, b: append([]byte(nil), b...)})
 	if !c.draining {
 		c.draining = true
 		go c.drain()
@@ -600,7 +676,7 @@ func (c *faultConn) drain() {
 		}
 		w := c.held[0]
 		c.mu.Unlock()
-		c.n.waitLate(c.client, w.due, w.healed)
+		c.n.waitLate(c.client, w.due, w.healed, w.afterHeal)
 		_, err := c.Conn.Write(w.b)
 		c.mu.Lock()
 		if err != nil {
@@ -629,6 +705,10 @@ func (c *faultConn) Read(b []byte) (int, error) {
 }
 
 func (c *faultConn) write(b []byte) (int, error) {
+	if c.n.refused(c.client) {
+		c.Conn.Close()
+		return 0, errRefused
+	}
 	s := c.n.state(c.client, true)
 	c.mu.Lock()
 	queued := c.draining
