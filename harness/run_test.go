@@ -202,7 +202,11 @@ func TestRunRecordsWellFormedCalls(t *testing.T) {
 	if len(open) != 0 {
 		t.Errorf("calls never completed: %v", open)
 	}
-	if counts["ok acquire"] < 20 || counts["ok release"] < 20 {
+	// Some calls, so that the checks above had something to check; how
+	// many fit in 1.5 s of wall time depends on the machine's load (one
+	// clean clone under two busy loops recorded 20 acquires and 19
+	// releases, under a floor of 20 once set here).
+	if counts["ok acquire"] < 3 || counts["ok release"] < 3 {
 		t.Errorf("too little work recorded: %v", counts)
 	}
 	if counts[history.FaultStart] == 0 || counts[history.FaultStart] != counts[history.FaultStop] {
