@@ -30,17 +30,8 @@ func TestOnWriteReportsAcceptedWrites(t *testing.T) {
 				return next.RoundTrip(r)
 			})
 		})
-		c, err := NewClient(ctx, m.Endpoint(), hc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		obj := c.Bucket(m.Bucket()).Object("k.lock").Retryer(storage.WithPolicy(storage.RetryNever))
-		create := func() error {
-			w := obj.If(storage.Conditions{DoesNotExist: true}).NewWriter(ctx)
-			w.ChunkSize = 0
-			return w.Close()
-		}
+		obj := lockObject(t, m, hc)
+		create := func() error { return createOnce(ctx, obj) }
 		if err := create(); err != nil {
 			t.Fatal(err)
 		}

@@ -35,20 +35,8 @@ func TestInMemoryKeepsPreconditions(t *testing.T) {
 				return resp, err
 			})
 		})
-		c, err := NewClient(ctx, m.Endpoint(), hc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		obj := c.Bucket(m.Bucket()).Object("k.lock").Retryer(storage.WithPolicy(storage.RetryNever))
-		create := func() error {
-			w := obj.If(storage.Conditions{DoesNotExist: true}).NewWriter(ctx)
-			w.ChunkSize = 0
-			if _, err := w.Write([]byte("x")); err != nil {
-				return err
-			}
-			return w.Close()
-		}
+		obj := lockObject(t, m, hc)
+		create := func() error { return createOnce(ctx, obj) }
 		if err := create(); err != nil {
 			t.Fatalf("first create: %v", err)
 		}
@@ -70,6 +58,27 @@ func TestInMemoryKeepsPreconditions(t *testing.T) {
 			t.Fatalf("Date headers %q: want them set and moving with the virtual clock", dates)
 		}
 	})
+}
+
+// lockObject is k.lock in m's bucket, through hc, with no retries.
+func lockObject(t *testing.T, m *InMemory, hc *http.Client) *storage.ObjectHandle {
+	t.Helper()
+	c, err := NewClient(context.Background(), m.Endpoint(), hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.Bucket(m.Bucket()).Object("k.lock").Retryer(storage.WithPolicy(storage.RetryNever))
+}
+
+// createOnce writes obj in one request, if it does not exist.
+func createOnce(ctx context.Context, obj *storage.ObjectHandle) error {
+	w := obj.If(storage.Conditions{DoesNotExist: true}).NewWriter(ctx)
+	w.ChunkSize = 0
+	if _, err := w.Write([]byte("x")); err != nil {
+		return err
+	}
+	return w.Close()
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
