@@ -12,9 +12,9 @@ verify:
 # The packages whose tests wait longest, named first so that go test starts them first.
 SLOW_FIRST := ./lockers/tus616 ./cmd/verify ./lockers/redsync
 
-## test: vet and every test with the race detector (installs redis-server and the Node worker's packages first when missing: the Redis lockers are also tested against a real server), then the example module that tests its own lock through the Go API
+## test: vet and every test with the race detector (installs redis-server and the Node worker's packages first when missing: the Redis lockers are also tested against a real server), then the example module that tests its own lock through the Go API; a package killed by the race runtime's own internal CHECK failure (not a test failure, not a race) runs once more (.ci/race-retry)
 test: redis-server node-worker
-	$(GO) test -race $(RACE_TEST_FLAGS) -p 3 -parallel 4 -timeout 25m $(SLOW_FIRST) ./...
+	.ci/race-retry $(GO) test -race $(RACE_TEST_FLAGS) -p 3 -parallel 4 -timeout 25m $(SLOW_FIRST) ./...
 	cd examples/ownlock && $(GO) test -race $(RACE_TEST_FLAGS) -count=1 -timeout 5m ./...
 
 # The race runtime sleeps 1 s as each test binary exits (GORACE's
