@@ -198,7 +198,7 @@ func TestPollsWaitOnClientClock(t *testing.T) {
 	res := lockertest.LockAsync(ctx, b, "id")
 	<-seen
 	// The timeout and the first poll.
-	if err := clock.WaitForTimers(context.Background(), 2); err != nil {
+	if err := clock.WaitForTimers(bounded(t), 2); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -208,10 +208,13 @@ func TestPollsWaitOnClientClock(t *testing.T) {
 	}
 	clock.Advance(10 * time.Millisecond)
 	<-seen
-	if err := held.Unlock(context.Background()); err != nil {
+	// Its second attempt failed once it waits on a new poll: unlocked
+	// before that, the attempt would win and leave no poll to wait for
+	// (a hang on a loaded machine, once).
+	if err := clock.WaitForTimers(bounded(t), 2); err != nil {
 		t.Fatal(err)
 	}
-	if err := clock.WaitForTimers(context.Background(), 2); err != nil {
+	if err := held.Unlock(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(10 * time.Millisecond)
@@ -292,4 +295,12 @@ func TestUnlockUnlocked(t *testing.T) {
 			t.Errorf("second Unlock: got %v, want ErrNotLocked wrapping ErrNoEffect", err)
 		}
 	}
+}
+
+// bounded is a context for a wait that must end: a generous bound, so a
+// wait that never ends fails the test instead of hanging it.
+func bounded(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }
