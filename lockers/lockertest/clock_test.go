@@ -19,7 +19,7 @@ func TestFakeClock(t *testing.T) {
 	}
 
 	late, early := c.After(2*time.Second), c.After(time.Second)
-	if err := c.WaitForTimers(context.Background(), 2); err != nil {
+	if err := c.WaitForTimers(Bounded(t), 2); err != nil {
 		t.Fatal(err)
 	}
 	c.Advance(time.Second - time.Nanosecond)
@@ -47,9 +47,9 @@ func TestFakeClock(t *testing.T) {
 func TestFakeClockWaitForTimersWakesOnNewTimer(t *testing.T) {
 	c := NewFakeClock(time.Unix(0, 0))
 	done := make(chan error, 1)
-	go func() { done <- c.WaitForTimers(context.Background(), 1) }()
+	go func() { done <- c.WaitForTimers(Bounded(t), 1) }()
 	c.After(time.Minute)
-	if err := <-done; err != nil {
+	if err := Recv(t, done, "WaitForTimers return"); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

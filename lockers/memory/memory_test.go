@@ -81,11 +81,11 @@ func TestReleaseRequestReachesHolder(t *testing.T) {
 	b := memory.New(store, newEnv(lockers.SystemClock{}, nil), memory.Options{})
 	held := mustLock(t, a, "upload-id-1")
 	res := lockertest.LockAsync(context.Background(), b, "upload-id-1")
-	<-requested(t, held)
+	lockertest.Recv(t, requested(t, held), "release request")
 	if err := held.Unlock(context.Background()); err != nil {
 		t.Fatalf("holder's Unlock: %v", err)
 	}
-	got := <-res
+	got := lockertest.Recv(t, res, "Lock outcome")
 	if got.Err != nil {
 		t.Fatalf("waiter's Lock after the holder let go: %v", got.Err)
 	}
@@ -112,21 +112,21 @@ func TestAcquireTimeoutHasNoEffect(t *testing.T) {
 	held := mustLock(t, a, "id")
 
 	res := lockertest.LockAsync(context.Background(), b, "id")
-	if err := clock.WaitForTimers(context.Background(), 1); err != nil {
+	if err := clock.WaitForTimers(lockertest.Bounded(t), 1); err != nil {
 		t.Fatal(err)
 	}
-	<-requested(t, held)
+	lockertest.Recv(t, requested(t, held), "release request")
 	clock.Advance(memory.DefaultAcquireLockTimeout - time.Nanosecond)
 	// Attempts after the advance show the waiter still polling.
 	drain(seen)
-	<-seen
+	lockertest.Recv(t, seen, "poll")
 	select {
 	case got := <-res:
 		t.Fatalf("Lock returned before the timeout: %v", got.Err)
 	default:
 	}
 	clock.Advance(time.Nanosecond)
-	got := <-res
+	got := lockertest.Recv(t, res, "Lock outcome")
 	if !errors.Is(got.Err, memory.ErrLockTimeout) || !errors.Is(got.Err, lockers.ErrNoEffect) {
 		t.Fatalf("Lock after the timeout: got %v, want ErrLockTimeout wrapping ErrNoEffect", got.Err)
 	}
@@ -156,9 +156,9 @@ func TestCancelledWaitHasNoEffect(t *testing.T) {
 	held := mustLock(t, a, "id")
 	ctx, cancel := context.WithCancel(context.Background())
 	res := lockertest.LockAsync(ctx, b, "id")
-	<-requested(t, held)
+	lockertest.Recv(t, requested(t, held), "release request")
 	cancel()
-	got := <-res
+	got := lockertest.Recv(t, res, "Lock outcome")
 	for _, want := range []error{memory.ErrLockTimeout, context.Canceled, lockers.ErrNoEffect} {
 		if !errors.Is(got.Err, want) {
 			t.Errorf("cancelled Lock: got %v, want it to wrap %v", got.Err, want)
@@ -196,9 +196,9 @@ func TestPollsWaitOnClientClock(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	res := lockertest.LockAsync(ctx, b, "id")
-	<-seen
+	lockertest.Recv(t, seen, "poll")
 	// The timeout and the first poll.
-	if err := clock.WaitForTimers(bounded(t), 2); err != nil {
+	if err := clock.WaitForTimers(lockertest.Bounded(t), 2); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -207,18 +207,18 @@ func TestPollsWaitOnClientClock(t *testing.T) {
 	default:
 	}
 	clock.Advance(10 * time.Millisecond)
-	<-seen
+	lockertest.Recv(t, seen, "poll")
 	// Its second attempt failed once it waits on a new poll: unlocked
 	// before that, the attempt would win and leave no poll to wait for
 	// (a hang on a loaded machine, once).
-	if err := clock.WaitForTimers(bounded(t), 2); err != nil {
+	if err := clock.WaitForTimers(lockertest.Bounded(t), 2); err != nil {
 		t.Fatal(err)
 	}
 	if err := held.Unlock(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(10 * time.Millisecond)
-	got := <-res
+	got := lockertest.Recv(t, res, "Lock outcome")
 	if got.Err != nil {
 		t.Fatalf("Lock once free: %v", got.Err)
 	}
@@ -295,12 +295,4 @@ func TestUnlockUnlocked(t *testing.T) {
 			t.Errorf("second Unlock: got %v, want ErrNotLocked wrapping ErrNoEffect", err)
 		}
 	}
-}
-
-// bounded is a context for a wait that must end: a generous bound, so a
-// wait that never ends fails the test instead of hanging it.
-func bounded(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
 }

@@ -161,11 +161,11 @@ func TestLateRefresherRaisesLost(t *testing.T) {
 	store := mutants.NewStore(storeClock, mutants.StoreOptions{RefreshFailRate: -1})
 	a := mutants.NewLease(store, lockers.Env{Clock: clientClock, Seed: 1}, mutants.Options{})
 	held := mustLock(t, a, "k")
-	if err := clientClock.WaitForTimers(context.Background(), 1); err != nil {
+	if err := clientClock.WaitForTimers(lockertest.Bounded(t), 1); err != nil {
 		t.Fatal(err)
 	}
 	clientClock.Advance(mutants.DefaultTTL - mutants.DefaultTTL/3)
-	<-held.Lost()
+	lockertest.Recv(t, held.Lost(), "Lost")
 	// The store's clock did not move: the lease is still there, so the
 	// refresher did not extend it and the holder still frees it.
 	if err := held.Unlock(context.Background()); err != nil {
