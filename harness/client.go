@@ -79,6 +79,9 @@ func (c *client) start() error {
 	g := newGate()
 	c.run.keepGate(g)
 	clock := &clientClock{gate: g, machine: c.machine}
+	if c.run.cfg.InMemory {
+		clock.minWait = SimMinWait
+	}
 	c.generation++
 	seed := c.run.cfg.Seed ^ uint64(c.slot)<<32 ^ c.generation<<48
 	ictx, cancel := context.WithCancel(c.run.ctx)

@@ -171,7 +171,19 @@ func (g *gate) enter(ctx context.Context) error {
 type clientClock struct {
 	gate    *gate
 	machine *machineClock
+	// minWait, in a simulation, is the least a timer waits (SimMinWait).
+	minWait time.Duration
 }
+
+// SimMinWait is the least a client's timer waits in a simulation. Virtual
+// time advances only when every goroutine of the run is blocked, and a
+// locker that polls with no delay between attempts (tus's MemoryLocker,
+// whose setImmediate is After(0)) is never blocked while a holder works:
+// the run's clock would stand still and no seed would finish. A live
+// poll loop also takes time, a turn of an event loop or of the
+// scheduler, so in a simulation a shorter timer waits this long; the
+// order of the run's events stays the seed's.
+const SimMinWait = 100 * time.Microsecond
 
 var _ lockers.Clock = (*clientClock)(nil)
 
@@ -180,6 +192,7 @@ func (c *clientClock) Now() time.Time {
 }
 
 func (c *clientClock) After(d time.Duration) <-chan time.Time {
+	d = max(d, c.minWait)
 	ch := make(chan time.Time, 1)
 	time.AfterFunc(c.machine.RealWait(d), func() {
 		c.gate.deliver(func() { ch <- c.Now() })

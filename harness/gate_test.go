@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/lockcheck/lockcheck/harness/internal/skewclock"
@@ -27,6 +28,23 @@ func TestPausedClockHoldsTimersUntilResume(t *testing.T) {
 	}
 	g.resume()
 	<-fired // must arrive now; a hang here fails the test by timeout
+}
+
+// In a simulation a timer of no delay still waits SimMinWait of virtual
+// time; outside one it fires at once.
+func TestSimulatedTimersHaveAFloor(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		<-(&clientClock{gate: newGate(), minWait: SimMinWait}).After(0)
+		if waited := time.Since(start); waited != SimMinWait {
+			t.Errorf("a simulated After(0) waited %v, want %v", waited, SimMinWait)
+		}
+		start = time.Now()
+		<-(&clientClock{gate: newGate()}).After(0)
+		if waited := time.Since(start); waited != 0 {
+			t.Errorf("a live After(0) waited %v, want 0", waited)
+		}
+	})
 }
 
 func TestDeadGateDropsTimersAndBlocksPassUntilContextEnds(t *testing.T) {

@@ -84,6 +84,21 @@ func TestSimRunsARedisLocker(t *testing.T) {
 	}
 }
 
+// A locker whose waiters poll with no delay (memory: the source's
+// setImmediate) keeps virtual time moving in every workload while a paused
+// holder works on: before simulated timers had a floor (SimMinWait) the
+// waiters' polls at one instant kept the bubble from ever blocking, and
+// no seed finished.
+func TestSimExploresEveryWorkloadWithAZeroDelayPoller(t *testing.T) {
+	t.Parallel()
+	for _, workload := range []string{"mutex", "register", "request-release"} {
+		code, stdout, stderr := verify(t, "sim", "-q", "-out", t.TempDir(), "-locker", "memory", "-workload", workload, "-faults", "pause-holder", "-seeds", "1-2", "-duration", "3s")
+		if code != exitValid || !strings.Contains(stdout, "explored 2 of 2 seeds") {
+			t.Errorf("%s: exit %d, want both seeds explored and valid\n%s\n%s", workload, code, stdout, stderr)
+		}
+	}
+}
+
 func TestSimRefusesWhatItCannotSimulate(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {

@@ -43,7 +43,10 @@
 //     everything else ready to run goes first: the real clock's After(0)
 //     is ready at once and would leave the poll a busy loop that starves
 //     the holder it is waiting for. [lockers.Sleep] is not used: it
-//     returns at once for zero without touching the clock.
+//     returns at once for zero without touching the clock. In a
+//     simulation the harness's client clock makes that timer wait a
+//     floor of virtual time (harness.SimMinWait), as a turn of an event
+//     loop takes time, so that the poll lets virtual time advance.
 //   - The timeout is a timer on the client's clock started with the call,
 //     as the source's setTimeout is on the process's clock.
 //   - The AbortSignal is the context. The source adds its abort listener
