@@ -79,6 +79,7 @@ import (
 	"reflect"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -90,6 +91,9 @@ type Pool struct {
 	done chan struct{}
 	code int
 	once sync.Once
+	// stalled is set once a job has stalled: its bubble holds a lane for
+	// good, so the pool takes no more jobs and Close does not wait for it.
+	stalled atomic.Bool
 }
 
 type job struct {
@@ -199,6 +203,9 @@ var ErrLeftBlocked = errors.New("bubble: the job finished with goroutines of its
 // Run runs f in a bubble and returns once f and every goroutine it started
 // have returned, or with ErrStalled once within of wall time has passed.
 func (p *Pool) Run(f func(), within time.Duration) error {
+	if p.stalled.Load() {
+		return fmt.Errorf("%w: an earlier job of this pool stalled and holds its bubble; the pool takes no more jobs", ErrStalled)
+	}
 	j := job{f: f, result: make(chan error, 1)}
 	limit := time.NewTimer(within)
 	defer limit.Stop()
@@ -206,18 +213,26 @@ func (p *Pool) Run(f func(), within time.Duration) error {
 	case p.jobs <- j:
 	case <-p.done:
 		return errors.New("bubble: the pool is closed")
+	case <-limit.C:
+		return fmt.Errorf("%w; no bubble was free within %v of wall time", ErrStalled, within)
 	}
 	select {
 	case err := <-j.result:
 		return err
 	case <-limit.C:
+		p.stalled.Store(true)
 		return fmt.Errorf("%w; gave up after %v of wall time", ErrStalled, within)
 	}
 }
 
-// Close stops the pool once its running jobs are done.
+// Close stops the pool once its running jobs are done, or at once when a
+// job stalled: that job's goroutines never end, and they end with the
+// program.
 func (p *Pool) Close() {
 	p.once.Do(func() { close(p.jobs) })
+	if p.stalled.Load() {
+		return
+	}
 	<-p.done
 }
 

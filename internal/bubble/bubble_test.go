@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 )
@@ -55,6 +56,37 @@ func TestAStalledBubbleIsGivenUpOn(t *testing.T) {
 	}
 	close(outside)
 	p.Close()
+	// Close does not wait for a stalled job; the test does, so that the
+	// pool's end (putting the testing flags back) is over before the next
+	// test starts.
+	<-p.done
+}
+
+// After a job stalled, its bubble holds the pool's lane for good: the next
+// job is refused at once (it once waited forever for the lane, and an
+// interrupted verify sim never exited), and Close does not wait for the
+// stalled job.
+func TestAPoolWithAStalledJobTakesNoMoreAndClosesAtOnce(t *testing.T) {
+	p := Start(1)
+	outside := make(chan struct{})
+	if err := p.Run(func() { <-outside }, 100*time.Millisecond); !errors.Is(err, ErrStalled) {
+		t.Fatalf("first job: %v, want ErrStalled", err)
+	}
+	ran := false
+	err := p.Run(func() { ran = true }, 10*time.Second)
+	if !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), "takes no more jobs") || ran {
+		t.Errorf("a job after a stall: ran %v, error %v; want it refused at once", ran, err)
+	}
+	closed := make(chan struct{})
+	go func() { p.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Error("Close waited for the stalled job")
+	}
+	// Let the stalled job end, so the next test may start a pool.
+	close(outside)
+	<-p.done
 }
 
 // A job that leaves a goroutine blocked for good (a lease nobody stops)
