@@ -473,8 +473,8 @@ type PlanOptions struct {
 	Lease time.Duration
 }
 
-// bounds is how long one fault of kind k may last under o.
-func (o PlanOptions) bounds(k Kind) (lo, hi time.Duration) {
+// Bounds is how long one fault of kind k may last under o.
+func (o PlanOptions) Bounds(k Kind) (lo, hi time.Duration) {
 	lo, hi = k.Min, k.Max
 	if k.MinLeases > 0 && o.Lease > 0 {
 		lo = time.Duration(k.MinLeases * float64(o.Lease))
@@ -496,7 +496,7 @@ func (o PlanOptions) bounds(k Kind) (lo, hi time.Duration) {
 func Room(kinds []Kind, o PlanOptions) time.Duration {
 	var room time.Duration
 	for _, k := range kinds {
-		_, hi := o.bounds(k)
+		_, hi := o.Bounds(k)
 		room += o.Interval*3/2 + hi
 	}
 	return room
@@ -529,7 +529,7 @@ func Plan(seed uint64, kinds []Kind, o PlanOptions) []Planned {
 		i := rng.IntN(len(bag))
 		k := bag[i]
 		bag = slices.Delete(bag, i, i+1)
-		lo, hi := o.bounds(k)
+		lo, hi := o.Bounds(k)
 		d := between(lo, hi)
 		if at+d > o.Window {
 			break

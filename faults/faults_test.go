@@ -329,15 +329,15 @@ func TestLeaseLongKindsLastLeases(t *testing.T) {
 	}
 	const lease = 4 * time.Second
 	for _, k := range kinds {
-		lo, hi := PlanOptions{Lease: lease}.bounds(k)
+		lo, hi := PlanOptions{Lease: lease}.Bounds(k)
 		want := time.Duration(k.MinLeases * float64(lease))
 		if k.MinLeases < 1 || lo != want || hi != 2*want {
 			t.Errorf("%s at a %v lease: lasts %v..%v, want %v..%v (more than a lease)", k.Name, lease, lo, hi, want, 2*want)
 		}
-		if lo, hi := (PlanOptions{}).bounds(k); lo != k.Min || hi != k.Max {
+		if lo, hi := (PlanOptions{}).Bounds(k); lo != k.Min || hi != k.Max {
 			t.Errorf("%s without a lease: lasts %v..%v, want its own %v..%v", k.Name, lo, hi, k.Min, k.Max)
 		}
-		if lo, hi := (PlanOptions{Lease: lease, MinDuration: time.Second, MaxDuration: time.Second}).bounds(k); lo != time.Second || hi != time.Second {
+		if lo, hi := (PlanOptions{Lease: lease, MinDuration: time.Second, MaxDuration: time.Second}).Bounds(k); lo != time.Second || hi != time.Second {
 			t.Errorf("%s under -fault-duration 1s: lasts %v..%v", k.Name, lo, hi)
 		}
 		for _, p := range Plan(7, []Kind{k}, PlanOptions{Clients: 4, Window: time.Minute, Interval: time.Second, Lease: lease}) {
@@ -348,7 +348,7 @@ func TestLeaseLongKindsLastLeases(t *testing.T) {
 	}
 	// The lease does not touch a kind that does not ask for it.
 	pause, _ := Lookup([]string{"pause"})
-	if lo, hi := (PlanOptions{Lease: lease}).bounds(pause[0]); lo != pause[0].Min || hi != pause[0].Max {
+	if lo, hi := (PlanOptions{Lease: lease}).Bounds(pause[0]); lo != pause[0].Min || hi != pause[0].Max {
 		t.Errorf("pause at a %v lease: lasts %v..%v", lease, lo, hi)
 	}
 }

@@ -113,10 +113,16 @@ type Config struct {
 // DrawFaultPlan is the fault schedule c's seed draws: the one a run
 // without a FaultPlan plays.
 func (c Config) DrawFaultPlan() []faults.Planned {
-	return faults.Plan(c.Seed, c.Faults, faults.PlanOptions{
+	return faults.Plan(c.Seed, c.Faults, c.PlanOptions())
+}
+
+// PlanOptions are the bounds c puts on a fault schedule: the window, the
+// quiet time between faults, how long each kind may last.
+func (c Config) PlanOptions() faults.PlanOptions {
+	return faults.PlanOptions{
 		Clients: c.Clients, Window: c.Duration, Interval: c.FaultInterval,
 		MinDuration: c.FaultMin, MaxDuration: c.FaultMax, Lease: c.lease(),
-	})
+	}
 }
 
 // Validate reports the first problem with c, naming what to fix.

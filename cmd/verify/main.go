@@ -40,6 +40,7 @@ Usage:
   verify run -worker 'CMD ARGS' -backend gcs|redis|none
                                        every client as an external worker, any language
   verify sim [flags] -seeds 1-10000    the locker in virtual time, seed after seed, until a violation
+  verify fuzz [flags] -fuzztime 5m     coverage-guided search (go test -fuzz) for a fault schedule that breaks the locker
   verify shrink [flags] <run dir>      reduce a failing simulated run to a small one that still fails
   verify replay [flags] <run dir>      run a saved run's scenario and seed again
   verify scenarios [-suite NAME]       list named scenarios and their expected verdicts
@@ -123,6 +124,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		code, err = compareCommand(rest, stdout, stderr)
 	case "sim":
 		code, err = simCommand(rest, stdout, stderr)
+	case "fuzz":
+		code, err = fuzzCommand(rest, stdout, stderr)
 	case "shrink":
 		code, err = shrinkCommand(rest, stdout, stderr)
 	case "suite":

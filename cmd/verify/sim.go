@@ -99,44 +99,14 @@ Flags:
 		return 0, fmt.Errorf("-parallel %d: want 1..64", sf.parallel)
 	}
 	defer relaxGC()()
-	var spec scenarios.Spec
-	if f.scenario != "" {
-		s, err := lookupScenario(f.scenario)
-		if err != nil {
-			return 0, fmt.Errorf("-scenario: %w", err)
-		}
-		s.Sim = true
-		if spec, err = s.Normalize(resolveLocker); err != nil {
-			return 0, err
-		}
-		if !set["seeds"] {
-			// A scenario pinned to its seeds (a sim form, a shrunk
-			// counterexample) runs on them unless told otherwise.
-			seeds = spec.Seeds
-		}
-	} else {
-		if set["worker"] || set["clients-as"] || set["gcs-bucket"] || set["redis-addr"] || set["backend"] {
-			return 0, errors.New("verify sim runs goroutine clients on an in-memory backend; drop -worker, -clients-as, -gcs-bucket, -redis-addr and -backend")
-		}
-		if set["seed"] || set["json"] || set["sim"] {
-			return 0, errors.New("verify sim explores -seeds (one seed: -seeds 7) in simulation and prints a summary; drop -seed, -json and -sim")
-		}
-		if spec, err = f.spec(set); err != nil {
-			return 0, err
-		}
-		spec.Name, spec.Summary, spec.Sim = "sim", "verify sim with flags", true
-		if spec, err = spec.Normalize(resolveLocker); err != nil {
-			return 0, fmt.Errorf("flags: %w", err)
-		}
-	}
-	kinds, err := faults.Lookup(spec.Faults)
+	spec, err := simSpec(f, set, "sim", "verify sim with flags")
 	if err != nil {
-		return 0, fmt.Errorf("-faults: %w", err)
+		return 0, err
 	}
-	for _, k := range kinds {
-		if k.Shapes {
-			return 0, fmt.Errorf("-faults: %s shapes bytes on a socket, which only a live run has: run it with verify run (the simulation's network carries whole requests)", k.Name)
-		}
+	if f.scenario != "" && !set["seeds"] {
+		// A scenario pinned to its seeds (a sim form, a shrunk
+		// counterexample) runs on them unless told otherwise.
+		seeds = spec.Seeds
 	}
 	dir := filepath.Join(f.out, "sim-"+safeDirName(spec.Locker)+"-"+time.Now().UTC().Format("20060102-150405.000"))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -491,4 +461,50 @@ func relaxGC() (restore func()) {
 	}
 	previous := debug.SetGCPercent(simGCPercent)
 	return func() { debug.SetGCPercent(previous) }
+}
+
+// simSpec is the scenario a simulating command (sim, fuzz) runs: the named
+// -scenario, or the run flags, for simulation, refusing what a simulation
+// cannot run.
+func simSpec(f *runFlags, set map[string]bool, name, summary string) (scenarios.Spec, error) {
+	var spec scenarios.Spec
+	var err error
+	if f.scenario != "" {
+		s, err := lookupScenario(f.scenario)
+		if err != nil {
+			return spec, fmt.Errorf("-scenario: %w", err)
+		}
+		s.Sim = true
+		if spec, err = s.Normalize(resolveLocker); err != nil {
+			return spec, err
+		}
+	} else {
+		if set["worker"] || set["clients-as"] || set["gcs-bucket"] || set["redis-addr"] || set["backend"] {
+			return spec, fmt.Errorf("verify %s runs goroutine clients on an in-memory backend; drop -worker, -clients-as, -gcs-bucket, -redis-addr and -backend", name)
+		}
+		if set["seed"] || set["json"] || set["sim"] {
+			how := "explores -seeds (one seed: -seeds 7)"
+			if name == "fuzz" {
+				how = "lets the fuzzer choose the seeds"
+			}
+			return spec, fmt.Errorf("verify %s %s in simulation and prints a summary; drop -seed, -json and -sim", name, how)
+		}
+		if spec, err = f.spec(set); err != nil {
+			return spec, err
+		}
+		spec.Name, spec.Summary, spec.Sim = name, summary, true
+		if spec, err = spec.Normalize(resolveLocker); err != nil {
+			return spec, fmt.Errorf("flags: %w", err)
+		}
+	}
+	kinds, err := faults.Lookup(spec.Faults)
+	if err != nil {
+		return spec, fmt.Errorf("-faults: %w", err)
+	}
+	for _, k := range kinds {
+		if k.Shapes {
+			return spec, fmt.Errorf("-faults: %s shapes bytes on a socket, which only a live run has: run it with verify run (the simulation's network carries whole requests)", k.Name)
+		}
+	}
+	return spec, nil
 }

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
