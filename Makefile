@@ -3,7 +3,7 @@ GO      ?= go
 VERIFY  := $(GO) run ./cmd/verify
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: verify test vet bench build clean redis-conformance-table determinism determinism-lockers determinism-table mutant-table node-worker tus616-table redis-server compare-table compare-data-table sim-table quick nightly regression report-check chromium help
+.PHONY: verify test vet bench build clean redis-conformance-table determinism determinism-lockers determinism-table fuzz-table mutant-table node-worker tus616-table redis-server compare-table compare-data-table sim-table quick nightly regression report-check chromium help
 
 ## verify: a quick run of the default locker through pauses and crashes, checked
 verify:
@@ -132,6 +132,13 @@ mutant-table: build
 	bin/verify compare -sim -parallel 2 -seeds 1,2,3 -lockers lease,fenced,$$(bin/verify list | awk '/BROKEN on purpose/ {print $$1}' | paste -sd, -) -markdown results/mutant-table.md > /dev/null || [ $$? -le 2 ]
 	sed -E 's/\[(s[0-9]+)\]\([^)]*\)/\1/g' results/mutant-table.md > results/mutant-table.docs.md
 	$(GO) run ./internal/readmetable -marker mutants -table results/mutant-table.docs.md docs/mutants.md
+
+## fuzz-table: every planted mutant searched by random seeds (verify sim) and by coverage-guided fuzzing (verify fuzz), FUZZ_BUDGET of wall time each on one core, under one fault mix per kind of backend; the table goes into docs/fuzz.md (about 2 × FUZZ_BUDGET per mutant, and a few minutes to build the fuzz target once)
+FUZZ_BUDGET ?= 60s
+fuzz-table:
+	@mkdir -p results
+	$(GO) run ./internal/simtable -fuzz $(FUZZ_BUDGET) > results/fuzz-table.md
+	$(GO) run ./internal/readmetable -marker fuzz-table -table results/fuzz-table.md docs/fuzz.md
 
 ## sim-table: every regression scenario and planted mutant, sim (seeds 1-200) against live (seeds 1-5): the first failing seed, seeds explored and wall time to the first violation, one command at a time; the table goes into README.md (about 4 min)
 sim-table:

@@ -35,6 +35,9 @@ import (
 	"time"
 )
 
+// errTimedOut is the error of a command that ran into its time limit.
+var errTimedOut = errors.New("timed out")
+
 // noSimForm is what the sim cells of a regression scenario without a sim
 // form say.
 const noSimForm = "no sim form"
@@ -43,10 +46,17 @@ func main() {
 	simSeeds := flag.String("sim-seeds", "1-200", "seeds each verify sim explores (its -seeds)")
 	liveSeeds := flag.Int("live-seeds", 5, "live runs per row at most, on seeds 1..N")
 	timeout := flag.Duration("timeout", 3*time.Minute, "time limit of each command")
+	fuzzBudget := flag.Duration("fuzz", 0, "instead of the sim-versus-live table: random seeds (verify sim) against coverage-guided fuzzing (verify fuzz) for every planted mutant, each search given this much wall time on one core")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Stdout, os.Stderr, *simSeeds, *liveSeeds, *timeout); err != nil {
+	var err error
+	if *fuzzBudget > 0 {
+		err = runFuzzTable(ctx, os.Stdout, os.Stderr, *fuzzBudget)
+	} else {
+		err = run(ctx, os.Stdout, os.Stderr, *simSeeds, *liveSeeds, *timeout)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "simtable:", err)
 		stop()
 		os.Exit(1)
@@ -58,22 +68,11 @@ func run(ctx context.Context, stdout, log io.Writer, simSeeds string, liveSeeds 
 	if liveSeeds < 1 {
 		return fmt.Errorf("-live-seeds %d: want at least 1", liveSeeds)
 	}
-	root, err := moduleRoot(ctx)
+	h, cleanup, err := newHarness(ctx, log, timeout)
 	if err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp("", "simtable-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	h := &harness{bin: filepath.Join(tmp, "verify"), out: filepath.Join(tmp, "out"), timeout: timeout, log: log}
-	fmt.Fprintf(log, "building ./cmd/verify into %s\n", tmp)
-	build := exec.CommandContext(ctx, "go", "build", "-o", h.bin, "./cmd/verify")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/verify: %v\n%s", err, out)
-	}
+	defer cleanup()
 
 	r := h.run(ctx, "scenarios")
 	if r.err != nil || r.code != 0 {
@@ -160,8 +159,33 @@ func moduleRoot(ctx context.Context) (string, error) {
 	return filepath.Dir(mod), nil
 }
 
-// harness runs the built verify binary.
+// newHarness builds ./cmd/verify into a temporary directory, which
+// cleanup removes with every run directory under it.
+func newHarness(ctx context.Context, log io.Writer, timeout time.Duration) (h *harness, cleanup func(), err error) {
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmp, err := os.MkdirTemp("", "simtable-")
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup = func() { os.RemoveAll(tmp) }
+	h = &harness{root: root, bin: filepath.Join(tmp, "verify"), out: filepath.Join(tmp, "out"), timeout: timeout, log: log}
+	fmt.Fprintf(log, "building ./cmd/verify into %s\n", tmp)
+	build := exec.CommandContext(ctx, "go", "build", "-o", h.bin, "./cmd/verify")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("go build ./cmd/verify: %v\n%s", err, out)
+	}
+	return h, cleanup, nil
+}
+
+// harness runs the built verify binary, in the module's root (verify
+// fuzz compiles its target there).
 type harness struct {
+	root     string
 	bin, out string
 	timeout  time.Duration
 	log      io.Writer
@@ -188,13 +212,28 @@ func (r cmdResult) failure() string {
 }
 
 func (h *harness) run(ctx context.Context, args ...string) cmdResult {
-	cctx, cancel := context.WithTimeout(ctx, h.timeout)
+	return h.runFor(ctx, h.timeout, args...)
+}
+
+// runFor runs the built verify binary for at most limit. At the limit its
+// process group gets SIGINT, so verify says what it covered before it
+// exits, and SIGKILL 15 s later if it has not.
+func (h *harness) runFor(ctx context.Context, limit time.Duration, args ...string) cmdResult {
+	cctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, h.bin, args...)
+	cmd.Dir = h.root
 	// Its own process group, so a timeout also ends whatever it started.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 10 * time.Second
+	cmd.Cancel = func() error {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+		go func() {
+			time.Sleep(15 * time.Second) // a grace period on the wall clock, not a synchronisation
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}()
+		return nil
+	}
+	cmd.WaitDelay = 20 * time.Second
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
@@ -205,7 +244,7 @@ func (h *harness) run(ctx context.Context, args ...string) cmdResult {
 	case ctx.Err() != nil:
 		r.err = fmt.Errorf("interrupted: %w", ctx.Err())
 	case errors.Is(cctx.Err(), context.DeadlineExceeded):
-		r.err = fmt.Errorf("timed out after %v", h.timeout)
+		r.err = fmt.Errorf("%w after %v", errTimedOut, limit)
 	case errors.As(err, &ee):
 		r.code = ee.ExitCode()
 	case err != nil:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -112,5 +113,44 @@ FAULTS (-faults a,b)  ACTS ON
 `
 	if got, want := parseMutants(out), []string{"mutant-double-grant", "mutant-unlock-any"}; !slices.Equal(got, want) {
 		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+func TestParseInterruptedSim(t *testing.T) {
+	const interrupted = `sim /tmp/rr/sim-lease-20261207-225859.947: locker lease, 8 clients, 2 keys, 8s of virtual time per seed, faults [], 100000 seeds, 1 at a time
+
+explored 24 of 100000 seeds in 2.689s: 8.9 seeds/s, 73x real time (3m16.089s of virtual time)
+interrupted: the seeds above are those that finished
+verdict: unknown (interrupted after 24 of 100000 seeds, each of them valid; the rest were not run)
+`
+	o, err := parseInterruptedSim(interrupted)
+	if err != nil || o.Explored != 24 || o.FailedSeed != 0 || o.Verdict != "valid" {
+		t.Errorf("interrupted, all valid: %+v, %v", o, err)
+	}
+	if o, err := parseInterruptedSim(simFailed); err != nil || o.FailedSeed != 1 {
+		t.Errorf("a failing seed: %+v, %v", o, err)
+	}
+	if _, err := parseInterruptedSim(simErrored); err == nil {
+		t.Error("a summary with neither a verdict nor an interruption parsed")
+	}
+}
+
+func TestFuzzMarkdownCountsOnlyFindings(t *testing.T) {
+	rows := []fuzzRow{
+		{name: "found-both", settings: fuzzNetworkMix, random: simResult{simOutcome: simOutcome{Explored: 3, FailedSeed: 3, Verdict: "invalid"}, wall: 2 * time.Second}, fuzz: fuzzResult{found: true, inputs: "40", wall: 9 * time.Second}},
+		{name: "found-neither", settings: fuzzInProcessMix, random: simResult{simOutcome: simOutcome{Explored: 500, Verdict: "valid"}, wall: time.Minute}, fuzz: fuzzResult{inputs: "700", wall: time.Minute}},
+		{name: "broke", settings: fuzzNetworkMix, random: simResult{err: "exit 3: boom"}, fuzz: fuzzResult{err: "go test failed"}},
+	}
+	md := fuzzMarkdown(rows, time.Minute)
+	for _, want := range []string{
+		"| `found-both` | network mix | 3 | 2.0 s | 9.0 s | 40 |",
+		"| `found-neither` | in-process mix | none in 500 seeds | none in 60.0 s | none in 60.0 s | 700 |",
+		"| found | | 1 of 3 | | 1 of 3 | |",
+		"1. broke (random): exit 3: boom",
+		"2. broke (fuzz): go test failed",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the table lacks %q:\n%s", want, md)
+		}
 	}
 }
