@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -72,8 +71,7 @@ Flags:
 	if help, err := parseFlagsOnly(fs, args); help || err != nil {
 		return exitValid, err
 	}
-	set := map[string]bool{}
-	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	set := flagsSet(fs)
 	if *workers < 1 || *workers > 64 {
 		return 0, fmt.Errorf("-workers %d: want 1..64", *workers)
 	}
@@ -162,7 +160,7 @@ func lockcheckRoot() (string, error) {
 // stderr as it comes (unless quiet), and returns that output. An
 // interruption reaches go test as SIGINT, which ends the search cleanly.
 func runGoFuzz(ctx context.Context, root, target, out, fuzztime string, workers int, quiet bool, stderr io.Writer) (string, error) {
-	cmd := exec.Command("go", "test", "-run", "^$", "-fuzz", "^"+fuzzTarget+"$", "-fuzztime", fuzztime,
+	cmd := exec.Command("go", "test", "-vet=off", "-run", "^$", "-fuzz", "^"+fuzzTarget+"$", "-fuzztime", fuzztime,
 		"-fuzzminimizetime", "0", "-parallel", fmt.Sprint(workers), fuzzPackage)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), fuzzScenarioEnv+"="+target, fuzzOutEnv+"="+out)

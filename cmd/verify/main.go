@@ -163,6 +163,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
+// flagsSet names the flags given on the command line, for settings whose
+// default depends on whether they were given.
+func flagsSet(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	return set
+}
+
 // parseFlagsOnly parses a command line made of flags alone. help is true
 // when -h was answered; a bad flag has been reported with the usage
 // (errUsage); a positional argument is refused, naming the command's help.

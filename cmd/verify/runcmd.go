@@ -131,8 +131,7 @@ func runCommand(args []string, stdout, stderr io.Writer) (int, error) {
 	if help, err := parseFlagsOnly(fs, args); help || err != nil {
 		return exitValid, err
 	}
-	set := map[string]bool{}
-	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	set := flagsSet(fs)
 	var spec scenarios.Spec
 	if f.scenario != "" {
 		var given []string

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -86,8 +85,7 @@ Flags:
 	if help, err := parseFlagsOnly(fs, args); help || err != nil {
 		return exitValid, err
 	}
-	set := map[string]bool{}
-	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	set := flagsSet(fs)
 	seeds, err := parseSeeds(sf.seeds)
 	if err != nil {
 		return 0, fmt.Errorf("-seeds: %w", err)

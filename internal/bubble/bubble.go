@@ -129,6 +129,11 @@ func Start(parallel int) *Pool {
 			"test.count": "1", "test.timeout": "0", "test.failfast": "false", "test.shuffle": "off",
 			"test.cpuprofile": "", "test.memprofile": "", "test.blockprofile": "", "test.mutexprofile": "",
 			"test.trace": "", "test.coverprofile": "", "test.fuzz": "", "test.bench": "", "test.list": "",
+			// In a fuzzing worker (go test -fuzz runs the target in
+			// processes of its own) this main would otherwise serve as
+			// one too, through deps, which do no fuzzing: it returned at
+			// once and Start waited forever for its test.
+			"test.fuzzworker": "false",
 			// The testing package appends -test.cpu's values to a list
 			// it keeps for the process: the outer -cpu 1 would run this
 			// main's test twice.

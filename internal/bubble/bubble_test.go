@@ -2,6 +2,7 @@ package bubble
 
 import (
 	"errors"
+	"flag"
 	"os"
 	"os/exec"
 	"strings"
@@ -87,6 +88,31 @@ func TestAPoolWithAStalledJobTakesNoMoreAndClosesAtOnce(t *testing.T) {
 	// Let the stalled job end, so the next test may start a pool.
 	close(outside)
 	<-p.done
+}
+
+// In a process that go test -fuzz started as a fuzzing worker, a pool
+// still runs its jobs (the fuzz target simulates each input in one).
+func TestAPoolStartsInAFuzzingWorker(t *testing.T) {
+	f := flag.Lookup("test.fuzzworker")
+	if f == nil {
+		t.Skip("this testing package has no -test.fuzzworker flag")
+	}
+	old := f.Value.String()
+	f.Value.Set("true")
+	defer f.Value.Set(old)
+	started := make(chan *Pool, 1)
+	go func() { started <- Start(1) }()
+	var p *Pool
+	select {
+	case p = <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Start did not return in a fuzzing worker")
+	}
+	ran := false
+	if err := p.Run(func() { ran = true }, 20*time.Second); err != nil || !ran {
+		t.Errorf("a job in a fuzzing worker's pool: ran %v, %v", ran, err)
+	}
+	p.Close()
 }
 
 // A job that leaves a goroutine blocked for good (a lease nobody stops)

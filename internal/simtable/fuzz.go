@@ -124,14 +124,7 @@ func (h *harness) randomSearch(ctx context.Context, name string, budget time.Dur
 	default:
 		s.err = fmt.Sprintf("exit %d: %v", r.code, err)
 	}
-	switch {
-	case s.err != "":
-		fmt.Fprintf(h.log, "random %-30s error after %v: %s\n", name, fmtDur(s.wall), s.err)
-	case s.found():
-		fmt.Fprintf(h.log, "random %-30s seed %d invalid, %d seeds explored, %v\n", name, s.FailedSeed, s.Explored, fmtDur(s.wall))
-	default:
-		fmt.Fprintf(h.log, "random %-30s no violation (%s), %d seeds explored, %v\n", name, s.Verdict, s.Explored, fmtDur(s.wall))
-	}
+	s.log(h.log, "random %-30s", name)
 	return s
 }
 

@@ -284,15 +284,22 @@ func (h *harness) sim(ctx context.Context, name, seeds string, target ...string)
 		}
 		s.simOutcome = o
 	}
+	s.log(h.log, "sim  %-50s", name)
+	return s
+}
+
+// log writes one line of progress: label (a format for name) and what
+// the simulation found.
+func (s simResult) log(w io.Writer, label, name string) {
+	head := fmt.Sprintf(label, name)
 	switch {
 	case s.err != "":
-		fmt.Fprintf(h.log, "sim  %-50s error after %v: %s\n", name, fmtDur(s.wall), s.err)
+		fmt.Fprintf(w, "%s error after %v: %s\n", head, fmtDur(s.wall), s.err)
 	case s.found():
-		fmt.Fprintf(h.log, "sim  %-50s seed %d invalid, %d seeds explored, %v\n", name, s.FailedSeed, s.Explored, fmtDur(s.wall))
+		fmt.Fprintf(w, "%s seed %d invalid, %d seeds explored, %v\n", head, s.FailedSeed, s.Explored, fmtDur(s.wall))
 	default:
-		fmt.Fprintf(h.log, "sim  %-50s no violation (%s), %d seeds explored, %v\n", name, s.Verdict, s.Explored, fmtDur(s.wall))
+		fmt.Fprintf(w, "%s no violation (%s), %d seeds explored, %v\n", head, s.Verdict, s.Explored, fmtDur(s.wall))
 	}
-	return s
 }
 
 // found says the simulation found a violation.
