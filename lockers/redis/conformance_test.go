@@ -28,15 +28,15 @@ func newLocker(tb testing.TB, addr string, env lockers.Env) lockers.Locker {
 	return l
 }
 
-// TestConformanceEmbedded runs the suite on miniredis. Every property gets
-// the embedded server on a loopback port, except lease-kept: it runs in a
-// synctest bubble, where sockets cannot be used, so it gets the in-memory
-// miniredis, whose keys expire on the bubble's clock, and the lockers dial
-// it through net.Pipe in place of the rig's dialer.
+// TestConformanceEmbedded runs the suite on miniredis, in virtual time:
+// every property but cancel gets the in-memory miniredis, whose keys
+// expire on the bubble's clock, and the lockers dial it through net.Pipe
+// in place of the rig's dialer; cancel gets the embedded server on a
+// loopback port, on real time.
 func TestConformanceEmbedded(t *testing.T) {
 	lockertest.Run(t, lockertest.Suite{
 		New: func(tb testing.TB) func(lockers.Env) lockers.Locker {
-			if strings.HasSuffix(tb.Name(), "/"+string(lockertest.LeaseKept)) {
+			if !strings.HasSuffix(tb.Name(), "/"+string(lockertest.Cancel)) {
 				srv := redisserver.NewInMemory()
 				tb.Cleanup(func() { srv.Close() })
 				return func(env lockers.Env) lockers.Locker {
@@ -57,6 +57,14 @@ func TestConformanceEmbedded(t *testing.T) {
 		Lacks: map[lockertest.Property]string{
 			lockertest.Fencing: lacksFencing,
 		},
+		// In virtual time, on the in-memory server: 32 clients on a 3 s
+		// lease whose watchdog a busy machine runs late would lose it
+		// under a holder, as lai's suite did on two busy cores. cancel
+		// counts the process's goroutines, which in-memory miniredis
+		// adds and drops per connection, so it stays on real time on a
+		// server over loopback.
+		Bubble:   true,
+		RealTime: []lockertest.Property{lockertest.Cancel},
 	})
 }
 

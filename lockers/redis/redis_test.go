@@ -302,9 +302,12 @@ func TestTokens(t *testing.T) {
 // TestWatchdogKeepsLease runs in real time, on the embedded server and on a
 // real one: the suite's lease-kept runs in a synctest bubble, which a real
 // server cannot enter. The waits are bounded waits for a condition. A
-// holder keeps a 400 ms lease while a waiter tries for three TTLs and
-// fails; a holder whose watchdog is stopped (its locker closed, the key
-// left behind) loses the key to a waiter within the waiter's timeout.
+// holder keeps a 2 s lease while a waiter tries for three TTLs and fails;
+// a holder whose watchdog is stopped (its locker closed, the key left
+// behind) loses the key to a waiter within the waiter's timeout. The
+// watchdog extends every half lease, so it must miss a whole second to
+// lose the key: a 400 ms lease left it 200 ms, which two busy cores under
+// -race can take from a goroutine.
 func TestWatchdogKeepsLease(t *testing.T) {
 	servers := map[string]func(t *testing.T) backend{
 		"embedded": embedded,
@@ -320,10 +323,11 @@ func TestWatchdogKeepsLease(t *testing.T) {
 			return newBackend(t, srv)
 		},
 	}
-	const ttl = 400 * time.Millisecond
+	const ttl = 2 * time.Second
 	opts := redis.Options{RedisLockTimeout: ttl, AcquireLockTimeout: 3 * ttl, AcquireLockRetry: 20 * time.Millisecond}
 	for name, start := range servers {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			b := start(t)
 			ctx := context.Background()
 

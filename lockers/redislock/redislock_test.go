@@ -102,7 +102,13 @@ func startReal(t testing.TB) *redisserver.Server {
 // the keys' expiry both run on the bubble's clock; cancel excepted (see
 // cancelOnReal).
 func TestConformanceEmbedded(t *testing.T) {
-	lockertest.Run(t, suiteOn(cancelOnReal(inMemory), suiteTTL, lacks))
+	s := suiteOn(cancelOnReal(inMemory), suiteTTL, lacks)
+	// In virtual time, but cancel (on real servers, see cancelOnReal): 32
+	// clients whose backoff grows to 100 ms cannot miss the suite's 30 s
+	// bound, nor a 2 s lease run out under a holder, because the machine
+	// is busy, as redsync's embedded suite once did in CI.
+	s.Bubble, s.RealTime = true, []lockertest.Property{lockertest.Cancel}
+	lockertest.Run(t, s)
 }
 
 // TestConformanceReal runs the suite on a real redis-server over TCP.
@@ -148,6 +154,13 @@ func TestRefreshKeepsLeaseReal(t *testing.T) {
 		return
 	case err == nil:
 		t.Fatalf("rival took a refreshed lock within 2.5 TTLs, and the holder was not told")
+	case !errors.Is(err, lockers.ErrNoEffect) && tryCtx.Err() != nil:
+		// The rival's deadline fell while a request was under way (or as
+		// its retry timer fired): that attempt's outcome is open, so the
+		// locker rightly cannot say it had none, as redsync's twin of
+		// this test found in a clean clone. The holder still holds, which
+		// the Unlock below shows.
+		t.Logf("rival's Lock ended by its deadline mid-attempt: %v", err)
 	case !errors.Is(err, lockers.ErrNoEffect):
 		t.Errorf("rival's refused Lock: %v; want ErrNoEffect", err)
 	}
