@@ -465,14 +465,18 @@ func TestDeliverLateLandsAfterTheClientGaveUp(t *testing.T) {
 	p := startPlane(t, srv.Listener.Addr().String(), 2)
 	hc0, url0 := clientFor(t, p, 0)
 	hc1, url1 := clientFor(t, p, 1)
-	const late = 700 * time.Millisecond
+	// The client gives up a second after it sent, long enough for its
+	// dial and write to reach the proxy on a busy machine (at 50 ms they
+	// might not have, and nothing would be held), and well before the
+	// delivery.
+	const late, giveUp = 3 * time.Second, time.Second
 	heal, err := p.DeliverLate([]int{0}, late)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer heal()
 	sent := time.Now()
-	if _, err := get(hc0, url0+"held", 50*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := get(hc0, url0+"held", giveUp); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("a held request: %v, want its deadline", err)
 	}
 	hc0.CloseIdleConnections()
