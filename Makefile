@@ -99,7 +99,7 @@ compare-data-table: build
 
 ## determinism: the determinism self-check (verify sim -determinism): every seed of DET_SEEDS run twice, at -parallel 1 and at -parallel 2, for each locker of DET_LOCKERS (default: every locker that runs in simulation) under faults it survives, and the histories compared byte for byte; each locker's row goes to results/determinism/LOCKER.row; fails if any history differed or a run did not finish (the nightly job runs one locker per machine)
 DET_SEEDS ?= 1-1000
-DET_RUNS := lease:crash fenced:partition,lost-reply,server-503 tus616:latency,partition lai:partition,crash gmutex:partition,lost-reply gcslock:latency,lost-reply redis:partition,lost-reply,pause,crash redislock:partition,crash redsync:partition,lost-reply,reset
+DET_RUNS := memory:pause,crash memory-owner:pause,crash lease:crash fenced:partition,lost-reply,server-503 tus616:latency,partition lai:partition,crash gmutex:partition,lost-reply gcslock:latency,lost-reply redis:partition,lost-reply,pause,crash redislock:partition,crash redsync:partition,lost-reply,reset
 DET_LOCKERS ?= $(foreach r,$(DET_RUNS),$(firstword $(subst :, ,$(r))))
 determinism: build
 	@mkdir -p results/determinism
