@@ -68,7 +68,7 @@ bench:
 build:
 	$(GO) build -o bin/verify ./cmd/verify
 
-## redis-conformance-table: the same RESP cases on the embedded, in-memory and real redis-server; the table goes into README.md
+## redis-conformance-table: the same RESP cases on the embedded (plain and audited), in-memory and real redis-server; the table goes into README.md
 redis-conformance-table: redis-server
 	$(GO) test -count=1 -run '^TestConformance$$' ./backends/redisserver/ -args -conformance.table=$(CURDIR)/results/redis-conformance.md
 	$(GO) run ./internal/readmetable -marker redis-conformance -table results/redis-conformance.md README.md
@@ -130,10 +130,10 @@ determinism-readme:
 	for r in $(DET_RUNS); do cat results/determinism/$${r%%:*}.row 2>/dev/null; done; } > results/determinism-table.md
 	$(GO) run ./internal/readmetable -marker determinism -table results/determinism-table.md README.md
 
-## mutant-table: every planted mutant (verify list: "BROKEN on purpose") and its controls, lease and fenced, × the standard compare columns, seeds 1-3, in simulation; the table goes into docs/mutants.md
+## mutant-table: every planted mutant (verify list: "BROKEN on purpose") and its controls, lease, fenced and redis, × the standard compare columns, seeds 1-3, in simulation; the table goes into docs/mutants.md
 mutant-table: build
 	@mkdir -p results
-	bin/verify compare -sim -parallel 2 -seeds 1,2,3 -lockers lease,fenced,$$(bin/verify list | awk '/BROKEN on purpose/ {print $$1}' | paste -sd, -) -markdown results/mutant-table.md > /dev/null || [ $$? -le 2 ]
+	bin/verify compare -sim -parallel 2 -seeds 1,2,3 -lockers lease,fenced,redis,$$(bin/verify list | awk '/BROKEN on purpose/ {print $$1}' | paste -sd, -) -markdown results/mutant-table.md > /dev/null || [ $$? -le 2 ]
 	sed -E 's/\[(s[0-9]+)\]\([^)]*\)/\1/g' results/mutant-table.md > results/mutant-table.docs.md
 	$(GO) run ./internal/readmetable -marker mutants -table results/mutant-table.docs.md docs/mutants.md
 

@@ -142,8 +142,31 @@ func Redis(n int, build RedisBuild) harness.Setup {
 			servers = append(servers, s)
 			addrs = append(addrs, s.Addr())
 		}
-		return redisInstance(addrs, p, build, closeAll), nil
+		inst := redisInstance(addrs, p, build, closeAll)
+		auditRedis(inst, servers, p.OnWrite)
+		return inst, nil
 	}
+}
+
+// auditRedis has the run's embedded Redis servers report the writes they
+// accept to its backend audit, each client naming itself on the
+// connections it opens. A real redis-server is not audited (its scripts
+// run where nothing outside sees what they write), nor are the
+// connections of worker processes, which the harness does not open.
+func auditRedis(inst *harness.Instance, servers []*redisserver.Server, record func(history.Write)) {
+	if record == nil || len(servers) == 0 || !servers[0].Embedded() {
+		return
+	}
+	for i, s := range servers {
+		s.Audit(func(w redisserver.Write) {
+			object := w.Key
+			if len(servers) > 1 {
+				object = fmt.Sprintf("server %d: %s", i, w.Key)
+			}
+			record(history.Write{Object: object, Op: w.Op, Client: w.Client, Before: w.Before, After: w.After})
+		})
+	}
+	inst.NameConn = redisserver.NameConn
 }
 
 func redisInstance(addrs []string, p harness.Params, build RedisBuild, closeBackend func()) *harness.Instance {
@@ -257,10 +280,12 @@ func inMemoryGCS(p harness.Params, build GCSBuild) (*harness.Instance, error) {
 func inMemoryRedis(n int, p harness.Params, build RedisBuild) *harness.Instance {
 	servers := map[string]*redisserver.Server{}
 	var addrs []string
+	var ordered []*redisserver.Server
 	for i := range n {
 		addr := fmt.Sprintf("redis-%d.in-memory.invalid:6379", i)
 		servers[addr] = redisserver.NewInMemoryAt(addr)
 		addrs = append(addrs, addr)
+		ordered = append(ordered, servers[addr])
 	}
 	closeAll := func() {
 		for _, s := range servers {
@@ -279,6 +304,7 @@ func inMemoryRedis(n int, p harness.Params, build RedisBuild) *harness.Instance 
 	inst.Links = func(slot int) harness.Link { return harness.Link{Dial: network.Dialer(slot, dial)} }
 	inst.Network = func(context.Context, []string, int) (harness.Plane, error) { return network, nil }
 	inst.Attach = harness.Attachment{}
+	auditRedis(inst, ordered, p.OnWrite)
 	return inst
 }
 

@@ -131,6 +131,14 @@ func Lockers() []harness.LockerSpec {
 			}),
 		},
 		{
+			Name:    mutants.RedisBlindExtend,
+			Summary: "BROKEN on purpose: redis whose watchdog extends with a bare PEXPIRE, so an extend that lands late extends the next holder's key",
+			TTL:     redis.DefaultRedisLockTimeout,
+			Setup: backends.Redis(1, func(addrs []string, p harness.Params, env lockers.Env) (lockers.Locker, error) {
+				return mutants.NewRedis(redis.Config{Addr: addrs[0]}, env, redis.Options{TimeScale: p.TimeScale})
+			}),
+		},
+		{
 			Name:    redislock.Name,
 			Summary: "github.com/bsm/redislock as it is, with the refresh loop its README suggests (30 s TTL)",
 			TTL:     redislock.DefaultTTL,

@@ -91,6 +91,10 @@ type Instance struct {
 	// Attach is how a worker process reaches this backend (zero for
 	// in-process backends, which no other process can reach).
 	Attach Attachment
+	// NameConn, when set, names a client on each connection it opens to
+	// the backend (Env.Dial), so that the backend's audit knows who sent
+	// what (the embedded Redis).
+	NameConn func(c net.Conn, client int) net.Conn
 }
 
 // Attachment locates a running backend, so that a locker in another
@@ -115,7 +119,8 @@ type Params struct {
 	// the server-side fault middleware.
 	ServerFront func(http.Handler) http.Handler
 	// OnWrite, when the embedded backend can report the writes it
-	// accepts (the GCS fidelity layer), hears of each: the backend audit.
+	// accepts (the GCS fidelity layer, the embedded Redis), hears of
+	// each: the backend audit.
 	OnWrite func(history.Write)
 	// GCSBucket, when set, runs GCS lockers against this real bucket
 	// (application default credentials) instead of the embedded GCS.

@@ -61,6 +61,9 @@ func (r *run) dialerFor(slot int, g *gate) func(ctx context.Context, network, ad
 		if err != nil {
 			return nil, err
 		}
+		if r.inst != nil && r.inst.NameConn != nil {
+			conn = r.inst.NameConn(conn, slot)
+		}
 		return gatedConn{Conn: conn, gate: g}, nil
 	}
 }

@@ -341,7 +341,9 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 }
 
 // Write is one write a backend accepted, as its audit saw it: who sent it,
-// and which incarnation of the object it acted on and left. A client's
+// and which version of the object it acted on and left (an object's
+// generation on GCS; on Redis, where keys have none, the number the
+// embedded server gives each value a key takes). A client's
 // writes are told apart by its slot, since its process changes after each
 // indeterminate call while its background work (a refresher) goes on.
 type Write struct {
@@ -350,7 +352,7 @@ type Write struct {
 	Op string `json:"op"`
 	// Client is the writer's slot; -1 when the request did not say.
 	Client int `json:"client"`
-	// Before is the generation the write acted on (0: none); After the
+	// Before is the version the write acted on (0: none); After the
 	// one it left (0: none, after a delete).
 	Before int64 `json:"before,omitempty"`
 	After  int64 `json:"after,omitempty"`

@@ -14,8 +14,8 @@ import (
 const AuditName = "backend-audit"
 
 // AuditResult is the verdict of the backend audit: the writes the backend
-// itself accepted (history.BackendWrite, recorded by the embedded GCS)
-// judged against who held each lock by the history. A lock object written
+// itself accepted (history.BackendWrite, recorded by the embedded GCS and
+// the embedded Redis) judged against who held each lock by the history. A lock object written
 // during a client's successful acquire is that hold's incarnation, from
 // the write until the holder releases it, is told it lost it, or crashes;
 // a write that another client got accepted on that incarnation while the
@@ -26,7 +26,10 @@ const AuditName = "backend-audit"
 // does not show at all.
 //
 // Nil when the history has no backend writes: a backend that reports none
-// (Redis, a real bucket, worker processes' own requests) is not audited.
+// (a real bucket, a real redis-server) is not audited, nor is a write
+// whose sender is unknown (a worker process's own requests). A lock held
+// on several servers at once (Redlock) is followed on the server whose
+// write won it last.
 type AuditResult struct {
 	Verdict Verdict `json:"verdict"`
 	Summary string  `json:"summary"`
@@ -160,7 +163,7 @@ func checkAudit(h *history.History, opts Options) *AuditResult {
 		res.Violations++
 		if len(res.Counterexamples) < opts.maxCounterexamples() {
 			res.Counterexamples = append(res.Counterexamples, fmt.Sprintf(
-				"at %v the backend accepted client %d's %s of %s on generation %d, the lock client %d (P%d) acquired on key %s at %v and held %s: a write from a client that did not hold the lock",
+				"at %v the backend accepted client %d's %s of %s at version %d, the lock client %d (P%d) acquired on key %s at %v and held %s: a write from a client that did not hold the lock",
 				at(aw.time), aw.w.Client, aw.w.Op, aw.w.Object, aw.w.Before, hd.client, hd.process, hd.key, at(hd.ok), until(hd.end)))
 		}
 	}

@@ -69,8 +69,8 @@ func TestBackendAuditCatchesAWriteOnAnothersLock(t *testing.T) {
 		{"each holder writes its own lock", nil, Valid, "6 accepted writes, none on a lock another client held (2 holds' lock objects followed)"},
 		{"a stray write after the hold ended", []history.Event{stray(33, "update", 200)}, Valid, "none on a lock another client held"},
 		{"a late delete while another holds", []history.Event{stray(20, "delete", 0)}, Invalid,
-			"at 0s the backend accepted client 0's delete of k.lock on generation 200, the lock client 1 (P1) acquired on key k at 0s and held until 0s"},
-		{"an extend with no precondition while another holds", []history.Event{stray(13, "update", 200)}, Invalid, "client 0's update of k.lock on generation 200"},
+			"at 0s the backend accepted client 0's delete of k.lock at version 200, the lock client 1 (P1) acquired on key k at 0s and held until 0s"},
+		{"an extend with no precondition while another holds", []history.Event{stray(13, "update", 200)}, Invalid, "client 0's update of k.lock at version 200"},
 	}
 	for _, c := range cases {
 		res := checkAudit(auditHistory(t, c.extra...), Options{})

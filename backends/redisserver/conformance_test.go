@@ -37,8 +37,17 @@ func TestConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { emb.Close() })
+	// The backend audit watches every command and drives the server's
+	// clock itself; it must change nothing a client reads.
+	audited, err := StartEmbedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { audited.Close() })
+	audited.Audit(func(Write) {})
 	targets := []conformanceTarget{
 		{"embedded", func(t *testing.T, c conformanceCase) { runOn(t, emb, c) }},
+		{"audited", func(t *testing.T, c conformanceCase) { runOn(t, audited, c) }},
 		{"in-memory", func(t *testing.T, c conformanceCase) {
 			synctest.Test(t, func(t *testing.T) {
 				s := NewInMemory()

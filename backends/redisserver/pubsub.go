@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -29,6 +30,9 @@ type pubsub struct {
 	// they subscribed; a name with none is deleted.
 	channels map[string][]*psConn
 	patterns map[string][]*psConn
+
+	// audit, when set (Server.Audit), sees every command that may write.
+	audit *auditor
 }
 
 // psConn is one client connection.
@@ -45,9 +49,11 @@ type psConn struct {
 	held []psFrame
 
 	// Used only on the connection's own goroutine.
-	multi        bool // between MULTI and EXEC or DISCARD
-	multiRefused bool // a pub/sub command was refused inside MULTI
-	redispatch   bool // the hook's next call is the command it passed on
+	multi        bool     // between MULTI and EXEC or DISCARD
+	multiRefused bool     // a pub/sub command was refused inside MULTI
+	redispatch   bool     // the hook's next call is the command it passed on
+	writer       int      // the client the connection named (NameConn), -1 if none
+	queued       []string // keys of the write commands queued since MULTI
 }
 
 func (c *psConn) count() int { return len(c.channels) + len(c.patterns) }
@@ -75,7 +81,7 @@ func (f psFrame) write(w *server.Writer) {
 
 // servePubsub installs the pub/sub layer on srv, before any client can
 // send it a command.
-func servePubsub(srv *server.Server) {
+func servePubsub(srv *server.Server) *pubsub {
 	ps := &pubsub{
 		srv:      srv,
 		conns:    map[*server.Peer]*psConn{},
@@ -83,6 +89,7 @@ func servePubsub(srv *server.Server) {
 		patterns: map[string][]*psConn{},
 	}
 	srv.SetPreHook(ps.hook)
+	return ps
 }
 
 // allowedSubscribed are the commands redis-server runs on a RESP2
@@ -112,6 +119,14 @@ func (ps *pubsub) hook(c *server.Peer, cmd string, args ...string) bool {
 	if pc.redispatch {
 		pc.redispatch = false
 		return false
+	}
+	if isNameCommand(cmd) {
+		if len(args) == 1 {
+			if n, err := strconv.Atoi(args[0]); err == nil {
+				pc.writer = n
+			}
+		}
+		return true // no reply: the client did not send it
 	}
 
 	ps.mu.Lock()
@@ -185,11 +200,60 @@ func (ps *pubsub) hook(c *server.Peer, cmd string, args ...string) bool {
 			}
 		}
 	}
+	keys := ps.auditedKeys(pc, cmd, args)
 	if subscribed {
-		ps.runHolding(pc, cmd, args)
+		ps.runHolding(pc, cmd, args, keys)
 		return true
 	}
-	return false
+	if ps.audit == nil {
+		return false
+	}
+	ps.execute(pc, cmd, args, keys)
+	return true
+}
+
+// execute has miniredis run a command the hook passed on, under the
+// audit's eye when there is one.
+func (ps *pubsub) execute(pc *psConn, cmd string, args []string, audited []string) {
+	switch {
+	case ps.audit == nil:
+		ps.redispatch(pc, cmd, args)
+	case len(audited) > 0:
+		ps.audit.around(pc.writer, audited, func() { ps.redispatch(pc, cmd, args) })
+	default:
+		ps.audit.passing()
+		ps.redispatch(pc, cmd, args)
+	}
+}
+
+// auditedKeys are the keys the audit must watch while cmd runs: none
+// without an audit, for a command queued inside MULTI (its keys wait for
+// the EXEC), or for one that writes nothing.
+func (ps *pubsub) auditedKeys(pc *psConn, cmd string, args []string) []string {
+	if ps.audit == nil {
+		return nil
+	}
+	switch cmd {
+	case "MULTI", "DISCARD":
+		pc.queued = nil
+		return nil
+	case "EXEC":
+		keys := pc.queued
+		pc.queued = nil
+		return keys
+	}
+	if pc.multi {
+		pc.queued = append(pc.queued, writtenKeys(cmd, args)...)
+		return nil
+	}
+	return writtenKeys(cmd, args)
+}
+
+// redispatch has miniredis run a command the hook passed on.
+func (ps *pubsub) redispatch(pc *psConn, cmd string, args []string) {
+	pc.redispatch = true
+	ps.srv.Dispatch(pc.peer, append([]string{cmd}, args...))
+	pc.redispatch = false
 }
 
 // conn is c's connection, registered at its first command, or nil for a
@@ -205,7 +269,7 @@ func (ps *pubsub) conn(c *server.Peer) *psConn {
 	if c.Ctx != nil {
 		return nil
 	}
-	pc := &psConn{peer: c}
+	pc := &psConn{peer: c, writer: -1}
 	ps.conns[c] = pc
 	c.OnDisconnect(func() { ps.disconnect(pc) })
 	return pc
@@ -336,14 +400,12 @@ func (ps *pubsub) deliver(pc *psConn, f psFrame) {
 // published between two of them would corrupt it, so frames wait until the
 // reply is whole. A command that blocks (BLPOP) holds them until it
 // returns, where redis-server would send them at once.
-func (ps *pubsub) runHolding(pc *psConn, cmd string, args []string) {
+func (ps *pubsub) runHolding(pc *psConn, cmd string, args []string, audited []string) {
 	ps.mu.Lock()
 	pc.busy = true
 	ps.mu.Unlock()
 
-	pc.redispatch = true
-	ps.srv.Dispatch(pc.peer, append([]string{cmd}, args...))
-	pc.redispatch = false
+	ps.execute(pc, cmd, args, audited)
 
 	ps.mu.Lock()
 	defer ps.mu.Unlock()

@@ -87,9 +87,14 @@ type Server struct {
 	mini *miniredis.Miniredis
 	// inMemory servers have no listener; Dial is the only way in.
 	inMemory bool
+	ps       *pubsub // nil for a real server
 
 	proc *process
 }
+
+// Embedded says the server is miniredis (on loopback or in memory), not a
+// real redis-server.
+func (s *Server) Embedded() bool { return s.mini != nil }
 
 // Addr is the server's host:port on 127.0.0.1. An in-memory server has
 // none and answers a placeholder that its Dial ignores.
@@ -128,8 +133,8 @@ func StartEmbedded() (*Server, error) {
 		return nil, fmt.Errorf("redisserver: start miniredis: %w", err)
 	}
 	// Before Addr is known to any client, so every connection gets it.
-	servePubsub(m.Server())
-	return &Server{addr: m.Addr(), mini: m}, nil
+	ps := servePubsub(m.Server())
+	return &Server{addr: m.Addr(), mini: m, ps: ps}, nil
 }
 
 // NewInMemory makes a miniredis with no listener: every connection is a
@@ -149,8 +154,8 @@ func NewInMemoryAt(addr string) *Server {
 	if c, err := m.Dial(); err == nil {
 		c.Close()
 	}
-	servePubsub(m.Server())
-	return &Server{addr: addr, mini: m, inMemory: true}
+	ps := servePubsub(m.Server())
+	return &Server{addr: addr, mini: m, inMemory: true, ps: ps}
 }
 
 // Options configures [StartReal].

@@ -126,7 +126,11 @@ type Run struct {
 	ReleaseMissed     int           `json:"release_missed,omitempty"`
 	ReleaseHandOffP50 time.Duration `json:"release_hand_off_p50_ns,omitempty"`
 	Counterexample    string        `json:"counterexample,omitempty"`
-	Elapsed           time.Duration `json:"elapsed_ns"`
+	// CaughtBy names the safety checkers that found a violation: where a
+	// control and its mutant are both invalid, which checks tell them
+	// apart.
+	CaughtBy []string      `json:"caught_by,omitempty"`
+	Elapsed  time.Duration `json:"elapsed_ns"`
 }
 
 // Table is a finished (or interrupted) comparison.
@@ -349,9 +353,11 @@ func (r *Run) fill(rep *models.Report) {
 		r.Linearizable = rep.Linearizability.Verdict
 	}
 	for _, c := range rep.Checkers {
-		if c.Safety && len(c.Counterexamples) > 0 {
+		if c.Safety && len(c.Counterexamples) > 0 && r.Counterexample == "" {
 			r.Counterexample = c.Counterexamples[0]
-			break
+		}
+		if c.Safety && c.Verdict == models.Invalid {
+			r.CaughtBy = append(r.CaughtBy, c.Name)
 		}
 	}
 	// An unknown count (a key without its final value) is no "0 lost".

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -41,6 +42,8 @@ type Summary struct {
 	LivenessInvalid int `json:"liveness_invalid"`
 	LivenessValid   int `json:"liveness_valid"`
 	Seeds           int `json:"seeds"`
+	// CaughtBy counts, per safety checker, the seeds it found invalid.
+	CaughtBy map[string]int `json:"caught_by,omitempty"`
 	// Data and release-request figures, summed over the seeds that
 	// measured them (see Run).
 	DataChecked       bool          `json:"data_checked,omitempty"`
@@ -78,6 +81,12 @@ func (c Cell) Summarize() Summary {
 		}
 		s.Violations += r.Violations
 		s.Stuck += r.Stuck
+		for _, name := range r.CaughtBy {
+			if s.CaughtBy == nil {
+				s.CaughtBy = map[string]int{}
+			}
+			s.CaughtBy[name]++
+		}
 		switch r.Liveness {
 		case models.Invalid:
 			s.LivenessInvalid++
@@ -111,6 +120,26 @@ func (c Cell) Summarize() Summary {
 	s.HandOffP50, s.CrashRecovery = median(hand), median(rec)
 	s.ReleaseHandOffP50 = median(onRequest)
 	return s
+}
+
+// caughtBy lists the checkers that found the cell's violations, the most
+// seeds first, or "–".
+func (s Summary) caughtBy() string {
+	if len(s.CaughtBy) == 0 {
+		return "–"
+	}
+	names := slices.Collect(maps.Keys(s.CaughtBy))
+	slices.SortFunc(names, func(a, b string) int {
+		if d := s.CaughtBy[b] - s.CaughtBy[a]; d != 0 {
+			return d
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s %d", n, s.CaughtBy[n])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // data says what happened to the protected register, or "–" when the
@@ -231,8 +260,8 @@ func (t *Table) WriteMarkdown(w io.Writer) error {
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("\n| locker | scenario | safety | liveness | overlaps | acquire p50 / p99 | hand-off p50 | holder crash → next acquire | stuck clients | register | release on request | runs |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n| locker | scenario | safety | caught by | liveness | overlaps | acquire p50 / p99 | hand-off p50 | holder crash → next acquire | stuck clients | register | release on request | runs |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range cells {
 		s := sums[[2]string{c.Locker, c.Scenario}]
 		if s.safety() == "n/a" {
@@ -257,11 +286,11 @@ func (t *Table) WriteMarkdown(w io.Writer) error {
 		case s.LivenessValid < judged:
 			live = fmt.Sprintf("unknown %d/%d", judged-s.LivenessValid, judged)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %s / %s | %s | %s | %d | %s | %s | %s |\n",
-			s.Locker, s.Scenario, s.safety(), live, s.Violations, ms(s.AcquireP50), ms(s.AcquireP99),
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %d | %s / %s | %s | %s | %d | %s | %s | %s |\n",
+			s.Locker, s.Scenario, s.safety(), s.caughtBy(), live, s.Violations, ms(s.AcquireP50), ms(s.AcquireP99),
 			ms(s.HandOffP50), crash, s.Stuck, s.data(), s.onRequest(), t.runLinks(c))
 	}
-	b.WriteString("\nsafety: seeds judged invalid (or valid) of those run; liveness: seeds where a client could not acquire once in the recovery phase, or a holder's key was never taken again; overlaps: critical sections that began while another client's was open, over all seeds; " +
+	b.WriteString("\nsafety: seeds judged invalid (or valid) of those run; caught by: the checkers that judged them invalid, with their seeds; liveness: seeds where a client could not acquire once in the recovery phase, or a holder's key was never taken again; overlaps: critical sections that began while another client's was open, over all seeds; " +
 		"latencies: median over seeds of each run's figure; hand-off: from a release to the next acquire by a client that was waiting; " +
 		"holder crash: from the kill of a holder to the next acquire of its key (never: still taken when the run ended); stuck: clients that could not acquire once in the recovery phase, over all seeds; " +
 		"register: acknowledged increments the register's final value lacks, and calls a fenced store refused as stale (accepted stale calls are a fencing violation), over all seeds; " +

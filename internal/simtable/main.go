@@ -138,7 +138,7 @@ func mutantFlags(name string) []string {
 		// The long-fail-fast column: a holder still at work when every
 		// request of its own fails at once for longer than its lease.
 		flags = append(flags, "-ttl", "1s", "-faults", "fail-fast-holder", "-fault-duration", "3s", "-hold-min", "3s", "-hold-max", "5s")
-	case "mutant-blind-extend":
+	case "mutant-blind-extend", "mutant-redis-blind-extend":
 		// The deliver-late column: a holder's refreshes land three leases
 		// late, on the next holder's lock.
 		flags = append(flags, "-ttl", "1s", "-faults", "deliver-late-holder", "-hold-min", "3s", "-hold-max", "5s")

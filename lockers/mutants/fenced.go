@@ -5,6 +5,7 @@ import (
 
 	"github.com/lockcheck/lockcheck/lockers"
 	"github.com/lockcheck/lockcheck/lockers/fenced"
+	"github.com/lockcheck/lockcheck/lockers/redis"
 )
 
 // The GCS mutants are lockcheck's own GCS lock (package fenced) with one
@@ -60,6 +61,21 @@ var FencedDefects = map[string]fenced.Defect{
 	FailedExtendCounts:  fenced.DefectFailedExtendCounts,
 	DeadlineOnSend:      fenced.DefectDeadlineOnSend,
 	BlindExtend:         fenced.DefectBlindExtend,
+}
+
+// RedisBlindExtend is the Redis mutant: the Redis locker (package
+// redis, tus-node-server PR #846's) whose watchdog extends the key with
+// a bare PEXPIRE, no owner check (redis.DefectBlindExtend). Triggered by
+// an extend that lands late, after the key expired and another client
+// took it (the deliver-late column): it extends the next holder's key,
+// which the backend audit of the embedded Redis sees, and tells the late
+// holder the key is still its own.
+const RedisBlindExtend = "mutant-redis-blind-extend"
+
+// NewRedis is redis.New with the Redis mutant's defect planted.
+func NewRedis(cfg redis.Config, env lockers.Env, opts redis.Options) (*redis.Locker, error) {
+	opts.Defect = redis.DefectBlindExtend
+	return redis.New(cfg, env, opts)
 }
 
 // NewFenced is fenced.New with the named mutant's defect planted.

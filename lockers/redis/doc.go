@@ -118,6 +118,12 @@
 //     explicit duration overrides, unscaled. Prefixes are the source's
 //     defaults, fixed.
 //
+// # Planted defect
+//
+// Options.Defect turns the locker into lockcheck's planted Redis mutant
+// (package mutants): the watchdog's extend a bare PEXPIRE, no owner check.
+// The default is the source's locker.
+//
 // # What Lock's errors claim, and attempt reports
 //
 // env.MarkAttempt is called before every SET: Lock only retries after a

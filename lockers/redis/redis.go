@@ -50,6 +50,9 @@ end`
 else
   return 0
 end`
+	// blindExtendScript is DefectBlindExtend's: PEXPIRE with no look at
+	// whose key it is.
+	blindExtendScript = `return redis.call("pexpire", KEYS[1], ARGV[2])`
 )
 
 var (
@@ -87,8 +90,26 @@ type Options struct {
 	AcquireLockRetry   time.Duration
 	RedisLockTimeout   time.Duration
 
+	// Defect plants one deliberate bug, for the planted mutants of
+	// package mutants; zero, the only value a user has reason to give,
+	// is the source's locker.
+	Defect Defect
+
 	_ struct{}
 }
+
+// Defect is one deliberate bug of a planted mutant; see Options.Defect.
+type Defect int
+
+const (
+	// NoDefect is the source's locker.
+	NoDefect Defect = iota
+	// DefectBlindExtend: the watchdog extends the key's TTL with no
+	// owner check, so an extend that lands late (after the key expired
+	// and another client took it) extends the next holder's lock, and
+	// the late holder, told the key is there, believes it still holds.
+	DefectBlindExtend
+)
 
 func (o Options) resolve() (Options, error) {
 	if err := lockers.ApplyTimeScale(&o.TimeScale,
@@ -358,7 +379,11 @@ func (ls *lease) watch() {
 		// setInterval arms the next tick as this one starts.
 		next = clock.After(interval)
 		ctx, cancel := clockContext(ls.watchCtx, clock, interval)
-		n, err := ls.l.client.Eval(ctx, extendScript, []string{ls.key}, ls.token, strconv.FormatInt(ttlMs, 10)).Int()
+		script := extendScript
+		if ls.l.opts.Defect == DefectBlindExtend {
+			script = blindExtendScript
+		}
+		n, err := ls.l.client.Eval(ctx, script, []string{ls.key}, ls.token, strconv.FormatInt(ttlMs, 10)).Int()
 		cancel()
 		if ls.watchCtx.Err() != nil {
 			return
