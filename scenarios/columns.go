@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lockcheck/lockcheck/faults"
+	"github.com/lockcheck/lockcheck/harness"
 	"github.com/lockcheck/lockcheck/history"
 )
 
@@ -85,6 +86,37 @@ func (c Column) Room(ttl, interval time.Duration) time.Duration {
 		o.MaxDuration = o.MinDuration
 	}
 	return faults.Room(kinds, o)
+}
+
+// Apply sets in s what column c changes of a run, its leases ttl long:
+// fault durations, workload, process clients, holds, clock spread, keys
+// and clients. The run's length is the caller's (Room).
+func (c Column) Apply(s *Spec, ttl time.Duration) {
+	lease := func(n float64) time.Duration { return time.Duration(n * float64(ttl)) }
+	if c.LeaseMultiple > 0 {
+		s.FaultDuration = lease(c.LeaseMultiple).String()
+	}
+	if c.Workload != "" {
+		s.Workload = c.Workload
+	}
+	if c.Processes {
+		s.ClientsAs = harness.ClientsAsProcesses
+	}
+	if c.HoldLeases > 0 {
+		s.HoldMax = Duration(lease(c.HoldLeases))
+	}
+	if c.HoldMinLeases > 0 {
+		s.HoldMin = Duration(lease(c.HoldMinLeases))
+	}
+	if c.ClockSpreadLeases > 0 {
+		s.ClockSpread = Duration(lease(c.ClockSpreadLeases))
+	}
+	if c.Keys > 0 {
+		s.Keys = c.Keys
+	}
+	if c.Clients > 0 {
+		s.Clients = c.Clients
+	}
 }
 
 // DefaultColumns are the columns of the standard comparison table.

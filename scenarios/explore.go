@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/lockcheck/lockcheck/faults"
 	"github.com/lockcheck/lockcheck/history"
@@ -111,13 +110,10 @@ func Explore() []Spec {
 				if l.lease {
 					s.TTL = Duration(DefaultTTL)
 				}
-				if c.LeaseMultiple > 0 {
-					s.FaultDuration = time.Duration(c.LeaseMultiple * float64(DefaultTTL)).String()
-				}
 				if room := c.Room(DefaultTTL, DefaultFaultInterval); room > DefaultDuration {
 					s.Duration = Duration(room)
 				}
-				s.Keys, s.Clients = c.Keys, c.Clients
+				c.Apply(&s, DefaultTTL)
 				out = append(out, s)
 			}
 		}

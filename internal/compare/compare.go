@@ -257,33 +257,10 @@ func (p Plan) Spec(l harness.LockerSpec, sc Scenario, seed uint64) scenarios.Spe
 	default:
 		s.TimeScale = 1
 	}
-	if sc.LeaseMultiple > 0 {
-		s.FaultDuration = time.Duration(sc.LeaseMultiple * float64(p.TTL)).String()
-	}
 	// Lengthened from the base's duration, or the default a zero one
 	// stands for: a zero left here would become the room itself.
 	s.Duration = scenarios.Duration(max(cmp.Or(time.Duration(s.Duration), scenarios.DefaultDuration), p.Room(sc)))
-	if sc.Workload != "" {
-		s.Workload = sc.Workload
-	}
-	if sc.Processes {
-		s.ClientsAs = harness.ClientsAsProcesses
-	}
-	if sc.HoldLeases > 0 {
-		s.HoldMax = scenarios.Duration(time.Duration(sc.HoldLeases * float64(p.TTL)))
-	}
-	if sc.HoldMinLeases > 0 {
-		s.HoldMin = scenarios.Duration(time.Duration(sc.HoldMinLeases * float64(p.TTL)))
-	}
-	if sc.ClockSpreadLeases > 0 {
-		s.ClockSpread = scenarios.Duration(time.Duration(sc.ClockSpreadLeases * float64(p.TTL)))
-	}
-	if sc.Keys > 0 {
-		s.Keys = sc.Keys
-	}
-	if sc.Clients > 0 {
-		s.Clients = sc.Clients
-	}
+	sc.Apply(&s, p.TTL)
 	return s
 }
 

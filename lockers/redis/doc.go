@@ -94,8 +94,16 @@
 //     confirms an UNSUBSCRIBE that leaves none, so an idle client has no
 //     goroutine, and at Close). The SUBSCRIBE of Lock and the UNSUBSCRIBE
 //     of Unlock return once the server confirms them, as ioredis's do
-//     (go-redis's own calls return once the command is written); the
-//     handler is installed after the confirmation, as in IoRedisClient.
+//     (go-redis's own calls return once the command is written). The
+//     handler is installed before the SUBSCRIBE is sent, where
+//     IoRedisClient installs it after the confirmation: in Node the
+//     continuation that installs it runs before the next chunk is read,
+//     so only a message in the very chunk of the confirmation misses it;
+//     in Go the reader goroutine could dispatch a message that follows
+//     the confirmation before the Lock goroutine installed the handler,
+//     or after, as the scheduler chose, and a simulated run would not
+//     replay. No message can precede the confirmation, so installing the
+//     handler first only delivers every message after it.
 //     After a read error go-redis reconnects and resubscribes; the reader
 //     waits min(n·50 ms, 2 s) between attempts, ioredis's default
 //     retryStrategy.

@@ -498,10 +498,14 @@ func newSubscriber(client *goredis.Client, env lockers.Env) *subscriber {
 var errSubscriberClosed = errors.New("subscriber closed")
 
 // subscribe is IoRedisClient.subscribe: SUBSCRIBE, wait for the server's
-// confirmation, then install the handler. The returned cleanup removes the
-// handler, then UNSUBSCRIBEs and waits for that confirmation, as ioredis's
+// confirmation, with the handler in place (see the package doc for why it
+// is installed first). The returned cleanup removes the handler, then
+// UNSUBSCRIBEs and waits for that confirmation, as ioredis's
 // unsubscribe() does.
 func (s *subscriber) subscribe(ctx context.Context, channel string, onMessage func()) (func(context.Context) error, error) {
+	s.mu.Lock()
+	s.handlers[channel] = onMessage
+	s.mu.Unlock()
 	err := s.confirmed(ctx, "subscribe", channel, func() error { return s.ps.Subscribe(ctx, channel) })
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -509,7 +513,6 @@ func (s *subscriber) subscribe(ctx context.Context, channel string, onMessage fu
 		delete(s.handlers, channel)
 		return nil, err
 	}
-	s.handlers[channel] = onMessage
 	return func(ctx context.Context) error {
 		s.mu.Lock()
 		delete(s.handlers, channel)
