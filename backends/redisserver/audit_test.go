@@ -55,7 +55,7 @@ func expectWrites(t *testing.T, log *auditLog, step string, want ...Write) {
 	}
 }
 
-// auditCases run the same steps on the embedded server over loopback and
+// auditSteps run the same steps on the embedded server over loopback and
 // on the in-memory one: the writes a lock's life makes, each with its
 // writer, and the commands that write nothing.
 func auditSteps(t *testing.T, s *Server, log *auditLog) {
@@ -95,24 +95,28 @@ func auditSteps(t *testing.T, s *Server, log *auditLog) {
 	expectWrites(t, log, "a's SET over b's value", Write{Key: "lock", Op: "write", Client: 0, Before: 2, After: 4})
 }
 
-func TestAuditEmbedded(t *testing.T) {
-	s, err := StartEmbedded()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+// audited turns on s's audit and returns what it will report.
+func audited(s *Server) *auditLog {
 	log := &auditLog{}
 	s.Audit(log.add)
-	auditSteps(t, s, log)
+	return log
 }
 
-func TestAuditInMemory(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		s := NewInMemory()
+func TestAudit(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) {
+		s, err := StartEmbedded()
+		if err != nil {
+			t.Fatal(err)
+		}
 		defer s.Close()
-		log := &auditLog{}
-		s.Audit(log.add)
-		auditSteps(t, s, log)
+		auditSteps(t, s, audited(s))
+	})
+	t.Run("in-memory", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			s := NewInMemory()
+			defer s.Close()
+			auditSteps(t, s, audited(s))
+		})
 	})
 }
 
@@ -123,8 +127,7 @@ func TestAuditExpiryIsNoWrite(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := NewInMemory()
 		defer s.Close()
-		log := &auditLog{}
-		s.Audit(log.add)
+		log := audited(s)
 		a, b := namedClient(t, s, 0), namedClient(t, s, 1)
 
 		a.expect(simple("OK"), "SET", "lock", "a", "NX", "PX", "1000")
