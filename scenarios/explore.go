@@ -12,7 +12,7 @@ import (
 // Families are the fault families of the exploratory cross-product, each a
 // column of the comparison tables (internal/compare), whose fault lists
 // and lease multiples they reuse.
-var Families = []string{"none", "contended", "latency", "partition", "lost-reply", "server-lost-reply", "429", "pause", "crash", "clock"}
+var Families = []string{"none", "contended", "latency", "partition", "lost-reply", "server-lost-reply", "429", "pause", "crash", "clock", "long-partition", "long-fail-fast", "long-pause", "deliver-late"}
 
 // ExploreWorkloads are the workloads of the cross-product.
 var ExploreWorkloads = []string{history.WorkloadMutex, history.WorkloadRegister}
@@ -123,11 +123,13 @@ func Explore() []Spec {
 
 // measured are the comparison tables' cells that were not valid on every
 // seed: locker → family → verdict and the step that allowed it, over two
-// regenerations of the table where the verdicts moved. Every other
-// applicable cell was valid 3 of 3.
+// regenerations of the table where the verdicts moved (the long columns
+// and deliver-late: one live comparison). Every other applicable cell was
+// valid 3 of 3.
 var measured = map[string]map[string]Expect{
 	"lease": {
-		"pause": {ExpectInvalid, "invalid 3/3: the store expires the lease one TTL after the last refresh while the paused holder's refresher and Lost timer are frozen with it"},
+		"pause":      {ExpectInvalid, "invalid 3/3: the store expires the lease one TTL after the last refresh while the paused holder's refresher and Lost timer are frozen with it"},
+		"long-pause": {ExpectInvalid, "invalid 3/3 (live, seeds 1-3): as under pause, a holder frozen for three leases while it works outlives its lease"},
 	},
 	"tus616": {
 		"latency":           {ExpectEither, "invalid 1/3 in one regeneration of the table, 0/3 in the next: Unlock deletes with ifGenerationMatch=<metageneration> (step 7), so a released lock lingers until exp; two waiters judge it stale and delete with ifMetagenerationMatch=1 alone (step 3), the second removing the first's fresh lock"},
@@ -136,6 +138,10 @@ var measured = map[string]map[string]Expect{
 		"partition":         {ExpectEither, "valid 3/3, then invalid 1/3: the cut-off holder's lock goes stale and two waiters both delete it with ifMetagenerationMatch=1 alone (step 3), traced in simulation"},
 		"lost-reply":        {ExpectEither, "valid 3/3, then invalid 1/3: a lock left to go stale (step 7) is deleted by two waiters at once (step 3), one of them the client whose replies were lost; traced in simulation"},
 		"server-lost-reply": {ExpectEither, "valid 3/3, then invalid 1/3: the overlap came after the fault, two waiters deleting one stale lock with ifMetagenerationMatch=1 alone (step 3); traced in simulation"},
+		"long-partition":    {ExpectInvalid, tus616LongHolds},
+		"long-fail-fast":    {ExpectInvalid, tus616LongHolds},
+		"long-pause":        {ExpectInvalid, tus616LongHolds},
+		"deliver-late":      {ExpectInvalid, tus616LongHolds},
 	},
 	"lai": {
 		"partition":         {ExpectEither, "invalid 3/3, then 2/3: the cut-off holder's Unlock deletes with ifMetagenerationMatch=<remembered> alone (step 5), resent after the heal, and removes the next holder's fresh lock"},
@@ -145,22 +151,51 @@ var measured = map[string]map[string]Expect{
 		"pause":             {ExpectInvalid, "invalid 3/3: the paused holder's refresher (step 4) is frozen, expires_at passes, and a waiter deletes the lock as stale by its own clock (step 3)"},
 		"crash":             {ExpectEither, "invalid 2/3, then 0/3: the crashed holder's lock expires and two waiters delete it at once with ifMetagenerationMatch=1 alone (step 3)"},
 		"clock":             {ExpectInvalid, "invalid 3/3: expires_at is kept by the client's clock and judged by the waiter's (step 3), so a client three leases ahead takes every live lock for stale"},
+		"long-partition":    {ExpectInvalid, "invalid 3/3 (live, seeds 1-3; mutual exclusion and the backend audit): the cut-off holder is never told, goes on working for three leases, and a waiter deletes its lock as stale (step 3)"},
+		"long-fail-fast":    {ExpectEither, "invalid 1/3 (live, seeds 1-3): a waiter deleted the lock as stale while its holder, whose refreshes had failed, was still to be told"},
+		"long-pause":        {ExpectInvalid, "invalid 3/3 (live, seeds 1-3): as under pause, the frozen refresher lets expires_at pass and a waiter deletes the lock as stale (step 3)"},
+		"deliver-late":      {ExpectInvalid, "invalid 3/3 (live, seeds 1-3; mutual exclusion and the backend audit): the holder's refreshes land three leases late, expires_at passes meanwhile, and a waiter deletes the lock as stale while the holder works"},
 	},
 	"gcslock": {
 		"lost-reply":        {ExpectEither, "invalid 1/3, then 0/3: Unlock repeats an unconditional delete until answered (step 2); a delete whose reply was lost, repeated after the heal, removes the next holder's lock"},
 		"server-lost-reply": {ExpectEither, "invalid 1/3, then 2/3: the same repeated unconditional delete (step 2), applied by the backend with its reply dropped, removes the next holder's lock; traced in simulation"},
 	},
 	"gmutex": {
-		"pause": {ExpectInvalid, "invalid 3/3: the extend goroutine is frozen with its holder, the lock expires on server time, and a waiter takes it over by generation (step 1) while the holder still works"},
+		"pause":          {ExpectInvalid, "invalid 3/3: the extend goroutine is frozen with its holder, the lock expires on server time, and a waiter takes it over by generation (step 1) while the holder still works"},
+		"long-partition": {ExpectInvalid, "invalid 3/3 (live, seeds 1-3): the cut-off holder's extends time out unheard, the lock expires on server time, and a waiter takes it over (step 1) while the holder still works"},
+		"long-pause":     {ExpectInvalid, "invalid 3/3 (live, seeds 1-3): as under pause, for three leases"},
+		"deliver-late":   {ExpectInvalid, "invalid 3/3 (live, seeds 1-3; mutual exclusion and the backend audit): the holder's extends land three leases late, the lock expires on server time meanwhile, and a waiter takes it over while the holder works"},
 	},
 	"fenced": {
-		"pause": {ExpectEither, "invalid 1/3, then 2/3: takeover waits until the server's Date, less a second of slack, passes updated + TTL; a pause of 2.5 leases only sometimes outlasts that, and then the paused holder's section overlaps the next (no lease lock survives a pause)"},
+		"pause":      {ExpectEither, "invalid 1/3, then 2/3: takeover waits until the server's Date, less a second of slack, passes updated + TTL; a pause of 2.5 leases only sometimes outlasts that, and then the paused holder's section overlaps the next (no lease lock survives a pause)"},
+		"long-pause": {ExpectInvalid, "invalid 3/3 (live, seeds 1-3): a pause of three leases always outlasts the takeover's slack; the lost-notice check and the backend audit see it too (no lease lock survives a pause)"},
 	},
-	"redis":     {"pause": {ExpectInvalid, "invalid 3/3: the watchdog that extends every ttl/2 is frozen with the holder, the key's PX expires and the next SET NX succeeds"}},
-	"redislock": {"pause": {ExpectInvalid, "invalid 3/3: the refresh loop is frozen with the holder, the key's PX expires and the next Obtain succeeds"}},
-	"redsync":   {"pause": {ExpectInvalid, "invalid 3/3: ExtendContext cannot run while the holder is paused, the key expires and the next LockContext succeeds"}},
-	"redlock":   {"pause": {ExpectInvalid, "invalid 3/3: the key expires on all three servers at once and the next client wins a majority: Redlock's known exposure to pauses"}},
+	"redis": {
+		"pause":          {ExpectInvalid, "invalid 3/3: the watchdog that extends every ttl/2 is frozen with the holder, the key's PX expires and the next SET NX succeeds"},
+		"long-partition": {ExpectInvalid, redisNoNotice},
+		"long-fail-fast": {ExpectInvalid, redisNoNotice},
+		"long-pause":     {ExpectInvalid, "invalid 3/3 (live, seeds 1-3): as under pause, for three leases"},
+		"deliver-late":   {ExpectInvalid, redisNoNotice},
+	},
+	"redislock": {
+		"pause":      {ExpectInvalid, "invalid 3/3: the refresh loop is frozen with the holder, the key's PX expires and the next Obtain succeeds"},
+		"long-pause": {ExpectInvalid, "invalid 3/3 (live, seeds 1-3): as under pause, for three leases"},
+	},
+	"redsync": {
+		"pause":      {ExpectInvalid, "invalid 3/3: ExtendContext cannot run while the holder is paused, the key expires and the next LockContext succeeds"},
+		"long-pause": {ExpectInvalid, "invalid 3/3 (live, seeds 1-3): as under pause, for three leases"},
+	},
+	"redlock": {
+		"pause":      {ExpectInvalid, "invalid 3/3: the key expires on all three servers at once and the next client wins a majority: Redlock's known exposure to pauses"},
+		"long-pause": {ExpectInvalid, "invalid 3/3 (live, seeds 1-3): as under pause, for three leases"},
+	},
 }
+
+// Reasons shared by several cells of one locker.
+const (
+	tus616LongHolds = "invalid 3/3 (live, seeds 1-3; mutual exclusion, linearizability and the backend audit): holds of three to five leases outlast the exp the watcher never extends (step 6), so a waiter deletes a working holder's lock as stale (step 3), whatever the fault"
+	redisNoNotice   = "invalid 3/3 (live, seeds 1-3): the watchdog ignores an extend that fails or does not come back (the source's), so a holder whose extends are lost, refused or delivered three leases late goes on working after its key's PX expired and the next SET NX succeeded; it learns only when an extend answers that the key is not its own"
+)
 
 func expectation(locker, family string) Expect {
 	if e, ok := measured[locker][family]; ok {

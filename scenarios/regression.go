@@ -146,6 +146,21 @@ var pinnedBy = map[string]string{
 	"redis/register-pause":      "regression/redis-pause-frozen-watchdog",
 	"redis/fenced-pause":        "regression/redis-pause-frozen-watchdog",
 	"redis/sigstop":             "regression/redis-pause-frozen-watchdog",
+	"redis/long-pause":          "regression/redis-pause-frozen-watchdog",
+	"redis/long-fail-fast":      "regression/redis-fail-fast-ignored-extend",
+	"redis/long-partition":      "regression/redis-fail-fast-ignored-extend", // the same ignored extend, timed out instead of refused
+	"redis/deliver-late":        "regression/redis-fail-fast-ignored-extend", // the same ignored extend, three leases late
+	"tus616/long-partition":     "regression/tus616-pause-stale-delete",      // holds of three leases outlive an exp nobody extends (step 6), as a pause does
+	"tus616/long-fail-fast":     "regression/tus616-pause-stale-delete",
+	"tus616/long-pause":         "regression/tus616-pause-stale-delete",
+	"tus616/deliver-late":       "regression/tus616-pause-stale-delete",
+	"lai/long-pause":            "regression/lai-pause-frozen-refresher",
+	"lai/long-partition":        "regression/lai-pause-frozen-refresher", // the refresher cannot refresh, and the holder is not told: expires_at passes, a waiter deletes the lock (step 3), as under a pause
+	"lai/long-fail-fast":        "regression/lai-pause-frozen-refresher",
+	"lai/deliver-late":          "regression/lai-pause-frozen-refresher",
+	"gmutex/long-pause":         "regression/gmutex-pause-register-lost-update",
+	"gmutex/long-partition":     "regression/gmutex-pause-register-lost-update", // the extends do not reach the server, the lock expires on server time and is taken over while its holder works, as under a pause
+	"gmutex/deliver-late":       "regression/gmutex-pause-register-lost-update",
 }
 
 // notPorted are the lockers whose defects are not pinned: see pinnedBy.

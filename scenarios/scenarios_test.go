@@ -397,11 +397,31 @@ func withShortRun(c harness.Config) harness.Config {
 	return c
 }
 
+// Every family has scenarios, each shaped as its compare column shapes
+// a run: the long columns' holds outlast the lease, their faults three
+// leases.
 func TestFamiliesAreCompareColumns(t *testing.T) {
-	for _, f := range Families {
-		if !slices.ContainsFunc(Explore(), func(s Spec) bool { return strings.HasSuffix(s.Name, "/"+f) }) {
-			t.Errorf("family %s has no scenario", f)
+	cols, err := LookupColumns(Families)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cols {
+		i := slices.IndexFunc(Explore(), func(s Spec) bool { return strings.HasSuffix(s.Name, "/"+c.Name) })
+		if i < 0 {
+			t.Errorf("family %s has no scenario", c.Name)
+			continue
 		}
+		s := Explore()[i]
+		want := Spec{}
+		c.Apply(&want, DefaultTTL)
+		if s.HoldMin != want.HoldMin || s.HoldMax != want.HoldMax || s.FaultDuration != want.FaultDuration || s.Keys != want.Keys || s.Clients != want.Clients {
+			t.Errorf("%s: holds %v-%v, faults %q, %d keys, %d clients; its column makes %v-%v, %q, %d, %d",
+				s.Name, s.HoldMin, s.HoldMax, s.FaultDuration, s.Keys, s.Clients, want.HoldMin, want.HoldMax, want.FaultDuration, want.Keys, want.Clients)
+		}
+	}
+	long := Explore()[slices.IndexFunc(Explore(), func(s Spec) bool { return s.Name == "fenced/mutex/long-fail-fast" })]
+	if time.Duration(long.HoldMin) != 3*DefaultTTL || long.FaultDuration != (3*DefaultTTL).String() {
+		t.Errorf("fenced/mutex/long-fail-fast: holds from %v, faults %q; want three leases each", long.HoldMin, long.FaultDuration)
 	}
 }
 
