@@ -403,7 +403,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	if log == nil {
 		log = discard{}
 	}
-	r.rec = newRecorder(w, start, cfg.Observers)
+	r.rec = newRecorder(w, start, cfg.Observers, cfg.InMemory)
 	r.recording.Store(true)
 	r.inst = inst
 	r.newLocker = inst.New
